@@ -1,0 +1,197 @@
+"""Readers for the on-disk layouts of the four Re-ID datasets.
+
+Each reader returns :class:`Record` rows ``(path, pid, camid, split)`` with
+split ∈ {train, val, query, gallery}; pids and camera ids are those written in the
+files (relabelling happens at training).
+
+==============  ==========================================================================
+format          layout
+==============  ==========================================================================
+market1501      ``bounding_box_train/``, ``query/``, ``bounding_box_test/``;
+                ``0002_c1s1_000451_03.jpg`` = pid 2, camera 1; pid −1 is junk (dropped),
+                pid 0 a distractor (kept in the gallery); other files are ignored.
+msmt17          V1 ``train/`` + ``test/`` or V2 ``mask_train_v2/`` + ``mask_test_v2/``, with
+                ``list_{train,val,query,gallery}.txt`` of ``rel/path.jpg pid`` lines
+                (train/val relative to the train folder, query/gallery to the test folder);
+                camera = third ``_`` field of the file name.
+cuhk03np        ``detected/`` or ``labeled/``, each with the three Market folders of
+                ``0001_c1_01.png`` files.
+cuhksysu        ``cropped_images/p{pid}_s{n}.jpg``: training only, one camera (0).
+==============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from muse.errors import MuseError
+
+MANIFEST_COLUMNS = ["path", "pid", "camid", "split", "domain"]
+DEFAULT_DOMAIN = {"market1501": "MA", "msmt17": "MS", "cuhk03np": "C3", "cuhksysu": "CS"}
+
+
+@dataclass(frozen=True)
+class Record:
+    path: str
+    pid: int
+    camid: int
+    split: str
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise MuseError(f"{path}: missing {what} folder")
+    return path
+
+
+def _scan(folder: Path, pattern: re.Pattern, suffix: str, split: str, fields) -> list[Record]:
+    """Parse every ``*suffix`` file of ``folder`` with ``pattern``; ``fields(match) -> (pid, camid)``.
+
+    Files with another suffix (``Thumbs.db``, ``.DS_Store``) are ignored; a ``*suffix`` file whose
+    name does not parse is an error.
+    """
+    records = []
+    for f in sorted(folder.iterdir()):
+        if f.suffix.lower() != suffix:
+            continue
+        m = pattern.fullmatch(f.name)
+        if m is None:
+            raise MuseError(f"{f}: file name does not follow the {pattern.pattern} convention")
+        pid, camid = fields(m)
+        records.append(Record(str(f), pid, camid, split))
+    return records
+
+
+_MARKET = re.compile(r"(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.jpg")
+_MARKET_SPLITS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+
+
+def read_market1501(root) -> list[Record]:
+    """Market-1501: junk (pid −1) dropped, distractors (pid 0) kept."""
+    return _read_market_like(Path(root), _MARKET, ".jpg")
+
+
+_CUHK03 = re.compile(r"(\d+)_c(\d+)_(\d+)\.png")
+CUHK03_VARIANTS = ("detected", "labeled")
+
+
+def read_cuhk03np(root, variant: str = "detected") -> list[Record]:
+    """CUHK03-NP (767/700 split) from its ``detected`` or ``labeled`` boxes."""
+    if variant not in CUHK03_VARIANTS:
+        raise MuseError(f"cuhk03 variant '{variant}': expected one of {', '.join(CUHK03_VARIANTS)}")
+    return _read_market_like(_require_dir(Path(root), "dataset root") / variant, _CUHK03, ".png")
+
+
+def _read_market_like(root: Path, pattern: re.Pattern, suffix: str) -> list[Record]:
+    _require_dir(root, "dataset root")
+    records = []
+    for split, sub in _MARKET_SPLITS.items():
+        folder = _require_dir(root / sub, f"'{sub}'")
+        rows = _scan(folder, pattern, suffix, split, lambda m: (int(m[1]), int(m[2])))
+        rows = [r for r in rows if r.pid != -1]
+        if not rows:
+            raise MuseError(f"{folder}: empty split '{split}' (no {suffix} images)")
+        records += rows
+    return records
+
+
+_MSMT_RELEASES = (("mask_train_v2", "mask_test_v2"), ("train", "test"))
+_MSMT_LISTS = {"train": 0, "val": 0, "query": 1, "gallery": 1}  # split -> index of its folder
+
+
+def read_msmt17(root) -> list[Record]:
+    """MSMT17 V1 or V2 (whichever folders exist), from its four list files."""
+    root = _require_dir(Path(root), "dataset root")
+    folders = next(
+        ((root / a, root / b) for a, b in _MSMT_RELEASES if (root / a).is_dir()), None
+    )
+    if folders is None:
+        raise MuseError(f"{root}: missing 'mask_train_v2/' (V2) or 'train/' (V1) folder")
+    _require_dir(folders[1], "test")
+    records = []
+    for split, which in _MSMT_LISTS.items():
+        listing = root / f"list_{split}.txt"
+        if not listing.is_file():
+            raise MuseError(f"{listing}: missing list file")
+        rows = []
+        for n, line in enumerate(listing.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise MuseError(f"{listing}:{n}: expected 'relative/path.jpg pid', got {line!r}")
+            path = folders[which] / parts[0]
+            fields = path.name.split("_")
+            if len(fields) < 3 or not fields[2].isdigit():
+                raise MuseError(f"{path}: file name has no camera in its third '_' field")
+            if not path.is_file():
+                raise MuseError(f"{path}: listed in {listing.name} but missing")
+            rows.append(Record(str(path), int(parts[1]), int(fields[2]), split))
+        if not rows and split != "val":
+            raise MuseError(f"{listing}: empty split '{split}'")
+        records += rows
+    return records
+
+
+_CUHKSYSU = re.compile(r"p(\d+)_s(\d+)\.jpg")
+
+
+def read_cuhksysu(root) -> list[Record]:
+    """CUHK-SYSU crops for DG training: every image is ``train``, camera 0."""
+    folder = _require_dir(_require_dir(Path(root), "dataset root") / "cropped_images", "'cropped_images'")
+    records = _scan(folder, _CUHKSYSU, ".jpg", "train", lambda m: (int(m[1]), 0))
+    if not records:
+        raise MuseError(f"{folder}: empty split 'train' (no p*_s*.jpg images)")
+    return records
+
+
+READERS = {
+    "market1501": read_market1501,
+    "msmt17": read_msmt17,
+    "cuhk03np": read_cuhk03np,
+    "cuhksysu": read_cuhksysu,
+}
+
+
+def read(fmt: str, root, **options) -> list[Record]:
+    """Read a dataset in the named format; ``options`` go to the reader (``variant`` for cuhk03np)."""
+    if fmt not in READERS:
+        raise MuseError(f"unknown dataset format '{fmt}': expected one of {', '.join(READERS)}")
+    return READERS[fmt](root, **options)
+
+
+def check_images(records: list[Record], progress: bool = True) -> None:
+    """Decode every image fully; the first unreadable one is an error naming its path."""
+    for r in tqdm(records, desc="checking images", unit="img", disable=not progress):
+        try:
+            with Image.open(r.path) as im:
+                im.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise MuseError(f"{r.path}: unreadable image ({e})") from None
+
+
+def manifest(fmt: str, root, domain: str | None = None, check: bool = True, **options) -> pd.DataFrame:
+    """The manifest table (``path,pid,camid,split,domain``) of a dataset on disk."""
+    records = read(fmt, root, **options)
+    if check:
+        check_images(records)
+    df = pd.DataFrame([r.__dict__ for r in records], columns=MANIFEST_COLUMNS[:-1])
+    df["domain"] = domain or DEFAULT_DOMAIN[fmt]
+    return df
+
+
+def read_manifest(path) -> pd.DataFrame:
+    """Read a manifest CSV written by :func:`manifest`."""
+    path = Path(path)
+    if not path.is_file():
+        raise MuseError(f"{path}: manifest not found")
+    df = pd.read_csv(path, dtype={"path": str, "pid": int, "camid": int, "split": str, "domain": str})
+    if list(df.columns) != MANIFEST_COLUMNS:
+        raise MuseError(f"{path}: columns {list(df.columns)}, expected {MANIFEST_COLUMNS}")
+    return df
