@@ -27,7 +27,7 @@ def l2_normalise(x: torch.Tensor) -> torch.Tensor:
 
 def base_distance(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """D between already L2-normalised rows ``q`` (B, d) and ``g`` (G, d): (B, G)."""
-    return (2 - 2 * q @ g.T).clamp_min_(0).sqrt_()
+    return (q @ g.T).mul_(-2).add_(2).clamp_min_(0).sqrt_()
 
 
 def base_distance_blocks(

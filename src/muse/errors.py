@@ -1,4 +1,9 @@
-"""The one exception type that reaches the user as a single line."""
+"""The one exception type that reaches the user as a single line, and how it is reported."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
 
 
 class MuseError(Exception):
@@ -6,3 +11,25 @@ class MuseError(Exception):
 
     The command line prints ``muse: error: <message>`` and exits non-zero; no stack trace.
     """
+
+
+def report(e: MuseError) -> None:
+    print(f"muse: error: {e}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def logged(log_path):
+    """Send stderr (progress bars, warnings) to ``log_path``; a :class:`MuseError` is written there
+    and to the original stderr as one line, then the process exits with status 1."""
+    original = sys.stderr
+    with open(log_path, "w") as log:
+        sys.stderr = log
+        try:
+            yield
+        except MuseError as e:
+            report(e)
+            sys.stderr = original
+            report(e)
+            raise SystemExit(1) from None
+        finally:
+            sys.stderr = original

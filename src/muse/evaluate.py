@@ -13,7 +13,8 @@ Queries without a positive are skipped. Metrics are means over the remaining que
 Only the ranks of the positives are needed, and r_k = k + #{valid negatives ranked before
 positive k}: per query block the positives' distances are sorted (a few per query) and each
 negative is binned among them by binary search, so nothing of size G·log G is sorted and the
-distance matrix is visited one block of queries at a time.
+distance matrix is visited one block of queries at a time (ranked in chunks of
+:data:`CHUNK` rows, whose temporaries stay small enough to be reused by the allocator).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 
 from muse.errors import MuseError
+
+CHUNK = 16
 
 
 def _padded_positives(pos: torch.Tensor, dist: torch.Tensor):
@@ -77,31 +80,38 @@ def evaluate(
     (len(rows), G) distances of those queries to the whole gallery, smaller is closer.
     """
     ids = [torch.as_tensor(np.asarray(a).astype(np.int64)) for a in (q_pids, q_camids, g_pids, g_camids)]
-    ap_sum = inp_sum = 0.0
-    cmc = torch.zeros(max_rank, dtype=torch.float64)
+    acc = {"ap": 0.0, "inp": 0.0, "cmc": torch.zeros(max_rank, dtype=torch.float64)}
     n_valid = 0
     for rows, dist in blocks:
         if not torch.isfinite(dist).all():
             raise MuseError(f"distance block for queries {rows.start}..{rows.stop - 1} contains NaN or inf")
         qp, qc, gp, gc = (t.to(dist.device) for t in ids)
-        ranks, m = positive_ranks(dist, qp[rows], qc[rows], gp, gc)
-        keep = m > 0
-        ranks, m = ranks[keep].double(), m[keep]
-        if len(m) == 0:
-            continue
-        k = torch.arange(1, ranks.shape[1] + 1, device=ranks.device, dtype=torch.float64)
-        hit = k[None, :] <= m[:, None]
-        ap_sum += float(((k / ranks) * hit).sum(1).div(m).sum())
-        last = ranks.gather(1, (m - 1)[:, None]).squeeze(1)
-        inp_sum += float((m / last).sum())
-        first = ranks[:, 0].cpu()
-        cmc += (first[:, None] <= torch.arange(1, max_rank + 1)).double().sum(0)
-        n_valid += len(m)
+        qp, qc = qp[rows], qc[rows]
+        for s in range(0, len(dist), CHUNK):
+            part = slice(s, s + CHUNK)
+            ranks, m = positive_ranks(dist[part], qp[part], qc[part], gp, gc)
+            n_valid += _accumulate(ranks, m, acc)
     if n_valid == 0:
         raise MuseError("no query has a valid match in the gallery (same id, other camera)")
-    cmc /= n_valid
+    cmc = acc["cmc"] / n_valid
     return {
-        "mAP": ap_sum / n_valid, "R1": float(cmc[0]), "R5": float(cmc[min(4, max_rank - 1)]),
-        "R10": float(cmc[min(9, max_rank - 1)]), "mINP": inp_sum / n_valid,
+        "mAP": acc["ap"] / n_valid, "R1": float(cmc[0]), "R5": float(cmc[min(4, max_rank - 1)]),
+        "R10": float(cmc[min(9, max_rank - 1)]), "mINP": acc["inp"] / n_valid,
         "cmc": cmc.tolist(), "num_queries": n_valid,
     }
+
+
+def _accumulate(ranks, m, acc) -> int:
+    """Add the AP, INP and CMC of the queries with at least one positive; returns their count."""
+    keep = m > 0
+    ranks, m = ranks[keep].double(), m[keep]
+    if len(m) == 0:
+        return 0
+    k = torch.arange(1, ranks.shape[1] + 1, device=ranks.device, dtype=torch.float64)
+    hit = k[None, :] <= m[:, None]
+    acc["ap"] += float(((k / ranks) * hit).sum(1).div(m).sum())
+    last = ranks.gather(1, (m - 1)[:, None]).squeeze(1)
+    acc["inp"] += float((m / last).sum())
+    first = ranks[:, 0].cpu()
+    acc["cmc"] += (first[:, None] <= torch.arange(1, len(acc["cmc"]) + 1)).double().sum(0)
+    return len(m)

@@ -1,0 +1,50 @@
+"""Benchmarks that print measured figures (time, peak memory) at the real datasets' sizes."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+
+import numpy as np
+import torch
+
+from muse.distance import base_distance_blocks
+from muse.evaluate import evaluate
+
+# Test-set sizes of the real datasets: queries, gallery images, test identities, cameras.
+SIZES = {
+    "market": dict(Q=3368, G=15913, ids=750, cams=6),
+    "msmt17": dict(Q=11659, G=82161, ids=3060, cams=15),
+}
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def machine() -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {torch.get_num_threads()} torch threads, {gpu}"
+
+
+def random_test_set(size: str, d: int = 512, seed: int = 0):
+    """Random features of a test set of the named size, with pids and cameras drawn uniformly."""
+    s = SIZES[size]
+    rng = np.random.default_rng(seed)
+    feats = {k: rng.standard_normal((s[k], d), dtype=np.float32) for k in ("Q", "G")}
+    ids = {k: rng.integers(1, s["ids"] + 1, s[k]) for k in ("Q", "G")}
+    cams = {k: rng.integers(1, s["cams"] + 1, s[k]) for k in ("Q", "G")}
+    return feats["Q"], feats["G"], ids["Q"], cams["Q"], ids["G"], cams["G"]
+
+
+def bench_evaluate(size: str = "msmt17", d: int = 512, block: int = 256) -> dict:
+    """Time the streaming evaluation of the base distance on a random test set of ``size``."""
+    q, g, qp, qc, gp, gc = random_test_set(size, d)
+    t0 = time.perf_counter()
+    metrics = evaluate(base_distance_blocks(q, g, block=block), qp, qc, gp, gc)
+    seconds = time.perf_counter() - t0
+    return {"benchmark": "evaluate", "size": size, "Q": len(q), "G": len(g), "d": d,
+            "seconds": round(seconds, 2), "peak_rss_gb": round(peak_rss_gb(), 3),
+            "mAP": round(metrics["mAP"], 5), "machine": machine()}

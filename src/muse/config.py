@@ -1,0 +1,23 @@
+"""Reading the pipeline's YAML configuration outside Snakemake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from muse.errors import MuseError
+
+
+def load_config(path) -> dict:
+    """The parsed YAML mapping at ``path``; a missing or malformed file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise MuseError(f"{path}: config file not found")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise MuseError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise MuseError(f"{path}: expected a mapping at the top level")
+    return cfg

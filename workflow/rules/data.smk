@@ -1,0 +1,31 @@
+# Data: the synthetic world (embedded default) and the manifests of all four domains.
+
+
+rule synth_world:
+    output:
+        directory("data/synthetic/{domain}"),
+    params:
+        sizes=lambda w: config["world"]["domains"][w.domain],
+        seed=config["world"]["seed"],
+    log:
+        "logs/data/synth_world_{domain}.log",
+    benchmark:
+        "benchmarks/data/synth_world_{domain}.tsv"
+    script:
+        "../scripts/synth_world.py"
+
+
+rule manifest:
+    input:
+        root=dataset_root,
+    output:
+        "results/data/{domain}.csv",
+    params:
+        dataset=lambda w: config["datasets"][w.domain],
+        check=config["check_images"],
+    log:
+        "logs/data/manifest_{domain}.log",
+    benchmark:
+        "benchmarks/data/manifest_{domain}.tsv"
+    script:
+        "../scripts/manifest.py"
