@@ -173,14 +173,16 @@ def check_images(records: list[Record], progress: bool = True) -> None:
             with Image.open(r.path) as im:
                 im.load()
         except (OSError, SyntaxError, ValueError) as e:
-            raise MuseError(f"{r.path}: unreadable image ({e})") from None
+            reason = str(e).replace(f" '{r.path}'", "")
+            raise MuseError(f"{r.path}: unreadable image ({reason})") from None
 
 
-def manifest(fmt: str, root, domain: str | None = None, check: bool = True, **options) -> pd.DataFrame:
+def manifest(fmt: str, root, domain: str | None = None, check: bool = True, progress: bool = True,
+             **options) -> pd.DataFrame:
     """The manifest table (``path,pid,camid,split,domain``) of a dataset on disk."""
     records = read(fmt, root, **options)
     if check:
-        check_images(records)
+        check_images(records, progress)
     df = pd.DataFrame([r.__dict__ for r in records], columns=MANIFEST_COLUMNS[:-1])
     df["domain"] = domain or DEFAULT_DOMAIN[fmt]
     return df

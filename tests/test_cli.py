@@ -1,0 +1,125 @@
+"""The `muse` command: outputs on good input, one clear line and no output on bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import write_image
+from muse.io import Features, load_features, save_features
+from test_evaluate import random_case, reference
+
+
+def muse(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def fails_with_one_line(res, *fragments):
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("muse: error: ")]
+    assert len(errors) == 1 and res.stderr.rstrip().endswith(errors[0]), res.stderr
+    assert "Traceback" not in res.stderr
+    for f in fragments:
+        assert f in errors[0], errors[0]
+
+
+def test_manifest_writes_csv_and_sidecar(market, tmp_path):
+    out = tmp_path / "ma.csv"
+    res = muse("data", "manifest", "--format", "market1501", "--root", market, "--out", out)
+    assert res.returncode == 0, res.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "path,pid,camid,split,domain" and len(lines) == 9
+    meta = json.loads((tmp_path / "ma.csv.meta.json").read_text())
+    assert meta["config"]["format"] == "market1501" and "numpy" in meta["packages"]
+
+
+@pytest.mark.parametrize("breakage, fragment", [
+    ("missing_root", "missing dataset root"),
+    ("bad_name", "0012-c1.jpg: file name does not follow"),
+    ("corrupt", "0013_c1s1_000001_01.jpg: unreadable image"),
+    ("empty_split", "empty split 'gallery'"),
+])
+def test_manifest_bad_input(market, tmp_path, breakage, fragment):
+    root = market
+    if breakage == "missing_root":
+        root = tmp_path / "absent"
+    elif breakage == "bad_name":
+        write_image(market / "query" / "0012-c1.jpg")
+    elif breakage == "corrupt":
+        (market / "query" / "0013_c1s1_000001_01.jpg").write_bytes(b"garbage")
+    else:
+        for f in (market / "bounding_box_test").glob("*.jpg"):
+            f.unlink()
+    out = tmp_path / "ma.csv"
+    fails_with_one_line(muse("data", "manifest", "--format", "market1501", "--root", root, "--out", out), fragment)
+    assert not out.exists() and not list(tmp_path.glob(".ma.csv*"))
+
+
+def write_features(path, rng):
+    q, g, qp, qc, gp, gc = random_case(rng)
+    feats = Features(
+        feats=np.concatenate([q, g]).astype(np.float32), pids=np.concatenate([qp, gp]),
+        camids=np.concatenate([qc, gc]), paths=np.array([f"img{i}.jpg" for i in range(len(q) + len(g))]),
+        split=np.array(["query"] * len(q) + ["gallery"] * len(g)))
+    save_features(path, feats)
+    return q, g, qp, qc, gp, gc
+
+
+def test_evaluate_matches_reference(tmp_path):
+    q, g, qp, qc, gp, gc = write_features(tmp_path / "f.npz", np.random.default_rng(7))
+    res = muse("evaluate", "--features", tmp_path / "f.npz", "--json", "--out", tmp_path / "eval.json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert json.loads((tmp_path / "eval.json").read_text()) == got
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    ref = reference(np.linalg.norm(qn[:, None] - gn[None], axis=2), qp, qc, gp, gc)
+    assert got["mAP"] == pytest.approx(ref["mAP"], abs=1e-6)
+    assert got["R1"] == pytest.approx(ref["cmc"][0]) and got["R5"] == pytest.approx(ref["cmc"][4])
+    assert got["mINP"] == pytest.approx(ref["mINP"], abs=1e-6)
+    assert 0 <= got["mAP"] <= 1 and got["params"]["rerank"] == "none"
+
+
+def test_evaluate_bad_features(tmp_path):
+    fails_with_one_line(muse("evaluate", "--features", tmp_path / "none.npz"), "none.npz: features file not found")
+    write_features(tmp_path / "f.npz", np.random.default_rng(1))
+    f = load_features(tmp_path / "f.npz")
+    f.feats[3, 2] = np.nan
+    save_features(tmp_path / "nan.npz", f)
+    fails_with_one_line(muse("evaluate", "--features", tmp_path / "nan.npz"), "nan.npz: 'feats' contains NaN")
+    f = load_features(tmp_path / "f.npz")
+    save_features(tmp_path / "noq.npz", Features(f.feats, f.pids, f.camids, f.paths, np.full(len(f.pids), "gallery")))
+    fails_with_one_line(muse("evaluate", "--features", tmp_path / "noq.npz"), "no rows with split 'query'")
+    np.savez(tmp_path / "short.npz", feats=f.feats, pids=f.pids)
+    fails_with_one_line(muse("evaluate", "--features", tmp_path / "short.npz"), "missing array(s) camids, paths, split")
+
+
+def test_synth_and_convert_errors(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("world: {seed: 0, domains: {MA: {train_ids: 2, test_ids: 2, cameras: 2, cams_per_id: [1, 2]}}}\n")
+    fails_with_one_line(muse("data", "synth", "--domain", "MA", "--out", tmp_path / "w", "--config", cfg),
+                        "world.domains.MA.cams_per_id")
+    fails_with_one_line(muse("data", "synth", "--domain", "MS", "--out", tmp_path / "w", "--config", cfg),
+                        "world.domains has no 'MS'")
+    fails_with_one_line(muse("data", "convert-cuhksysu", "--raw", tmp_path, "--out", tmp_path / "cs"),
+                        "Person.mat: missing")
+    assert not (tmp_path / "w").exists() and not (tmp_path / "cs").exists()
+
+
+def test_synth_writes_a_readable_domain(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("world: {seed: 0, domains: {C3: {train_ids: 2, test_ids: 2, cameras: 2}}}\n")
+    assert muse("data", "synth", "--domain", "C3", "--out", tmp_path / "c3", "--config", cfg).returncode == 0
+    res = muse("data", "manifest", "--format", "cuhk03np", "--root", tmp_path / "c3", "--out", tmp_path / "c3.csv")
+    assert res.returncode == 0, res.stderr
+    assert "train" in res.stdout and "query" in res.stdout
+
+
+def test_bench_evaluate_prints_figures():
+    res = muse("bench", "evaluate", "--size", "market", "--dim", "64")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["Q"] == 3368 and out["G"] == 15913 and out["seconds"] > 0 and out["peak_rss_gb"] > 0

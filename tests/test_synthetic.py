@@ -1,0 +1,103 @@
+"""The synthetic world: deterministic, and readable by the real-format readers."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from muse.data import formats, synthetic
+from muse.data.synthetic import Sizes, generate_domain
+from muse.errors import MuseError
+
+SMALL = {
+    "MA": Sizes(train_ids=4, test_ids=5, cameras=4, cams_per_id=(2, 3), images_per_camera=(2, 3),
+                distractors=3, junk=2),
+    "MS": Sizes(train_ids=5, test_ids=4, cameras=5, cams_per_id=(2, 2), images_per_camera=(2, 2),
+                val_fraction=0.3),
+    "C3": Sizes(train_ids=4, test_ids=4, cameras=2, cams_per_id=(2, 2), images_per_camera=(2, 3)),
+    "CS": Sizes(train_ids=6, cameras=5, cams_per_id=(1, 1), images_per_camera=(2, 3)),
+}
+
+
+def digest(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    for d, sizes in SMALL.items():
+        generate_domain(d, root / d, sizes, seed=3, progress=False)
+    return root
+
+
+@pytest.mark.parametrize("domain", list(SMALL))
+def test_same_seed_same_bytes_other_seed_differs(world, tmp_path, domain):
+    generate_domain(domain, tmp_path / "again", SMALL[domain], seed=3, progress=False)
+    assert digest(tmp_path / "again") == digest(world / domain)
+    generate_domain(domain, tmp_path / "other", SMALL[domain], seed=4, progress=False)
+    assert digest(tmp_path / "other") != digest(world / domain)
+
+
+@pytest.mark.parametrize("domain", list(SMALL))
+def test_round_trip_through_reader(world, domain):
+    fmt = synthetic.LAYOUT[domain]
+    df = formats.manifest(fmt, world / domain, progress=False)
+    sizes = SMALL[domain]
+    train = df[df.split.isin(["train", "val"])]
+    assert train.pid.nunique() == sizes.train_ids
+    if domain == "CS":
+        assert set(df.split) == {"train"} and set(df.camid) == {0}
+        return
+    test = df[df.split.isin(["query", "gallery"])]
+    real = test[test.pid > 0] if domain == "MA" else test
+    assert real.pid.nunique() == sizes.test_ids
+    assert test.camid.between(1, sizes.cameras).all()
+    # every query keeps a gallery match of the same id in another camera
+    q, g = df[df.split == "query"], df[df.split == "gallery"]
+    for _, row in q.iterrows():
+        assert ((g.pid == row.pid) & (g.camid != row.camid)).any(), row.path
+
+
+def test_market_has_distractors_junk_and_strays(world):
+    names = [p.name for p in (world / "MA" / "bounding_box_test").iterdir()]
+    assert sum(n.startswith("0000_") for n in names) == SMALL["MA"].distractors
+    assert sum(n.startswith("-1_") for n in names) == SMALL["MA"].junk
+    assert "Thumbs.db" in names
+    df = formats.manifest("market1501", world / "MA", check=False)
+    assert (df.pid == 0).sum() == SMALL["MA"].distractors and (df.pid == -1).sum() == 0
+
+
+def test_msmt_val_list_and_cuhk03_variants(world):
+    assert (world / "MS" / "list_val.txt").read_text().strip()
+    det = formats.read_cuhk03np(world / "C3", "detected")
+    lab = formats.read_cuhk03np(world / "C3", "labeled")
+    assert [r.path.split("/")[-1] for r in det] == [r.path.split("/")[-1] for r in lab]
+    a, b = np.asarray(Image.open(det[0].path)), np.asarray(Image.open(lab[0].path))
+    assert a.shape == b.shape and not np.array_equal(a, b)   # same shot, different box
+
+
+def test_identity_cues_repeat_within_identity():
+    """The drawn cues depend only on the identity stream, not on the camera or shot."""
+    rng1, rng2 = np.random.default_rng([1, 2]), np.random.default_rng([1, 2])
+    assert synthetic.draw_person(rng1) == synthetic.draw_person(rng2)
+
+
+def test_domains_draw_from_different_wardrobes():
+    """The winter domain (MS) dresses mostly in long sleeves and jackets, the summer one (MA) not."""
+    def share_long(domain):
+        rng = np.random.default_rng(0)
+        people = [synthetic.draw_person(rng, synthetic.STYLES[domain].wardrobe) for _ in range(400)]
+        return np.mean([p.upper_type != "tshirt" for p in people])
+    assert share_long("MS") > 0.8 > 0.5 > share_long("MA")
+
+
+def test_bad_sizes_name_the_key():
+    with pytest.raises(MuseError, match="world.domains.MA.cams_per_id"):
+        Sizes.from_config("MA", {"train_ids": 2, "test_ids": 2, "cameras": 2, "cams_per_id": [1, 3]})
+    with pytest.raises(MuseError, match="world.domains.MA"):
+        Sizes.from_config("MA", {"train_ids": 2, "colour": "red"})
+    with pytest.raises(MuseError, match="unknown synthetic domain 'XX'"):
+        generate_domain("XX", "/tmp/never", SMALL["MA"])

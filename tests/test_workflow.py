@@ -1,0 +1,92 @@
+"""The Snakemake skeleton: config validation, dry-run, the data rules on a small world."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+SMALL_WORLD = {
+    "MA": {"train_ids": 3, "test_ids": 3, "cameras": 3, "cams_per_id": [2, 2], "images_per_camera": [2, 2],
+           "distractors": 2, "junk": 1},
+    "MS": {"train_ids": 3, "test_ids": 3, "cameras": 3, "cams_per_id": [2, 2], "images_per_camera": [2, 2]},
+    "C3": {"train_ids": 3, "test_ids": 3, "cameras": 2, "cams_per_id": [2, 2], "images_per_camera": [2, 2]},
+    "CS": {"train_ids": 3, "cameras": 2, "cams_per_id": [1, 1], "images_per_camera": [2, 2]},
+}
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A copy of the workflow (Snakefile, config, rules, scripts, schema) with a small world."""
+    shutil.copy(REPO / "Snakefile", tmp_path)
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["world"]["domains"] = SMALL_WORLD
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path
+
+
+def snakemake(workdir, *args):
+    return subprocess.run(["snakemake", "--cores", "2", *args], cwd=workdir, capture_output=True, text=True)
+
+
+def test_dry_run_of_the_shipped_config(tmp_path):
+    shutil.copy(REPO / "Snakefile", tmp_path)
+    shutil.copy(REPO / "config.yaml", tmp_path)
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    res = snakemake(tmp_path, "-n")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "synth_world" in res.stdout and "manifest" in res.stdout
+
+
+def test_data_rules_build_manifests_then_nothing_to_do(workdir):
+    res = snakemake(workdir)
+    assert res.returncode == 0, res.stderr + res.stdout
+    for d in SMALL_WORLD:
+        df = pd.read_csv(workdir / "results" / "data" / f"{d}.csv")
+        assert set(df.domain) == {d} and (df.split == "train").any()
+        assert (workdir / "logs" / "data" / f"manifest_{d}.log").exists()
+    again = snakemake(workdir, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda c: c.update(colour="red"), "colour"),
+    (lambda c: c["datasets"]["MA"].update(format="viper"), "viper"),
+    (lambda c: c["world"]["domains"]["MA"].update(train_ids=0), "train_ids"),
+])
+def test_config_errors_name_the_key(workdir, edit, fragment):
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    edit(cfg)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "-n")
+    assert res.returncode != 0 and fragment in res.stderr + res.stdout
+
+
+def test_missing_real_dataset_folder_is_named(workdir):
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["datasets"]["MA"]["root"] = "/nonexistent/Market-1501"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "-n", "results/data/MA.csv")
+    assert res.returncode != 0
+    assert "datasets.MA.root: /nonexistent/Market-1501 is not a directory" in res.stderr + res.stdout
+
+
+def test_bad_dataset_fails_the_rule_with_one_line_in_its_log(workdir, tmp_path):
+    root = tmp_path / "market"
+    for sub in ("bounding_box_train", "query", "bounding_box_test"):
+        (root / sub).mkdir(parents=True)
+        (root / sub / "not_a_market_name.jpg").write_bytes(b"")
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["datasets"]["MA"]["root"] = str(root)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "results/data/MA.csv")
+    assert res.returncode != 0
+    assert "not_a_market_name.jpg: file name does not follow" in res.stderr
+    assert not (workdir / "results" / "data" / "MA.csv").exists()
+    log = (workdir / "logs" / "data" / "manifest_MA.log").read_text()
+    assert log.strip().startswith("muse: error:")
