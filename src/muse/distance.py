@@ -1,10 +1,19 @@
-"""Distances between query and gallery features (DESIGN §4).
+"""Distances between Re-ID features, and MUSE's μ-fusion (DESIGN §4, paper eq. 6).
 
-The base distance of MUSE is the Euclidean distance between L2-normalised features,
+The base distance is the Euclidean distance between L2-normalised features,
 
-    D(i, j) = ‖f̂_i − f̂_j‖₂ = √(max(0, 2 − 2 f̂_i·f̂_j)) ∈ [0, 2],
+    D(i, j) = ‖f̂_i − f̂_j‖₂ = √(max(0, 2 − 2 f̂_i·f̂_j)) ∈ [0, 2],     D(i, i) = 0.
 
-computed one block of query rows at a time so that the Q×G matrix never has to exist.
+μ-fusion replaces, for each query i and each of its top-C gallery candidates j by D,
+
+    D(i, j) ← (1 − α)·D(i, j) + α·2·P_no(i, j),
+    P_no = exp(s_no/τ) / (exp(s_yes/τ) + exp(s_no/τ)),
+
+and D(j, i) gets the same value; gallery–gallery and query–query entries are unchanged.
+
+:class:`Distance` is this distance over the N = Q + G items (queries first), defined by the
+features and the sparse overrides: it hands out blocks of rows and arbitrary pairs, never the
+N×N matrix.
 """
 
 from __future__ import annotations
@@ -13,6 +22,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
+
+from muse.errors import MuseError
+
+SCALE = 2.0  # the range of D, so P_no ∈ [0, 1] is put on the same scale
 
 
 def device() -> torch.device:
@@ -34,9 +47,97 @@ def base_distance_blocks(
     query: np.ndarray, gallery: np.ndarray, block: int = 256, dev: torch.device | None = None
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ``(rows, D[rows])`` for consecutive blocks of query rows; features are normalised here."""
-    dev = dev or device()
-    g = l2_normalise(torch.as_tensor(gallery, dtype=torch.float32, device=dev))
-    for start in range(0, len(query), block):
-        rows = slice(start, min(start + block, len(query)))
-        q = l2_normalise(torch.as_tensor(query[rows], dtype=torch.float32, device=dev))
-        yield rows, base_distance(q, g)
+    return Distance(query, gallery, dev=dev).query_blocks(block)
+
+
+def p_no(s_yes: torch.Tensor, s_no: torch.Tensor, tau: float) -> torch.Tensor:
+    """P_no = softmax([s_yes, s_no] / τ)[no] = σ((s_no − s_yes) / τ)."""
+    return torch.sigmoid((s_no - s_yes) / tau)
+
+
+def mu_fuse(d: torch.Tensor, s_yes: torch.Tensor, s_no: torch.Tensor, alpha: float, tau: float) -> torch.Tensor:
+    """(1 − α)·D + α·2·P_no (eq. 6)."""
+    return (1 - alpha) * d + alpha * SCALE * p_no(s_yes, s_no, tau)
+
+
+class Distance:
+    """D over N = Q + G items (queries first): base distance plus symmetric sparse overrides.
+
+    ``overrides`` are stored as CSR over the N rows (``indptr``, ``cols``, ``vals``) holding
+    both (i, j) and (j, i); a row block is a dense base-distance block with them scattered in.
+    """
+
+    def __init__(self, query: np.ndarray, gallery: np.ndarray, dev: torch.device | None = None,
+                 dtype: torch.dtype = torch.float32):
+        self.dev = dev or device()
+        self.Q, self.G = len(query), len(gallery)
+        self.N = self.Q + self.G
+        feats = np.concatenate([np.asarray(query), np.asarray(gallery)])
+        self.f = l2_normalise(torch.as_tensor(feats, device=self.dev, dtype=dtype))
+        self.indptr = torch.zeros(self.N + 1, dtype=torch.long, device=self.dev)
+        self.cols = torch.zeros(0, dtype=torch.long, device=self.dev)
+        self.vals = torch.zeros(0, dtype=dtype, device=self.dev)
+
+    # -- overrides ------------------------------------------------------------------------
+    def fuse(self, cand: np.ndarray, s_yes: np.ndarray, s_no: np.ndarray, alpha: float, tau: float,
+             C: int) -> "Distance":
+        """Apply μ-fusion to each query's first ``C`` candidates (gallery indices ``cand``)."""
+        qi = torch.arange(self.Q, device=self.dev).repeat_interleave(C)
+        gj = torch.as_tensor(np.asarray(cand[:, :C], np.int64), device=self.dev).reshape(-1) + self.Q
+        logits = [torch.as_tensor(np.asarray(s[:, :C]), device=self.dev, dtype=self.f.dtype).reshape(-1)
+                  for s in (s_yes, s_no)]
+        fused = mu_fuse(self.pairs(qi, gj), *logits, alpha, tau)
+        rows, cols, vals = torch.cat([qi, gj]), torch.cat([gj, qi]), torch.cat([fused, fused])
+        order = torch.argsort(rows * self.N + cols)
+        self.cols, self.vals = cols[order], vals[order]
+        self.indptr = torch.zeros(self.N + 1, dtype=torch.long, device=self.dev)
+        self.indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=self.N), 0)
+        return self
+
+    # -- access ---------------------------------------------------------------------------
+    def block(self, rows: slice, cols: slice = slice(None)) -> torch.Tensor:
+        """D[rows, cols] as a dense (B, ncols) tensor."""
+        c0, c1, _ = cols.indices(self.N)
+        r0, r1, _ = rows.indices(self.N)
+        d = base_distance(self.f[r0:r1], self.f[c0:c1])
+        diag = torch.arange(max(r0, c0), min(r1, c1), device=self.dev)
+        d[diag - r0, diag - c0] = 0.0
+        lo, hi = int(self.indptr[r0]), int(self.indptr[r1])
+        if hi > lo:
+            r = torch.repeat_interleave(torch.arange(r0, r1, device=self.dev), self.indptr[r0 + 1:r1 + 1] -
+                                        self.indptr[r0:r1])
+            c, v = self.cols[lo:hi], self.vals[lo:hi]
+            keep = (c >= c0) & (c < c1)
+            d[r[keep] - r0, c[keep] - c0] = v[keep]
+        return d
+
+    def pairs(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """D(i_k, j_k) for index vectors ``i``, ``j`` (same length)."""
+        d = (self.f[i] * self.f[j]).sum(1).mul_(-2).add_(2).clamp_min_(0).sqrt_()
+        d[i == j] = 0.0
+        if len(self.vals):
+            rows = torch.repeat_interleave(torch.arange(self.N, device=self.dev), self.indptr.diff())
+            key = rows * self.N + self.cols                       # sorted by construction
+            want = i * self.N + j
+            pos = torch.searchsorted(key, want).clamp_max(len(key) - 1)
+            hit = key[pos] == want
+            d[hit] = self.vals[pos[hit]]
+        return d
+
+    def query_blocks(self, block: int = 256) -> Iterator[tuple[slice, torch.Tensor]]:
+        """``(rows, D[rows, gallery])`` for consecutive blocks of query rows (for evaluation)."""
+        for start in range(0, self.Q, block):
+            rows = slice(start, min(start + block, self.Q))
+            yield rows, self.block(rows, slice(self.Q, self.N))
+
+
+def check_fusion(alpha: float, tau: float, C: int, width: int, G: int) -> None:
+    """Validate μ-fusion parameters against the stored scores (width) and the gallery size."""
+    if not 0.0 <= alpha <= 1.0:
+        raise MuseError(f"alpha = {alpha}: expected a value in [0, 1]")
+    if not tau > 0:
+        raise MuseError(f"tau = {tau}: expected a positive temperature")
+    if not 1 <= C <= width:
+        raise MuseError(f"C = {C}: expected 1 <= C <= {width} (the candidates stored in the scores file)")
+    if C > G:
+        raise MuseError(f"C = {C} is larger than the gallery ({G} images)")

@@ -1,0 +1,71 @@
+"""Re-ranking methods on the (μ-fused) distance, exact and without N×N matrices.
+
+Each method takes a :class:`muse.distance.Distance` over queries + gallery and yields
+``(rows, d*[rows, gallery])`` blocks of re-ranked distances for the streaming evaluation.
+Library defaults are the original papers' values (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from muse.distance import Distance
+from muse.errors import MuseError
+from muse.rerank.caj import caj
+from muse.rerank.ecn import ecn
+from muse.rerank.krnn import krnn
+
+DEFAULTS = {
+    "none": {},
+    "krnn": {"k1": 20, "k2": 6, "lam": 0.3},
+    "ecn": {"k": 25, "t": 3, "q": 8},
+    "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 3, "k2_inter": 3, "lam": 0.3},
+}
+METHODS = tuple(DEFAULTS)
+
+
+def params_for(method: str, overrides: dict | None = None) -> dict:
+    """The method's defaults updated with ``overrides`` (None values ignored), validated."""
+    if method not in DEFAULTS:
+        raise MuseError(f"unknown re-ranking method '{method}': expected one of {', '.join(METHODS)}")
+    params = dict(DEFAULTS[method])
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in params:
+            raise MuseError(f"re-ranking '{method}' has no parameter '{key}' (it has: {', '.join(params) or 'none'})")
+        params[key] = value
+    for key, value in params.items():
+        if key == "lam":
+            if not 0.0 <= value <= 1.0:
+                raise MuseError(f"{method} lambda = {value}: expected a value in [0, 1]")
+        elif value < (0 if key == "k2_inter" else 1):
+            raise MuseError(f"{method} {key} = {value}: expected a positive integer")
+    return params
+
+
+def neighbourhood(method: str, params: dict) -> int:
+    """The largest number of neighbours the method asks of a gallery."""
+    return {"none": 0, "krnn": params.get("k1", 0), "ecn": params.get("k", 0),
+            "caj": max(params.get("k1_intra", 0), params.get("k1_inter", 0))}[method]
+
+
+def rerank(method: str, D: Distance, camids: np.ndarray | None = None, block: int = 256,
+           **overrides) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Re-ranked query × gallery distance blocks of ``method`` (``none``: D itself)."""
+    params = params_for(method, overrides)
+    need = neighbourhood(method, params)
+    if need > D.G:
+        raise MuseError(f"{method} needs {need} neighbours but the gallery has only {D.G} images")
+    if method == "none":
+        return D.query_blocks(block)
+    if method == "krnn":
+        return krnn(D, **params)
+    if method == "ecn":
+        return ecn(D, **params)
+    if camids is None:
+        raise MuseError("caj needs camera ids")
+    return caj(D, camids, **params)

@@ -1,0 +1,37 @@
+"""Camera-aware Jaccard re-ranking (CA-Jaccard; Chen et al., CVPR 2024).
+
+Neighbour lists are split by camera (:func:`muse.rerank.knn.knn`): ``intra`` ranks the
+same-camera items first (itself included), ``inter`` the other-camera items first; a row with
+too few allowed items continues with the excluded ones (the original's +999 penalty).
+
+1. camera-aware k-reciprocal neighbours (CKRNN): S(i) = R_intra(i, k1_intra) ∪ R_inter(i, k1_inter),
+   each R taken within its own lists, with no ⅔ expansion;
+2. V_i: exp(−D̃) weights on S(i), normalised;
+3. camera-aware local query expansion (CLQE): V_i ← mean of V_j over the first k2_intra intra
+   neighbours (itself included) followed by the first k2_inter inter neighbours;
+4. d* = (1 − λ)·d_J + λ·D̃ for queries × gallery (:mod:`muse.rerank.jaccard`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from muse.distance import Distance
+from muse.rerank.jaccard import encode, expand, jaccard_blocks, reciprocal_mask, set_pairs
+from muse.rerank.knn import knn
+
+
+def caj(D: Distance, camids: np.ndarray, k1_intra: int = 5, k1_inter: int = 20, k2_intra: int = 3,
+        k2_inter: int = 3, lam: float = 0.3) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Yield re-ranked query × gallery distance blocks; ``camids`` has one camera per item (N,)."""
+    nb = knn(D, {"intra": max(k1_intra + 1, k2_intra), "inter": max(k1_inter + 1, k2_inter)},
+             camids=camids)
+    intra, inter, row_max = nb["intra"].index, nb["inter"].index, nb["row_max"]
+    ids = torch.cat([intra[:, :k1_intra + 1], inter[:, :k1_inter + 1]], 1)
+    ok = torch.cat([reciprocal_mask(intra, k1_intra), reciprocal_mask(inter, k1_inter)], 1)
+    V = encode(D, row_max, *set_pairs(ids, ok))
+    V = expand(V, torch.cat([intra[:, :k2_intra], inter[:, :k2_inter]], 1))
+    return jaccard_blocks(V, D, row_max, lam)

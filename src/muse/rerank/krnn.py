@@ -1,0 +1,53 @@
+"""k-reciprocal re-ranking (K-RNN; Zhong et al., CVPR 2017) on the sparse encoding.
+
+For every item i (queries and gallery):
+
+1. R(i, k1): the k1-reciprocal neighbours (itself included);
+2. expansion: for each c ∈ R(i, k1), add R(c, ⌊k1/2⌉) when
+   |R(c, ⌊k1/2⌉) ∩ R(i, k1)| > ⅔·|R(c, ⌊k1/2⌉)|  (⌊·⌉ rounds half to even, as numpy);
+3. V_i: exp(−D̃) weights on the expanded set, normalised;
+4. local query expansion over the k2 nearest (itself included), when k2 > 1;
+5. d* = (1 − λ)·d_J + λ·D̃ for queries × gallery (:mod:`muse.rerank.jaccard`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from muse.distance import Distance
+from muse.rerank.jaccard import encode, expand, jaccard_blocks, reciprocal_mask, set_pairs
+from muse.rerank.knn import knn
+
+_CHUNK_ROWS = 2048
+
+
+def expanded_sets(index: torch.Tensor, k1: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """COO (i, j) of the ⅔-expanded k-reciprocal sets of every item."""
+    kh = round(k1 / 2)
+    recip = reciprocal_mask(index, k1)                     # (N, k1+1)
+    half = reciprocal_mask(index, kh)                      # (N, kh+1)
+    fwd, hfwd = index[:, :k1 + 1], index[:, :kh + 1]
+    pairs = []
+    for s in range(0, len(index), _CHUNK_ROWS):
+        r = slice(s, min(s + _CHUNK_ROWS, len(index)))
+        R, Rok = fwd[r], recip[r]                          # R(i, k1) as ids + validity
+        H, Hok = hfwd[R], half[R]                          # R(c, kh) of each candidate c
+        member = ((H[..., None] == R[:, None, None, :]) & Rok[:, None, None, :]).any(-1) & Hok
+        accept = Rok & (3 * member.sum(-1) > 2 * Hok.sum(-1))
+        ids = torch.cat([R, H.flatten(1)], 1)
+        ok = torch.cat([Rok, (Hok & accept[..., None]).flatten(1)], 1)
+        i, j = set_pairs(ids, ok)
+        pairs.append((i + s, j))
+    return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+
+def krnn(D: Distance, k1: int = 20, k2: int = 6, lam: float = 0.3) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Yield re-ranked query × gallery distance blocks."""
+    nb = knn(D, max(k1 + 1, k2))
+    index, row_max = nb["all"].index, nb["row_max"]
+    V = encode(D, row_max, *expanded_sets(index, k1))
+    if k2 > 1:
+        V = expand(V, index[:, :k2])
+    return jaccard_blocks(V, D, row_max, lam)

@@ -1,0 +1,169 @@
+"""Sparse re-ranking equals the dense textbook definitions, with and without μ-fusion."""
+
+import numpy as np
+import pytest
+import torch
+
+from muse.distance import Distance, check_fusion
+from muse.errors import MuseError
+from muse.evaluate import evaluate
+from muse.rerank import rerank
+from muse.rerank.knn import knn
+from rerank_reference import caj_dense, dense_distance, ecn_dense, krnn_dense, mu_fused, ranking
+from test_evaluate import reference as eval_reference
+
+
+def clustered(seed, Q=24, G=110, ids=14, cams=4, d=12, rare_camera=True):
+    """Clustered features with a per-camera bias; camera 9 (if ``rare_camera``) holds 2 images."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(ids + 1, d))
+    bias = rng.normal(scale=0.6, size=(10, d))
+    pids = rng.integers(1, ids + 1, Q + G)
+    camids = rng.integers(1, cams + 1, Q + G)
+    if rare_camera:
+        camids[[3, Q + 7]] = 9
+    f = centres[pids] + bias[camids] + rng.normal(scale=0.7, size=(Q + G, d))
+    return f[:Q], f[Q:], pids[:Q], camids[:Q], pids[Q:], camids[Q:]
+
+
+def scores_for(q, g, C, seed):
+    """Top-C candidates by base distance and random logits, as a scores file would hold."""
+    rng = np.random.default_rng(seed)
+    D = dense_distance(q, g)
+    Q = len(q)
+    cand = np.argsort(D[:Q, Q:], axis=1, kind="stable")[:, :C].astype(np.int32)
+    return cand, rng.normal(size=cand.shape) * 4, rng.normal(size=cand.shape) * 4
+
+
+def fast_and_dense(method, seed, fused, dtype=torch.float64, **params):
+    q, g, qp, qc, gp, gc = clustered(seed)
+    Q = len(q)
+    D = Distance(q, g, dtype=dtype)
+    overrides = None
+    if fused:
+        alpha, tau, C = 0.3, 2.0, 6
+        cand, sy, sn = scores_for(q, g, 10, seed)
+        D.fuse(cand, sy, sn, alpha, tau, C)
+        overrides = mu_fused(dense_distance(q, g), Q, cand, sy, sn, alpha, tau, C)
+    Dd = dense_distance(q, g, overrides)
+    cams = np.concatenate([qc, gc])
+    blocks = list(rerank(method, D, camids=cams, **params))
+    fast = torch.cat([b for _, b in blocks]).double().numpy()
+    dense = {"none": lambda: Dd[:Q, Q:], "krnn": lambda: krnn_dense(Dd, Q, **params),
+             "ecn": lambda: ecn_dense(Dd, Q, **params), "caj": lambda: caj_dense(Dd, Q, cams, **params)}[method]()
+    return fast, dense, blocks, (qp, qc, gp, gc)
+
+
+PARAMS = {
+    "none": {},
+    "krnn": {"k1": 20, "k2": 6, "lam": 0.3},
+    "ecn": {"k": 25, "t": 3, "q": 8},
+    "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 3, "k2_inter": 3, "lam": 0.3},
+}
+RELEASED = {   # the values of MUSE's released evaluation script
+    "krnn": {"k1": 10, "k2": 5, "lam": 0.3},
+    "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 2, "k2_inter": 4, "lam": 0.3},
+}
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("method", list(PARAMS))
+def test_equals_dense_reference(method, seed, fused):
+    fast, dense, blocks, ids = fast_and_dense(method, seed, fused, **PARAMS[method])
+    np.testing.assert_allclose(fast, dense, atol=1e-9)
+    got = evaluate(iter(blocks), *ids)
+    ref = eval_reference(dense, *ids)
+    assert got["mAP"] == pytest.approx(ref["mAP"], abs=1e-12)
+    np.testing.assert_allclose(got["cmc"], ref["cmc"])
+
+
+@pytest.mark.parametrize("method", list(RELEASED))
+def test_released_parameters(method):
+    fast, dense, _, _ = fast_and_dense(method, 5, True, **RELEASED[method])
+    np.testing.assert_allclose(fast, dense, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["krnn", "ecn", "caj"])
+def test_float32_within_1e5(method):
+    fast, dense, blocks, ids = fast_and_dense(method, 3, True, dtype=torch.float32, **PARAMS[method])
+    np.testing.assert_allclose(fast, dense, atol=1e-5, rtol=1e-6)
+    assert evaluate(iter(blocks), *ids)["mAP"] == pytest.approx(eval_reference(dense, *ids)["mAP"], abs=1e-6)
+
+
+def test_rerank_changes_the_ranking():
+    """Not a no-op: re-ranked distances order the gallery differently from D."""
+    fast, _, _, _ = fast_and_dense("krnn", 0, False, **PARAMS["krnn"])
+    base, _, _, _ = fast_and_dense("none", 0, False)
+    assert (np.argsort(fast, 1) != np.argsort(base, 1)).any()
+
+
+def test_caj_spill_over_of_a_rare_camera():
+    """Camera 9 has 2 images: their intra lists continue into other cameras, as with +999."""
+    q, g, qp, qc, gp, gc = clustered(0)
+    cams = np.concatenate([qc, gc])
+    D = Distance(q, g, dtype=torch.float64)
+    nb = knn(D, {"intra": 6, "inter": 21}, camids=cams)
+    same = cams[:, None] == cams[None, :]
+    ref_intra = ranking(dense_distance(q, g), penalty=999.0 * ~same)[:, :6]
+    np.testing.assert_array_equal(nb["intra"].index.numpy(), ref_intra)
+    rare = np.flatnonzero(cams == 9)
+    assert set(nb["intra"].index[rare[0], :2].tolist()) == set(rare)
+    assert (cams[nb["intra"].index[rare[0], 2:].numpy()] != 9).all()
+
+
+def test_knn_self_first_and_sorted():
+    q, g, *_ = clustered(4)
+    D = Distance(q, g, dtype=torch.float64)
+    nb = knn(D, 8, block=17)
+    assert (nb["all"].index[:, 0] == torch.arange(D.N)).all()
+    assert (nb["all"].dist.diff(dim=1) >= 0).all()
+    np.testing.assert_array_equal(nb["all"].index.numpy(), ranking(dense_distance(q, g))[:, :8])
+
+
+def test_fusion_is_symmetric_and_local():
+    q, g, *_ = clustered(6)
+    cand, sy, sn = scores_for(q, g, 5, 6)
+    D = Distance(q, g, dtype=torch.float64).fuse(cand, sy, sn, 0.2, 5.0, 5)
+    full = torch.cat([D.block(slice(i, i + 7)) for i in range(0, D.N, 7)]).numpy()
+    Dd = dense_distance(q, g, mu_fused(dense_distance(q, g), len(q), cand, sy, sn, 0.2, 5.0, 5))
+    np.testing.assert_allclose(full, Dd, atol=1e-12)
+    np.testing.assert_allclose(full, full.T, atol=1e-12)
+    i = torch.tensor([0, 0, 30, len(q) + int(cand[2, 1])])
+    j = torch.tensor([len(q) + int(cand[0, 0]), 5, 31, 2])
+    np.testing.assert_allclose(D.pairs(i, j).numpy(), Dd[i.numpy(), j.numpy()], atol=1e-12)
+
+
+def test_fusion_hand_computed():
+    """α = 0.5, τ = 1, s_yes = s_no → P_no = ½: D' = ½·D + ½·2·½."""
+    q, g = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 0.0]])
+    D = Distance(q, g, dtype=torch.float64).fuse(np.array([[1, 0]]), np.zeros((1, 2)), np.zeros((1, 2)),
+                                                 0.5, 1.0, 1)
+    block = D.block(slice(0, 3)).numpy()
+    assert block[0, 2] == pytest.approx(0.5 * 0.0 + 0.5)            # fused: candidate 1 (identical)
+    assert block[2, 0] == pytest.approx(0.5)
+    assert block[0, 1] == pytest.approx(np.sqrt(2))                  # not a candidate within C = 1
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"alpha": 1.5, "tau": 5, "C": 4}, "alpha = 1.5"),
+    ({"alpha": -0.1, "tau": 5, "C": 4}, "alpha = -0.1"),
+    ({"alpha": 0.2, "tau": 0, "C": 4}, "tau = 0"),
+    ({"alpha": 0.2, "tau": 5, "C": 11}, "C = 11: expected 1 <= C <= 10"),
+])
+def test_fusion_parameter_errors(kwargs, fragment):
+    with pytest.raises(MuseError, match=fragment):
+        check_fusion(width=10, G=100, **kwargs)
+
+
+def test_rerank_errors():
+    q, g, *_ = clustered(0, G=12)
+    D = Distance(q, g)
+    with pytest.raises(MuseError, match="krnn needs 20 neighbours but the gallery has only 12"):
+        rerank("krnn", D)
+    with pytest.raises(MuseError, match="unknown re-ranking method 'fancy'"):
+        rerank("fancy", D)
+    with pytest.raises(MuseError, match="has no parameter 'k9'"):
+        rerank("ecn", D, k9=3)
+    with pytest.raises(MuseError, match="lambda = 2"):
+        rerank("krnn", D, k1=5, lam=2)
