@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from muse.errors import MuseError, report
 
 
@@ -44,16 +46,31 @@ def _data_synth(a):
     print(f"{a.out}: {n} images")
 
 
+_RERANK_OPTIONS = {"k1": int, "k2": int, "lam": float, "k": int, "t": int, "q": int,
+                   "k1_intra": int, "k1_inter": int, "k2_intra": int, "k2_inter": int}
+
+
 def _evaluate(a):
-    from muse.distance import base_distance_blocks
+    from muse.distance import Distance, check_fusion
     from muse.evaluate import evaluate
-    from muse.io import load_features, write_json
+    from muse.io import load_features, load_scores, write_json
+    from muse.rerank import params_for, rerank
 
     f = load_features(a.features)
     q, g = f.require("query", a.features), f.require("gallery", a.features)
-    metrics = evaluate(base_distance_blocks(q.feats, g.feats, block=a.block), q.pids, q.camids, g.pids, g.camids)
+    overrides = {k: getattr(a, k) for k in _RERANK_OPTIONS if getattr(a, k) is not None}
+    params = {"features": str(a.features), "rerank": a.rerank, **params_for(a.rerank, overrides)}
+    D = Distance(q.feats, g.feats)
+    if a.scores is not None:
+        s = load_scores(a.scores, len(q.pids), len(g.pids))
+        C = s.width if a.C is None else a.C
+        check_fusion(a.alpha, a.tau, C, s.width, len(g.pids))
+        D.fuse(s.cand, s.s_yes, s.s_no, a.alpha, a.tau, C)
+        params.update(scores=str(a.scores), alpha=a.alpha, tau=a.tau, C=C)
+    blocks = rerank(a.rerank, D, camids=np.concatenate([q.camids, g.camids]), block=a.block, **overrides)
+    metrics = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
     result = {k: metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP", "num_queries")}
-    result["params"] = {"features": str(a.features), "rerank": "none"}
+    result["params"] = params
     if a.out:
         write_json(a.out, result)
     if a.json:
@@ -66,6 +83,20 @@ def _bench_evaluate(a):
     from muse.bench import bench_evaluate
 
     print(json.dumps(bench_evaluate(a.size, d=a.dim, block=a.block)))
+
+
+def _bench_rerank(a):
+    import subprocess
+
+    from muse.bench import bench_rerank
+
+    if a.method != "all":
+        print(json.dumps(bench_rerank(a.size, a.method, d=a.dim, fused=not a.no_fusion)), flush=True)
+        return
+    for method in ("none", "krnn", "ecn", "caj"):   # one process each, so peak RSS is per method
+        cmd = [sys.executable, "-m", "muse.cli", "bench", "rerank", "--size", a.size, "--method", method,
+               "--dim", str(a.dim)] + (["--no-fusion"] if a.no_fusion else [])
+        subprocess.run(cmd, check=True)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -98,6 +129,14 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--out", type=Path, help="also write the JSON result here")
     e.add_argument("--block", type=int, default=256, help="queries per distance block")
+    e.add_argument("--rerank", default="none", choices=["none", "krnn", "ecn", "caj"])
+    e.add_argument("--scores", type=Path, help="pair-scores file: apply μ-fusion before re-ranking")
+    e.add_argument("--alpha", type=float, default=0.2, help="μ-fusion weight α (default 0.2)")
+    e.add_argument("--tau", type=float, default=5.0, help="temperature τ (default 5)")
+    e.add_argument("--C", type=int, help="candidates fused per query (default: all stored)")
+    g = e.add_argument_group("re-ranking parameters (defaults: the original papers')")
+    for name, kind in _RERANK_OPTIONS.items():
+        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser("bench", help="benchmarks at the real datasets' sizes")
@@ -107,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
     be.add_argument("--dim", type=int, default=512)
     be.add_argument("--block", type=int, default=256)
     be.set_defaults(func=_bench_evaluate)
+    br = bsub.add_parser("rerank", help="μ-fusion + re-ranking + evaluation of clustered random features")
+    br.add_argument("--size", choices=["market", "msmt17"], default="market")
+    br.add_argument("--method", choices=["all", "none", "krnn", "ecn", "caj"], default="all")
+    br.add_argument("--dim", type=int, default=512)
+    br.add_argument("--no-fusion", action="store_true", help="skip μ-fusion (C = 40 random logits)")
+    br.set_defaults(func=_bench_rerank)
     return p
 
 

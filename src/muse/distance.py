@@ -50,6 +50,15 @@ def base_distance_blocks(
     return Distance(query, gallery, dev=dev).query_blocks(block)
 
 
+def smallest_k(d: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k smallest entries of each row and their columns, ordered by (value, column)."""
+    v, i = torch.topk(d, k, dim=1, largest=False, sorted=True)
+    order = torch.argsort(i, dim=1)
+    v, i = v.gather(1, order), i.gather(1, order)
+    order = torch.argsort(v, dim=1, stable=True)
+    return v.gather(1, order), i.gather(1, order)
+
+
 def p_no(s_yes: torch.Tensor, s_no: torch.Tensor, tau: float) -> torch.Tensor:
     """P_no = softmax([s_yes, s_no] / τ)[no] = σ((s_no − s_yes) / τ)."""
     return torch.sigmoid((s_no - s_yes) / tau)
@@ -100,8 +109,9 @@ class Distance:
         c0, c1, _ = cols.indices(self.N)
         r0, r1, _ = rows.indices(self.N)
         d = base_distance(self.f[r0:r1], self.f[c0:c1])
-        diag = torch.arange(max(r0, c0), min(r1, c1), device=self.dev)
-        d[diag - r0, diag - c0] = 0.0
+        if max(r0, c0) < min(r1, c1):
+            diag = torch.arange(max(r0, c0), min(r1, c1), device=self.dev)
+            d[diag - r0, diag - c0] = 0.0
         lo, hi = int(self.indptr[r0]), int(self.indptr[r1])
         if hi > lo:
             r = torch.repeat_interleave(torch.arange(r0, r1, device=self.dev), self.indptr[r0 + 1:r1 + 1] -
@@ -111,9 +121,11 @@ class Distance:
             d[r[keep] - r0, c[keep] - c0] = v[keep]
         return d
 
-    def pairs(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        """D(i_k, j_k) for index vectors ``i``, ``j`` (same length)."""
-        d = (self.f[i] * self.f[j]).sum(1).mul_(-2).add_(2).clamp_min_(0).sqrt_()
+    def pairs(self, i: torch.Tensor, j: torch.Tensor, chunk: int = 1 << 15) -> torch.Tensor:
+        """D(i_k, j_k) for index vectors ``i``, ``j`` (same length), in chunks of pairs."""
+        d = torch.cat([(self.f[i[s:s + chunk]] * self.f[j[s:s + chunk]]).sum(1)
+                       for s in range(0, len(i), chunk)]) if len(i) else self.f.new_zeros(0)
+        d = d.mul_(-2).add_(2).clamp_min_(0).sqrt_()
         d[i == j] = 0.0
         if len(self.vals):
             rows = torch.repeat_interleave(torch.arange(self.N, device=self.dev), self.indptr.diff())
@@ -123,6 +135,11 @@ class Distance:
             hit = key[pos] == want
             d[hit] = self.vals[pos[hit]]
         return d
+
+    def top_candidates(self, C: int, block: int = 256) -> np.ndarray:
+        """(Q, C) int32: each query's C nearest gallery indices, nearest first (the μ candidates)."""
+        return np.concatenate([smallest_k(d, C)[1].cpu().numpy().astype(np.int32)
+                               for _, d in self.query_blocks(block)])
 
     def query_blocks(self, block: int = 256) -> Iterator[tuple[slice, torch.Tensor]]:
         """``(rows, D[rows, gallery])`` for consecutive blocks of query rows (for evaluation)."""

@@ -158,3 +158,53 @@ def load_features(path) -> Features:
     arrays["split"] = arrays["split"].astype(str)
     arrays["paths"] = arrays["paths"].astype(str)
     return Features(**arrays)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A pair-scores file (DESIGN §5): per query, gallery candidates ``cand`` (Q, Cmax) sorted by
+    base distance and the MLLM's logits ``s_yes``, ``s_no`` (Q, Cmax)."""
+
+    cand: np.ndarray
+    s_yes: np.ndarray
+    s_no: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return self.cand.shape[1]
+
+
+_SCORE_FIELDS = ("cand", "s_yes", "s_no")
+
+
+def save_scores(path, scores: Scores) -> None:
+    """Write a pair-scores ``.npz`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, cand=scores.cand.astype(np.int32), s_yes=scores.s_yes.astype(np.float32),
+                     s_no=scores.s_no.astype(np.float32))
+
+
+def load_scores(path, Q: int, G: int) -> Scores:
+    """Read a pair-scores ``.npz`` and check it against a test set of Q queries and G gallery images."""
+    path = Path(path)
+    if not path.is_file():
+        raise MuseError(f"{path}: scores file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [f for f in _SCORE_FIELDS if f not in z.files]
+            if missing:
+                raise MuseError(f"{path}: missing array(s) {', '.join(missing)}")
+            s = Scores(*(z[f] for f in _SCORE_FIELDS))
+    except (OSError, ValueError) as e:
+        raise MuseError(f"{path}: not a readable .npz ({e})") from None
+    if s.cand.ndim != 2 or s.cand.shape[0] != Q:
+        raise MuseError(f"{path}: 'cand' has shape {s.cand.shape}, expected ({Q}, C) for the {Q} queries")
+    for f in ("s_yes", "s_no"):
+        if getattr(s, f).shape != s.cand.shape:
+            raise MuseError(f"{path}: '{f}' has shape {getattr(s, f).shape}, expected {s.cand.shape}")
+        if not np.isfinite(getattr(s, f)).all():
+            raise MuseError(f"{path}: '{f}' contains NaN or inf")
+    if s.cand.size and (s.cand.min() < 0 or s.cand.max() >= G):
+        raise MuseError(f"{path}: 'cand' holds gallery indices outside [0, {G})")
+    return s

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from muse.distance import Distance
+from muse.distance import Distance, smallest_k
 
 
 @dataclass(frozen=True)
@@ -29,21 +29,12 @@ class Neighbours:
     dist: torch.Tensor
 
 
-def _sorted_topk(d: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k smallest entries per row, ordered by (value, column)."""
-    v, i = torch.topk(d, k, dim=1, largest=False, sorted=True)
-    order = torch.argsort(i, dim=1)
-    v, i = v.gather(1, order), i.gather(1, order)
-    order = torch.argsort(v, dim=1, stable=True)
-    return v.gather(1, order), i.gather(1, order)
-
-
 def _restricted_topk(d: torch.Tensor, allowed: torch.Tensor, k: int):
     """Top-k among ``allowed`` columns, continued with the excluded ones where too few are allowed."""
-    v, i = _sorted_topk(d.masked_fill(~allowed, float("inf")), k)
+    v, i = smallest_k(d.masked_fill(~allowed, float("inf")), k)
     short = torch.isinf(v).any(1).nonzero(as_tuple=True)[0]
     if len(short):
-        vs, is_ = _sorted_topk(d[short].masked_fill(allowed[short], float("inf")), k)
+        vs, is_ = smallest_k(d[short].masked_fill(allowed[short], float("inf")), k)
         n_ok = torch.isfinite(v[short]).sum(1)
         for row, (r, n) in enumerate(zip(short.tolist(), n_ok.tolist())):
             v[r, n:], i[r, n:] = vs[row, :k - n], is_[row, :k - n]
@@ -72,7 +63,7 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, block: int = 256)
         d[self_ - start, self_] = -1.0                       # self first, whatever else is at 0
         for name, kk in ks.items():
             if name == "all":
-                v, i = _sorted_topk(d, kk)
+                v, i = smallest_k(d, kk)
             else:
                 same = cams[rows, None] == cams[None, :]
                 v, i = _restricted_topk(d, same if name == "intra" else ~same, kk)
