@@ -123,3 +123,67 @@ def test_bench_evaluate_prints_figures():
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["Q"] == 3368 and out["G"] == 15913 and out["seconds"] > 0 and out["peak_rss_gb"] > 0
+
+
+def write_rerank_case(tmp_path, seed=0, G=110):
+    from test_rerank import clustered, scores_for
+    from muse.io import Scores, save_scores
+
+    q, g, qp, qc, gp, gc = clustered(seed, G=G)
+    save_features(tmp_path / "f.npz", Features(
+        feats=np.concatenate([q, g]).astype(np.float32), pids=np.concatenate([qp, gp]),
+        camids=np.concatenate([qc, gc]), paths=np.array([f"{i}.jpg" for i in range(len(q) + len(g))]),
+        split=np.array(["query"] * len(q) + ["gallery"] * len(g))))
+    cand, sy, sn = scores_for(q, g, 10, seed)
+    save_scores(tmp_path / "s.npz", Scores(cand, sy, sn))
+    return q, g, qp, qc, gp, gc, cand, sy, sn
+
+
+def test_evaluate_rerank_with_fusion_matches_dense(tmp_path):
+    from rerank_reference import dense_distance, krnn_dense, mu_fused
+
+    q, g, qp, qc, gp, gc, cand, sy, sn = write_rerank_case(tmp_path)
+    res = muse("evaluate", "--features", tmp_path / "f.npz", "--rerank", "krnn", "--k1", 10, "--k2", 5,
+               "--scores", tmp_path / "s.npz", "--alpha", 0.3, "--tau", 2, "--C", 6, "--json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    fused = mu_fused(dense_distance(q, g), len(q), cand,
+                     sy.astype(np.float32), sn.astype(np.float32), 0.3, 2.0, 6)
+    dense = krnn_dense(dense_distance(q, g, fused), len(q), k1=10, k2=5)
+    assert got["mAP"] == pytest.approx(reference(dense, qp, qc, gp, gc)["mAP"], abs=1e-6)
+    assert got["params"] == {"features": str(tmp_path / "f.npz"), "rerank": "krnn", "k1": 10, "k2": 5,
+                             "lam": 0.3, "scores": str(tmp_path / "s.npz"), "alpha": 0.3, "tau": 2.0, "C": 6}
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--alpha", "1.2"], "alpha = 1.2: expected a value in [0, 1]"),
+    (["--tau", "0"], "tau = 0.0: expected a positive temperature"),
+    (["--C", "11"], "C = 11: expected 1 <= C <= 10"),
+    (["--rerank", "krnn", "--k1", "200"], "krnn needs 200 neighbours but the gallery has only 110"),
+    (["--rerank", "ecn", "--k1", "5"], "re-ranking 'ecn' has no parameter 'k1'"),
+])
+def test_evaluate_bad_fusion_and_rerank_parameters(tmp_path, args, fragment):
+    write_rerank_case(tmp_path)
+    fails_with_one_line(muse("evaluate", "--features", tmp_path / "f.npz", "--scores", tmp_path / "s.npz", *args),
+                        fragment)
+
+
+def test_evaluate_bad_scores_files(tmp_path):
+    from muse.io import Scores, save_scores
+
+    *_, cand, sy, sn = write_rerank_case(tmp_path)
+    f = tmp_path / "f.npz"
+    save_scores(tmp_path / "short.npz", Scores(cand[:-1], sy[:-1], sn[:-1]))
+    fails_with_one_line(muse("evaluate", "--features", f, "--scores", tmp_path / "short.npz"),
+                        "'cand' has shape (23, 10), expected (24, C)")
+    bad = sy.copy()
+    bad[2, 3] = np.inf
+    save_scores(tmp_path / "inf.npz", Scores(cand, bad, sn))
+    fails_with_one_line(muse("evaluate", "--features", f, "--scores", tmp_path / "inf.npz"), "'s_yes' contains NaN or inf")
+    save_scores(tmp_path / "mismatch.npz", Scores(cand, sy[:, :4], sn))
+    fails_with_one_line(muse("evaluate", "--features", f, "--scores", tmp_path / "mismatch.npz"),
+                        "'s_yes' has shape (24, 4), expected (24, 10)")
+    out_of_range = cand.copy()
+    out_of_range[0, 0] = 500
+    save_scores(tmp_path / "oor.npz", Scores(out_of_range, sy, sn))
+    fails_with_one_line(muse("evaluate", "--features", f, "--scores", tmp_path / "oor.npz"), "outside [0, 110)")
