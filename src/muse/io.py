@@ -132,19 +132,24 @@ def save_features(path, feats: Features) -> None:
             np.savez(fh, **{f: getattr(feats, f) for f in _FEATURE_FIELDS})
 
 
+def _load_npz(path: Path, fields, what: str) -> dict:
+    """The named arrays of an ``.npz`` file; a missing file, array or a broken archive is an error."""
+    if not path.is_file():
+        raise MuseError(f"{path}: {what} file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [f for f in fields if f not in z.files]
+            if missing:
+                raise MuseError(f"{path}: missing array(s) {', '.join(missing)}")
+            return {f: z[f] for f in fields}
+    except (OSError, ValueError) as e:
+        raise MuseError(f"{path}: not a readable .npz ({e})") from None
+
+
 def load_features(path) -> Features:
     """Read and validate a features ``.npz``: all keys present, one row per image, finite values."""
     path = Path(path)
-    if not path.is_file():
-        raise MuseError(f"{path}: features file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [f for f in _FEATURE_FIELDS if f not in z.files]
-            if missing:
-                raise MuseError(f"{path}: missing array(s) {', '.join(missing)}")
-            arrays = {f: z[f] for f in _FEATURE_FIELDS}
-    except (OSError, ValueError) as e:
-        raise MuseError(f"{path}: not a readable .npz ({e})") from None
+    arrays = _load_npz(path, _FEATURE_FIELDS, "features")
     feats = arrays["feats"]
     if feats.ndim != 2:
         raise MuseError(f"{path}: 'feats' must be 2-D (N, d), got shape {feats.shape}")
@@ -188,16 +193,7 @@ def save_scores(path, scores: Scores) -> None:
 def load_scores(path, Q: int, G: int) -> Scores:
     """Read a pair-scores ``.npz`` and check it against a test set of Q queries and G gallery images."""
     path = Path(path)
-    if not path.is_file():
-        raise MuseError(f"{path}: scores file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [f for f in _SCORE_FIELDS if f not in z.files]
-            if missing:
-                raise MuseError(f"{path}: missing array(s) {', '.join(missing)}")
-            s = Scores(*(z[f] for f in _SCORE_FIELDS))
-    except (OSError, ValueError) as e:
-        raise MuseError(f"{path}: not a readable .npz ({e})") from None
+    s = Scores(**_load_npz(path, _SCORE_FIELDS, "scores"))
     if s.cand.ndim != 2 or s.cand.shape[0] != Q:
         raise MuseError(f"{path}: 'cand' has shape {s.cand.shape}, expected ({Q}, C) for the {Q} queries")
     for f in ("s_yes", "s_no"):
