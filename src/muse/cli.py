@@ -79,6 +79,61 @@ def _evaluate(a):
         print(" ".join(f"{k} {result[k]:.4f}" for k in ("mAP", "R1", "R5", "R10", "mINP")))
 
 
+def _train_encoder(a):
+    from muse.config import load_config
+    from muse.data.formats import read_manifest
+    from muse.data.protocols import combine_train
+    from muse.encoder.model import clip_from_config
+    from muse.encoder.train import config_from, train_encoder
+    from muse.io import write_meta
+
+    enc = load_config(a.config)["encoder"]
+    manifests = {}
+    for path in a.manifest:
+        df = read_manifest(path)
+        manifests[df.domain.iloc[0]] = df
+    train = combine_train(manifests, list(manifests))
+    train_encoder(train, clip_from_config(enc), a.out, config_from(enc["train"]), weights=enc["weights"])
+    write_meta(a.out, enc, inputs=a.manifest)
+    print(f"{a.out}: encoder trained on {len(train)} images of {train.pid.nunique()} identities")
+
+
+def _extract(a):
+    from muse.data.formats import read_manifest
+    from muse.encoder.features import extract
+    from muse.encoder.model import ReIDEncoder
+    from muse.io import save_features, write_meta
+
+    df = read_manifest(a.manifest)
+    splits = a.splits.split(",")
+    df = df[df.split.isin(splits)]
+    if df.empty:
+        raise MuseError(f"{a.manifest}: no rows with split {' or '.join(splits)}")
+    model = ReIDEncoder.from_pretrained(a.encoder)
+    save_features(a.out, extract(model, df, batch=a.batch))
+    write_meta(a.out, {"splits": splits}, inputs=[a.manifest, a.encoder])
+    print(f"{a.out}: {len(df)} features")
+
+
+def _mine(a):
+    from muse.io import load_features, write_meta
+    from muse.mining import mine, split_identities, write_pairs
+
+    f = load_features(a.features)
+    if (f.split == "train").any():
+        f = f.subset("train")
+    held = split_identities(f.pids, a.val_ids, a.seed)
+    if held.any() and a.val_out is None:
+        raise MuseError("--val-ids > 0 needs --val-out for the held-out pairs")
+    outputs = [(~held, a.out)] + ([(held, a.val_out)] if held.any() else [])
+    for rows, out in outputs:
+        records = mine(f.feats[rows], f.pids[rows], f.paths[rows], a.strategy, a.cpos, a.cneg, a.seed)
+        write_pairs(out, records)
+        write_meta(out, {"strategy": a.strategy, "cpos": a.cpos, "cneg": a.cneg, "val_ids": a.val_ids,
+                         "seed": a.seed}, inputs=[a.features])
+        print(f"{out}: {len(records)} pairs")
+
+
 def _bench_evaluate(a):
     from muse.bench import bench_evaluate
 
@@ -138,6 +193,32 @@ def parser() -> argparse.ArgumentParser:
     for name, kind in _RERANK_OPTIONS.items():
         g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
     e.set_defaults(func=_evaluate)
+
+    t = sub.add_parser("train-encoder", help="train the baseline Re-ID encoder on manifests' train splits")
+    t.add_argument("--manifest", required=True, type=Path, action="append",
+                   help="a domain's manifest CSV; repeat for multi-source training (ids/cameras offset)")
+    t.add_argument("--config", default=Path("config.yaml"), type=Path, help="reads its `encoder` section")
+    t.add_argument("--out", required=True, type=Path, help="encoder directory (model.safetensors + config.json)")
+    t.set_defaults(func=_train_encoder)
+
+    x = sub.add_parser("extract", help="features of a manifest's images (.npz)")
+    x.add_argument("--encoder", required=True, type=Path)
+    x.add_argument("--manifest", required=True, type=Path)
+    x.add_argument("--splits", default="query,gallery", help="comma-separated splits (default query,gallery)")
+    x.add_argument("--batch", type=int, default=128)
+    x.add_argument("--out", required=True, type=Path)
+    x.set_defaults(func=_extract)
+
+    mn = sub.add_parser("mine", help="query-candidate pairs for the MLLM (QCHM or random)")
+    mn.add_argument("--features", required=True, type=Path, help="uses its train split, or all rows if none")
+    mn.add_argument("--strategy", choices=["qchm", "random"], default="qchm")
+    mn.add_argument("--cpos", type=int, default=5)
+    mn.add_argument("--cneg", type=int, default=5)
+    mn.add_argument("--val-ids", type=float, default=0.0, help="fraction of identities held out for validation")
+    mn.add_argument("--val-out", type=Path, help="JSONL of the held-out identities' pairs")
+    mn.add_argument("--seed", type=int, default=0)
+    mn.add_argument("--out", required=True, type=Path)
+    mn.set_defaults(func=_mine)
 
     b = sub.add_parser("bench", help="benchmarks at the real datasets' sizes")
     bsub = b.add_subparsers(dest="bench_command", required=True)

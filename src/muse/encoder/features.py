@@ -1,0 +1,38 @@
+"""Feature extraction: the encoder's L2-normalised BN features of a manifest's images (DESIGN §5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from muse.encoder.data import Images
+from muse.encoder.model import ReIDEncoder
+from muse.io import Features
+
+
+@torch.no_grad()
+def embed(model: ReIDEncoder, paths, batch: int = 128, workers: int = 0, progress: bool = True,
+          head=None) -> np.ndarray:
+    """(N, d) float32 features of the images at ``paths`` (eval mode, no augmentation): the test
+    feature, or ``head(images)`` when given."""
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(Images(paths, model.image_size), batch_size=batch, num_workers=workers)
+    out = []
+    for x, _ in tqdm(loader, desc="features", unit="batch", disable=not progress):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            out.append((head or model)(x.to(dev)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config["clip"]["embed_dim"]), np.float32)
+
+
+def extract(model: ReIDEncoder, manifest: pd.DataFrame, batch: int = 128, workers: int = 0,
+            progress: bool = True) -> Features:
+    """Features of every manifest row, with its pid, camera, path and split."""
+    feats = embed(model, manifest.path.tolist(), batch, workers, progress)
+    return Features(feats=feats, pids=manifest.pid.to_numpy(np.int64), camids=manifest.camid.to_numpy(np.int64),
+                    paths=manifest.path.to_numpy(str), split=manifest.split.to_numpy(str))

@@ -1,0 +1,133 @@
+"""The baseline Re-ID encoder (paper §4.1, MUSE's released recipe) on open_clip's image tower.
+
+    x ─► CLIP ViT (QuickGELU; projected CLS token f) ─► BNNeck (bias frozen) ─► f_bn
+                                                                 └─► linear classifier (no bias)
+
+The prototypical contrastive loss works on f (eq. 1: "the feature f from CLIP's image
+encoder"), the identity loss on the classifier over f_bn; the test feature is f_bn / ‖f_bn‖. The patch-embedding convolution is frozen. The tower is
+built from an open_clip CLIP config (``embed_dim``, ``vision_cfg``, ``text_cfg``,
+``quick_gelu``): ViT-B-16 at 256×128 for real runs, a small ViT for the embedded default —
+the same class either way. Pretrained OpenAI weights come from a local file; the 14×14
+positional grid is resized to the model's grid bilinearly, as MUSE does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from muse.errors import MuseError
+from muse.io import atomic_path
+
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+def clip_config(name: str | None = None, image_size=(256, 128), **overrides) -> dict:
+    """An open_clip CLIP config: a named one (e.g. ``ViT-B-16-quickgelu``) at ``image_size``, or
+    the given fields (``embed_dim``, ``vision_cfg``, ``text_cfg``) for a small model."""
+    if name is not None:
+        cfg = open_clip.get_model_config(name)
+        if cfg is None:
+            raise MuseError(f"encoder.clip.name '{name}': not an open_clip model config")
+    else:
+        cfg = {}
+    cfg = {**cfg, **overrides}
+    cfg["vision_cfg"] = {**cfg["vision_cfg"], "image_size": list(image_size)}
+    cfg["quick_gelu"] = True
+    return cfg
+
+
+def clip_from_config(encoder: dict) -> dict:
+    """The CLIP config named by the ``encoder`` config section (``clip``, ``image_size``)."""
+    clip = dict(encoder["clip"])
+    return clip_config(clip.pop("name", None), encoder["image_size"], **clip)
+
+
+def _read_state_dict(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        return load_file(path)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except RuntimeError:                   # OpenAI's TorchScript archive (ViT-B-16.pt)
+        sd = torch.jit.load(path, map_location="cpu").state_dict()
+    sd = sd.get("state_dict", sd)
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def resize_grid(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(1 + g·g, w) positional embedding → (1 + H·W, w): the class token kept, the grid resized
+    bilinearly (align_corners=False)."""
+    cls, rest = pos[:1], pos[1:]
+    g = int(round(rest.shape[0] ** 0.5))
+    if g * g != rest.shape[0]:
+        raise MuseError(f"positional embedding of {rest.shape[0]} tokens is not a square grid")
+    img = rest.reshape(1, g, g, -1).permute(0, 3, 1, 2).float()
+    img = F.interpolate(img, size=tuple(grid), mode="bilinear", align_corners=False)
+    return torch.cat([cls.float(), img.permute(0, 2, 3, 1).reshape(-1, pos.shape[1])])
+
+
+def load_clip_visual(visual: nn.Module, path) -> None:
+    """Load the image tower of a CLIP checkpoint (``visual.*`` keys; open_clip .bin/.safetensors or
+    OpenAI's .pt) into ``visual``, resizing the positional grid to ``visual.grid_size``."""
+    path = Path(path)
+    if not path.is_file():
+        raise MuseError(f"{path}: CLIP weights file not found (encoder.clip.weights)")
+    sd = {k[len("visual."):]: v.float() for k, v in _read_state_dict(path).items() if k.startswith("visual.")}
+    if not sd:
+        raise MuseError(f"{path}: no 'visual.*' weights in this checkpoint")
+    if sd["positional_embedding"].shape != visual.positional_embedding.shape:
+        sd["positional_embedding"] = resize_grid(sd["positional_embedding"], visual.grid_size)
+    try:
+        visual.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise MuseError(f"{path}: weights do not fit encoder.clip ({str(e).splitlines()[0]})") from None
+
+
+class ReIDEncoder(nn.Module):
+    """CLIP image tower + BNNeck + classifier; ``forward`` gives (f, logits) in training and
+    the L2-normalised f_bn in evaluation."""
+
+    def __init__(self, clip: dict, num_classes: int):
+        super().__init__()
+        self.config = {"clip": clip, "num_classes": num_classes}
+        self.visual = open_clip.CLIP(**clip).visual
+        self.visual.conv1.requires_grad_(False)
+        dim = clip["embed_dim"]
+        self.bottleneck = nn.BatchNorm1d(dim)
+        self.bottleneck.bias.requires_grad_(False)
+        self.classifier = nn.Linear(dim, num_classes, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.config["clip"]["vision_cfg"]["image_size"])
+
+    def forward(self, x: torch.Tensor):
+        f = self.visual(x)
+        f_bn = self.bottleneck(f)
+        if self.training:
+            return f, self.classifier(f_bn)
+        return F.normalize(f_bn, dim=1)
+
+    def save_pretrained(self, out) -> None:
+        """``out/model.safetensors`` + ``out/config.json``, written as one directory, atomically."""
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, tmp / WEIGHTS)
+            (tmp / CONFIG).write_text(json.dumps(self.config, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, path) -> "ReIDEncoder":
+        path = Path(path)
+        for f in (CONFIG, WEIGHTS):
+            if not (path / f).is_file():
+                raise MuseError(f"{path / f}: missing (not an encoder directory)")
+        model = cls(**json.loads((path / CONFIG).read_text()))
+        model.load_state_dict(load_file(path / WEIGHTS))
+        return model.eval()

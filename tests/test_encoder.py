@@ -1,0 +1,182 @@
+"""Baseline encoder: model pieces, loss terms by hand, memory rule, sampler, schedule, training."""
+
+import math
+
+import numpy as np
+import open_clip
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from muse.data.synthetic import Sizes, generate_domain
+from muse.data.formats import manifest
+from muse.distance import base_distance_blocks
+from muse.encoder import train as T
+from muse.encoder.data import identity_batches
+from muse.encoder.features import extract
+from muse.encoder.model import ReIDEncoder, clip_config, load_clip_visual, resize_grid
+from muse.errors import MuseError
+from muse.evaluate import evaluate
+
+TINY = clip_config(None, image_size=(32, 16), embed_dim=32,
+                   vision_cfg={"patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
+                   text_cfg={"context_length": 4, "vocab_size": 16, "width": 16, "heads": 1, "layers": 1})
+
+
+def test_model_structure_and_round_trip(tmp_path):
+    torch.manual_seed(0)
+    m = ReIDEncoder(TINY, num_classes=7)
+    assert not m.visual.conv1.weight.requires_grad and not m.bottleneck.bias.requires_grad
+    assert m.classifier.bias is None and m.classifier.weight.std().item() == pytest.approx(0.001, rel=0.3)
+    assert isinstance(m.visual, open_clip.transformer.VisionTransformer)
+    x = torch.randn(4, 3, 32, 16)
+    f, logits = m.train()(x)
+    assert f.shape == (4, 32) and logits.shape == (4, 7)
+    m.eval()
+    feat = m(x)
+    assert torch.allclose(feat.norm(dim=1), torch.ones(4))
+    m.save_pretrained(tmp_path / "enc")
+    again = ReIDEncoder.from_pretrained(tmp_path / "enc")
+    assert torch.equal(again(x), feat)
+    with pytest.raises(MuseError, match="config.json: missing"):
+        ReIDEncoder.from_pretrained(tmp_path)
+
+
+def test_resize_grid_bilinear_by_hand():
+    """2×2 → 4×2: rows sample the source at −¼, ¼, ¾, 1¼ (clamped), columns stay."""
+    pos = torch.tensor([[9.0], [0.0], [1.0], [2.0], [3.0]])          # class token, then [[0,1],[2,3]]
+    out = resize_grid(pos, (4, 2))
+    assert out[0, 0] == 9.0
+    expected = [[0, 1], [0.5, 1.5], [1.5, 2.5], [2, 3]]
+    assert torch.allclose(out[1:, 0].reshape(4, 2), torch.tensor(expected))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_load_clip_checkpoint_resizes_positions(tmp_path, fmt):
+    torch.manual_seed(1)
+    square = open_clip.CLIP(**clip_config(None, image_size=(16, 16), **{k: TINY[k] for k in
+                                                                         ("embed_dim", "vision_cfg", "text_cfg")}))
+    sd = {k: v.contiguous() for k, v in square.state_dict().items()}
+    path = tmp_path / f"clip.{fmt}"
+    save_file(sd, path) if fmt == "safetensors" else torch.save({"state_dict": sd}, path)
+    m = ReIDEncoder(TINY, num_classes=3)
+    load_clip_visual(m.visual, path)
+    assert torch.equal(m.visual.conv1.weight, square.visual.conv1.weight)
+    assert torch.allclose(m.visual.positional_embedding, resize_grid(square.visual.positional_embedding, (4, 2)))
+    with pytest.raises(MuseError, match="CLIP weights file not found"):
+        load_clip_visual(m.visual, tmp_path / "none.pt")
+
+
+def test_id_loss_label_smoothing_by_hand():
+    logits, y, eps = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0]), 0.1
+    logp = logits.log_softmax(1)[0]
+    q = torch.tensor([1 - eps + eps / 3, eps / 3, eps / 3])
+    assert T.id_loss(logits, y, eps).item() == pytest.approx(-(q * logp).sum().item(), rel=1e-6)
+
+
+def test_pcl_loss_by_hand():
+    f = torch.tensor([[1.0, 0.0]])
+    memory = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert T.pcl_loss(f, torch.tensor([0]), memory, 0.5).item() == pytest.approx(-math.log(math.e**2 / (math.e**2 + 1)))
+    assert T.pcl_loss(f, torch.tensor([1]), memory, 0.5).item() == pytest.approx(-math.log(1 / (math.e**2 + 1)))
+
+
+def test_memory_update_uses_the_hardest_sample():
+    memory = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    s = 1 / math.sqrt(2)
+    f = torch.tensor([[1.0, 0.0], [s, s], [0.0, 1.0]])           # class 0: easy, hard; class 1: one
+    T.update_memory(memory, f, torch.tensor([0, 0, 1]), gamma=0.2)
+    m0 = torch.tensor([0.2 + 0.8 * s, 0.8 * s])
+    assert torch.allclose(memory[0], m0 / m0.norm())
+    assert torch.allclose(memory[1], torch.tensor([0.0, 1.0]))
+
+
+def test_centroids():
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 2.0]])
+    c = T.centroids(feats, torch.tensor([0, 0, 1]), 2)
+    assert torch.allclose(c, torch.tensor([[s := 1 / math.sqrt(2), s], [0.0, 1.0]]))
+
+
+def test_lr_schedule():
+    cfg = T.TrainConfig()
+    assert [round(T.lr_factor(e, cfg), 6) for e in (0, 5, 9, 10, 29, 30, 49, 50, 59)] == \
+        [0.1, 0.55, 0.91, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+
+
+def test_identity_batches():
+    labels = np.array([0] * 9 + [1] * 4 + [2] * 2 + [3] * 5 + [4] * 8 + [5] * 4 + [6] * 4 + [7] * 6 + [8] * 12)
+    batches = identity_batches(labels, ids_per_batch=4, imgs_per_id=4, seed=3)
+    assert batches == identity_batches(labels, 4, 4, seed=3) != identity_batches(labels, 4, 4, seed=4)
+    for b in batches:
+        ids = labels[b]
+        assert len(b) == 16 and len(set(ids)) == 4
+        assert all((ids[k * 4:(k + 1) * 4] == ids[k * 4]).all() for k in range(4))
+    used = np.concatenate(batches)
+    assert (labels[used] == 2).sum() in (0, 4)            # 2 images, topped up to a group of 4
+    assert len(batches) == 3                               # 13 groups of 4: three batches at most
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ma")
+    generate_domain("MA", root / "MA", Sizes(train_ids=10, test_ids=8, cameras=3, cams_per_id=(2, 2),
+                                             images_per_camera=(2, 3)), seed=0, progress=False)
+    return manifest("market1501", root / "MA", progress=False)
+
+
+CFG = dict(epochs=3, lr=1e-3, ids_per_batch=4, imgs_per_id=4, warmup_epochs=1, milestones=[2])
+
+
+def test_resume_after_kill_gives_the_same_weights(small_world, tmp_path, monkeypatch):
+    train = small_world[small_world.split == "train"]
+    full = T.train_encoder(train, TINY, tmp_path / "full", T.TrainConfig(**CFG), progress=False)
+    assert not (tmp_path / "full.ckpt").exists()
+
+    real = T.identity_batches
+
+    def killed_in_epoch_3(labels, p, k, seed):
+        if seed % 100_003 == 2:
+            raise KeyboardInterrupt
+        return real(labels, p, k, seed)
+
+    monkeypatch.setattr(T, "identity_batches", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        T.train_encoder(train, TINY, tmp_path / "again", T.TrainConfig(**CFG), progress=False)
+    assert (tmp_path / "again.ckpt").exists() and not (tmp_path / "again").exists()
+    monkeypatch.setattr(T, "identity_batches", real)
+    resumed = T.train_encoder(train, TINY, tmp_path / "again", T.TrainConfig(**CFG), progress=False)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_training_learns_identities(small_world, tmp_path):
+    test = small_world[small_world.split.isin(["query", "gallery"])]
+    train = small_world[small_world.split == "train"]
+
+    def m_ap(model):
+        f = extract(model, test, progress=False)
+        q, g = f.subset("query"), f.subset("gallery")
+        return evaluate(base_distance_blocks(q.feats, g.feats), q.pids, q.camids, g.pids, g.camids)["mAP"]
+
+    torch.manual_seed(0)
+    untrained = m_ap(ReIDEncoder(TINY, 10).eval())
+    trained = T.train_encoder(train, TINY, tmp_path / "enc", T.TrainConfig(**{**CFG, "epochs": 8, "milestones": [7]}),
+                              progress=False)
+    assert m_ap(trained) > untrained + 0.05
+
+
+def test_extracted_features_file(small_world, tmp_path):
+    torch.manual_seed(0)
+    f = extract(ReIDEncoder(TINY, 3).eval(), small_world, progress=False)
+    assert f.feats.shape == (len(small_world), 32) and f.feats.dtype == np.float32
+    assert np.allclose(np.linalg.norm(f.feats, axis=1), 1, atol=1e-5)
+    assert list(f.paths) == small_world.path.tolist() and set(f.split) == {"train", "query", "gallery"}
+
+
+def test_config_errors():
+    with pytest.raises(MuseError, match="encoder.train: unknown key"):
+        T.config_from({"epochz": 3})
+    with pytest.raises(MuseError, match="need at least ids_per_batch"):
+        T.train_encoder(pd.DataFrame({"path": ["a"], "pid": [1], "camid": [1]}), TINY, "/tmp/x", T.TrainConfig())
