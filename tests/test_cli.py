@@ -187,3 +187,35 @@ def test_evaluate_bad_scores_files(tmp_path):
     out_of_range[0, 0] = 500
     save_scores(tmp_path / "oor.npz", Scores(out_of_range, sy, sn))
     fails_with_one_line(muse("evaluate", "--features", f, "--scores", tmp_path / "oor.npz"), "outside [0, 110)")
+
+
+def test_train_encoder_extract_mine_from_the_cli(tmp_path):
+    import yaml
+
+    cfg = {"world": {"seed": 0, "domains": {"C3": {"train_ids": 8, "test_ids": 4, "cameras": 2}}},
+           "encoder": {"clip": {"embed_dim": 16, "vision_cfg": {"patch_size": 8, "width": 16, "layers": 1,
+                                                                 "head_width": 8},
+                                "text_cfg": {"context_length": 4, "vocab_size": 16, "width": 8, "heads": 1,
+                                             "layers": 1}},
+                       "image_size": [32, 16], "weights": None, "batch": 16,
+                       "train": {"epochs": 1, "lr": 1e-3, "ids_per_batch": 4, "warmup_epochs": 0, "milestones": []}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert muse("data", "synth", "--domain", "C3", "--out", tmp_path / "c3", "--config", tmp_path / "c.yaml").returncode == 0
+    assert muse("data", "manifest", "--format", "cuhk03np", "--root", tmp_path / "c3",
+                "--out", tmp_path / "c3.csv").returncode == 0
+    res = muse("train-encoder", "--manifest", tmp_path / "c3.csv", "--config", tmp_path / "c.yaml",
+               "--out", tmp_path / "enc")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "enc" / "model.safetensors").is_file() and (tmp_path / "enc.meta.json").is_file()
+    res = muse("extract", "--encoder", tmp_path / "enc", "--manifest", tmp_path / "c3.csv",
+               "--splits", "train,query,gallery", "--out", tmp_path / "f.npz")
+    assert res.returncode == 0, res.stderr
+    f = load_features(tmp_path / "f.npz")
+    assert set(f.split) == {"train", "query", "gallery"} and f.feats.shape[1] == 16
+    assert muse("evaluate", "--features", tmp_path / "f.npz").returncode == 0
+    res = muse("mine", "--features", tmp_path / "f.npz", "--out", tmp_path / "pairs.jsonl")
+    assert res.returncode == 0, res.stderr
+    lines = (tmp_path / "pairs.jsonl").read_text().splitlines()
+    assert all(json.loads(x)["query"].endswith(".png") for x in lines)
+    fails_with_one_line(muse("extract", "--encoder", tmp_path / "c3", "--manifest", tmp_path / "c3.csv",
+                             "--out", tmp_path / "g.npz"), "config.json: missing")

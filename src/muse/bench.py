@@ -82,3 +82,28 @@ def bench_rerank(size: str = "market", method: str = "krnn", d: int = 512, fused
     return {"benchmark": "rerank", "method": method, "size": size, "Q": len(q), "G": len(g), "d": d,
             "fused": fused, "seconds": round(seconds, 1), "peak_rss_gb": round(peak_rss_gb(), 3),
             "mAP": round(metrics["mAP"], 4), "R1": round(metrics["R1"], 4), "machine": machine()}
+
+
+def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = False) -> list[dict]:
+    """Train one encoder per domain (its training split) and test it on every test domain, with
+    the base distance and with K-RNN: the world's domain-generalisation matrix."""
+    from pathlib import Path
+
+    from muse.encoder.features import extract
+    from muse.encoder.model import clip_from_config
+    from muse.encoder.train import config_from, train_encoder
+
+    rows = []
+    for src, df in manifests.items():
+        model = train_encoder(df[df.split == "train"], clip_from_config(encoder_cfg), Path(work_dir) / src,
+                              config_from(encoder_cfg["train"]), weights=encoder_cfg["weights"], progress=progress)
+        for tgt, test in manifests.items():
+            test = test[test.split.isin(["query", "gallery"])]
+            if test.empty:
+                continue
+            f = extract(model, test, progress=False)
+            q, g = f.subset("query"), f.subset("gallery")
+            for method in ("none", "krnn"):
+                m = evaluate(rerank(method, Distance(q.feats, g.feats)), q.pids, q.camids, g.pids, g.camids)
+                rows.append({"train": src, "test": tgt, "rerank": method, "mAP": m["mAP"], "R1": m["R1"]})
+    return rows

@@ -154,6 +154,27 @@ def _bench_rerank(a):
         subprocess.run(cmd, check=True)
 
 
+def _bench_dg(a):
+    from muse.bench import bench_dg, machine
+    from muse.config import load_config
+    from muse.data.formats import read_manifest
+
+    manifests = {d: read_manifest(a.manifests / f"{d}.csv") for d in a.domains.split(",")}
+    rows = bench_dg(manifests, load_config(a.config)["encoder"], a.work)
+    tests = [d for d in manifests if any(r["test"] == d for r in rows)]
+    print(f"mAP / R1 (%), base distance → with K-RNN; {machine()}\n")
+    print("| train \\ test | " + " | ".join(tests) + " |")
+    print("|---|" + "---|" * len(tests))
+    for src in manifests:
+        cells = []
+        for tgt in tests:
+            base, krnn = ({r["rerank"]: r for r in rows if r["train"] == src and r["test"] == tgt}[k]
+                          for k in ("none", "krnn"))
+            cells.append(f"{100 * base['mAP']:.1f} / {100 * base['R1']:.1f} → {100 * krnn['mAP']:.1f} / "
+                         f"{100 * krnn['R1']:.1f}")
+        print(f"| {src} | " + " | ".join(cells) + " |")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="muse", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -233,6 +254,12 @@ def parser() -> argparse.ArgumentParser:
     br.add_argument("--dim", type=int, default=512)
     br.add_argument("--no-fusion", action="store_true", help="skip μ-fusion (C = 40 random logits)")
     br.set_defaults(func=_bench_rerank)
+    bd = bsub.add_parser("dg", help="train on each domain, test on each: the domain-generalisation matrix")
+    bd.add_argument("--manifests", type=Path, default=Path("results/data"), help="folder of <domain>.csv")
+    bd.add_argument("--domains", default="MA,MS,C3,CS")
+    bd.add_argument("--config", type=Path, default=Path("config.yaml"), help="reads its `encoder` section")
+    bd.add_argument("--work", type=Path, default=Path("results/bench_dg"), help="where the encoders go")
+    bd.set_defaults(func=_bench_dg)
     return p
 
 
