@@ -1,0 +1,69 @@
+"""The domain-agnostic prompt (paper Table 1) and its Table 5 variants.
+
+Content order of the user turn: task text, "Query:", query image, " Candidate:", candidate
+image, then the rules and the response format. Variants:
+
+- ``dap``: T_task + T_rule + T_resp (the default);
+- ``task_resp``: T_task + T_resp;
+- ``void``: the two images only.
+
+The answer ("Yes"/"No") is the assistant's reply; at inference it is left out and scored at the
+first answer position. Images are resized to 280×140 (H×W) before the processor, which then does
+not resize again (a 20×10 grid of 14-pixel patches, 50 visual tokens after the 2×2 merge).
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from muse.errors import MuseError
+
+IMAGE_SIZE = (280, 140)  # H, W
+
+TASK = ("You are an expert in person recognition. I will give you a query and a candidate image, "
+        "captioned by \u201cQuery:\u201d and \u201cCandidate:\u201d independently. Please tell me whether the "
+        "people in the two images have the same identity.")
+RULE = ("You should distinguish the people identities based on following criteria: "
+        "1. appearance (e.g. age, gender, hair style, hair color, face, body shape, etc.) "
+        "2. clothing and wearing (e.g. clothing type, color, style, pattern, etc.) "
+        "3. carried objects (e.g. bags, hats, glasses, accessories, etc.) "
+        "Please keep in mind that you should never rely on following attributes: "
+        "1. background (e.g. location, time, etc.) "
+        "2. human pose (e.g. standing, sitting, walking, etc.) "
+        "3. occlusion (e.g. covered face, covered body, etc.) "
+        "4. camera angle (e.g. front view, side view, back view, etc.)")
+RESPONSE = ("Respond with \u201cYes\u201d if the query and the candidate images have the same identity, "
+            "otherwise respond with \u201cNo\u201d.")
+VARIANTS = ("dap", "task_resp", "void")
+ANSWERS = ("Yes", "No")
+
+
+def load_pair_image(path: str) -> Image.Image:
+    """An RGB image resized to 280×140 (H×W)."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB").resize((IMAGE_SIZE[1], IMAGE_SIZE[0]), Image.BICUBIC)
+    except OSError as e:
+        raise MuseError(f"{path}: unreadable image ({e})") from None
+
+
+def user_content(variant: str = "dap") -> list[dict]:
+    """The user turn as chat content items; the two images are ``{"type": "image"}`` placeholders
+    filled, in order, by the query and the candidate."""
+    if variant not in VARIANTS:
+        raise MuseError(f"unknown prompt variant '{variant}': expected one of {', '.join(VARIANTS)}")
+    if variant == "void":
+        return [{"type": "image"}, {"type": "image"}]
+    tail = [{"type": "text", "text": f" {RULE} {RESPONSE}" if variant == "dap" else f" {RESPONSE}"}]
+    return [{"type": "text", "text": f"{TASK} Query:"}, {"type": "image"},
+            {"type": "text", "text": " Candidate:"}, {"type": "image"}, *tail]
+
+
+def messages(variant: str = "dap", answer: str | None = None) -> list[dict]:
+    """Chat messages of one pair; with ``answer`` the assistant turn holds it (for fine-tuning)."""
+    msgs = [{"role": "user", "content": user_content(variant)}]
+    if answer is not None:
+        if answer not in ANSWERS:
+            raise MuseError(f"answer {answer!r}: expected 'Yes' or 'No'")
+        msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return msgs

@@ -1,0 +1,196 @@
+"""μ-scoring: the MLLM's "Yes"/"No" logits for each query and its top-C gallery candidates.
+
+For a pair (query, candidate) the judge reads the prompt of :mod:`muse.mllm.prompt` and the logits
+s_yes, s_no of the tokens "Yes" and "No" at the answer position are stored (DESIGN §5), so that
+τ, α, C and the re-ranking can change later without another MLLM call.
+
+Two engines give the same logits:
+
+- ``naive``: one full forward per pair (batches of ``batch`` pairs);
+- ``cached``: every image's visual tokens are computed once; the KV cache of the shared prefix
+  (system prompt, task text, query image, " Candidate:") is computed once per query and reused
+  for all its candidates; the suffixes (candidate image, rules, response format, answer prompt)
+  run in batches with explicit M-RoPE position ids. At a fixed resolution every pair has the same
+  token layout, so positions are computed once and no padding is needed.
+
+With ``swap`` each logit is the mean of the pair scored as (query, candidate) and as (candidate,
+query).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from muse.errors import MuseError
+from muse.io import Scores, atomic_path, load_scores, save_scores
+from muse.mllm.prompt import IMAGE_SIZE, load_pair_image, messages
+
+ENGINES = ("cached", "naive")
+
+
+class Judge:
+    """A loaded MLLM with the token layout of one prompt variant."""
+
+    def __init__(self, model, processor, answer_ids: tuple[int, int], variant: str = "dap"):
+        self.model, self.processor, self.answer = model, processor, list(answer_ids)
+        self.dev = next(model.parameters()).device
+        self.text = processor.apply_chat_template(messages(variant), add_generation_prompt=True, tokenize=False)
+        blank = Image.new("RGB", IMAGE_SIZE[::-1])
+        enc = processor(text=[self.text], images=[blank, blank], return_tensors="pt")
+        self.input_ids = enc["input_ids"].to(self.dev)
+        self.grid = enc["image_grid_thw"][:1].to(self.dev)
+        self.positions, _ = model.model.get_rope_index(self.input_ids, enc["mm_token_type_ids"].to(self.dev),
+                                                       enc["image_grid_thw"].to(self.dev))
+        image_pos = (self.input_ids[0] == model.config.image_token_id).nonzero(as_tuple=True)[0]
+        n = len(image_pos) // 2
+        self.query_pos, self.cand_pos = image_pos[:n], image_pos[n:]
+        self.P = int(self.cand_pos[0])                       # prefix: everything before the candidate
+        self.embeddings = model.get_input_embeddings()(self.input_ids)
+
+    # -- engines --------------------------------------------------------------------------
+    @torch.no_grad()
+    def naive(self, firsts: list[Image.Image], seconds: list[Image.Image]) -> torch.Tensor:
+        """(B, 2) logits [s_yes, s_no] of the pairs (firsts[k], seconds[k]), full forwards."""
+        images = [im for pair in zip(firsts, seconds) for im in pair]
+        enc = self.processor(text=[self.text] * len(firsts), images=images, return_tensors="pt").to(self.dev)
+        return self.model(**enc, logits_to_keep=1).logits[:, -1, self.answer].float()
+
+    @torch.no_grad()
+    def visual(self, images: list[Image.Image]) -> torch.Tensor:
+        """(n, T, H) visual tokens of each image, as the language model receives them."""
+        pv = self.processor.image_processor(images=images, return_tensors="pt")
+        out = self.model.model.get_image_features(pv["pixel_values"].to(self.dev), pv["image_grid_thw"].to(self.dev))
+        return torch.stack(out.pooler_output)
+
+    @torch.no_grad()
+    def prefix(self, first: torch.Tensor):
+        """KV cache of the prompt up to the second image, with ``first`` (T, H) as the first image."""
+        emb = self.embeddings[:, :self.P].clone()
+        emb[0, self.query_pos] = first.to(emb.dtype)
+        out = self.model.model(inputs_embeds=emb, position_ids=self.positions[:, :, :self.P], use_cache=True)
+        return out.cache
+
+    @torch.no_grad()
+    def suffix(self, cache, seconds: torch.Tensor) -> torch.Tensor:
+        """(b, 2) logits of the prefix ``cache`` continued with each of ``seconds`` (b, T, H)."""
+        b = len(seconds)
+        emb = self.embeddings[:, self.P:].expand(b, -1, -1).clone()
+        emb[:, self.cand_pos - self.P] = seconds.to(emb.dtype)
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(b)
+        pos = self.positions[:, :, self.P:].expand(-1, b, -1)
+        out = self.model(inputs_embeds=emb, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, self.answer].float()
+
+
+def _scores_for(judge: Judge, engine: str, groups, images, batch: int, bar) -> dict:
+    """Logits of pairs grouped by their first image: ``groups`` maps a first image path to the
+    list of second image paths; returns {(first, second): (s_yes, s_no)}."""
+    out = {}
+    feats = {}
+    if engine == "cached":
+        needed = sorted({p for f, ss in groups.items() for p in (f, *ss)})
+        for s in range(0, len(needed), batch):
+            chunk = needed[s:s + batch]
+            for p, v in zip(chunk, judge.visual([images(p) for p in chunk])):
+                feats[p] = v
+    for first, seconds in groups.items():
+        cache = judge.prefix(feats[first]) if engine == "cached" else None
+        for s in range(0, len(seconds), batch):
+            chunk = seconds[s:s + batch]
+            if engine == "cached":
+                logits = judge.suffix(cache, torch.stack([feats[p] for p in chunk]))
+            else:
+                logits = judge.naive([images(first)] * len(chunk), [images(p) for p in chunk])
+            for p, row in zip(chunk, logits.cpu().numpy()):
+                out[first, p] = row
+            bar.update(len(chunk))
+    return out
+
+
+def score_queries(judge: Judge, q_paths, g_paths, cand: np.ndarray, engine: str = "cached", batch: int = 8,
+                  swap: bool = False, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(s_yes, s_no), each (Q, C), for queries ``q_paths`` and candidates ``g_paths[cand]``."""
+    if engine not in ENGINES:
+        raise MuseError(f"unknown scoring engine '{engine}': expected one of {', '.join(ENGINES)}")
+    cache: dict[str, Image.Image] = {}
+
+    def images(p):
+        if p not in cache:
+            cache[p] = load_pair_image(p)
+        return cache[p]
+
+    pairs = [(q_paths[i], g_paths[j]) for i in range(len(cand)) for j in cand[i]]
+    directions = [pairs] + ([[(c, q) for q, c in pairs]] if swap else [])
+    bar = tqdm(total=len(pairs) * len(directions), desc=f"scoring ({engine})", unit="pair", disable=not progress)
+    t0 = time.perf_counter()
+    results = []
+    for direction in directions:
+        groups: dict[str, list[str]] = {}
+        for first, second in direction:
+            groups.setdefault(first, []).append(second)
+        groups = {f: sorted(set(ss)) for f, ss in groups.items()}
+        results.append(_scores_for(judge, engine, groups, images, batch, bar))
+    bar.close()
+    logits = np.stack([np.mean([results[d][(pair if d == 0 else pair[::-1])] for d in range(len(directions))], 0)
+                       for pair in pairs]).reshape(*cand.shape, 2)
+    rate = len(pairs) * len(directions) / max(time.perf_counter() - t0, 1e-9)
+    print(f"scored {len(pairs)} pairs ({engine}, swap={swap}): {rate:.1f} pairs/s", file=sys.stderr)
+    return logits[..., 0].astype(np.float32), logits[..., 1].astype(np.float32)
+
+
+def shard_rows(Q: int, shard: str) -> slice:
+    """The query rows of shard ``i/n`` (n nearly equal consecutive ranges)."""
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise MuseError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise MuseError(f"--shard {shard}: expected 0 <= i < n")
+    bounds = np.linspace(0, Q, n + 1).round().astype(int)
+    return slice(int(bounds[i]), int(bounds[i + 1]))
+
+
+def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slice, engine: str = "cached",
+               batch: int = 8, swap: bool = False, chunk: int = 64, progress: bool = True) -> Scores:
+    """Score the query ``rows`` and write them to ``out``; finished chunks of ``chunk`` queries are
+    kept in ``<out>.parts/`` so that a killed run resumes where it stopped."""
+    out = Path(out)
+    parts = Path(f"{out}.parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    pieces = []
+    for start in range(rows.start, rows.stop, chunk):
+        stop = min(start + chunk, rows.stop)
+        part = parts / f"{start:08d}-{stop:08d}.npz"
+        if not part.exists():
+            sy, sn = score_queries(judge, q_paths[start:stop], g_paths, cand[start:stop], engine, batch, swap, progress)
+            save_scores(part, Scores(cand[start:stop], sy, sn))
+        pieces.append(load_scores(part, stop - start, len(g_paths)))
+    merged = Scores(*(np.concatenate([getattr(p, f) for p in pieces]) for f in ("cand", "s_yes", "s_no")))
+    save_scores(out, merged)
+    for p in parts.glob("*.npz"):
+        p.unlink()
+    parts.rmdir()
+    return merged
+
+
+def merge_shards(shards, out, Q: int, G: int) -> Scores:
+    """Concatenate shard files (in query order) into one scores file covering all Q queries."""
+    pieces = []
+    for path in shards:
+        with np.load(path) as z:
+            n = len(z["cand"])
+        pieces.append(load_scores(path, n, G))
+    merged = Scores(*(np.concatenate([getattr(p, f) for p in pieces]) for f in ("cand", "s_yes", "s_no")))
+    if len(merged.cand) != Q:
+        raise MuseError(f"shards cover {len(merged.cand)} queries, expected {Q}")
+    save_scores(out, merged)
+    return merged
