@@ -107,3 +107,52 @@ def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = Fals
                 m = evaluate(rerank(method, Distance(q.feats, g.feats)), q.pids, q.camids, g.pids, g.camids)
                 rows.append({"train": src, "test": tgt, "rerank": method, "mAP": m["mAP"], "R1": m["R1"]})
     return rows
+
+
+def bench_score(model_dir=None, queries: int = 8, C: int = 40, batch: int = 8, seed: int = 0) -> dict:
+    """pairs/s of the scoring engines on the same model, machine and pairs — naive with batch 1
+    (the paper's setting), naive at ``batch`` and cached at ``batch`` — their max logit
+    difference, and the token composition and vision/LLM time split of one pair (Figure 4)."""
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from muse.mllm.model import init_tiny, load
+    from muse.mllm.score import Judge, score_queries
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if model_dir is None:
+            model_dir = init_tiny(tmp / "tiny")
+        rng = np.random.default_rng(seed)
+        paths = []
+        for k in range(queries + C):
+            paths.append(str(tmp / f"{k}.png"))
+            Image.fromarray(rng.integers(0, 255, (128, 64, 3), dtype=np.uint8)).save(paths[-1])
+        judge = Judge(*load(model_dir))
+        q, g = paths[:queries], np.array(paths[queries:])
+        cand = np.tile(np.arange(C), (queries, 1))
+        runs, logits = {}, {}
+        for name, engine, b in (("naive_b1", "naive", 1), (f"naive_b{batch}", "naive", batch),
+                                (f"cached_b{batch}", "cached", batch)):
+            t0 = time.perf_counter()
+            logits[name] = np.stack(score_queries(judge, q, g, cand, engine, b, progress=False))
+            runs[name] = round(queries * C / (time.perf_counter() - t0), 1)
+        diff = max(float(np.abs(v - logits["naive_b1"]).max()) for v in logits.values())
+        images = [judge.visual([Image.open(p).convert("RGB").resize((140, 280))]) for p in paths[:2]]
+        t0 = time.perf_counter()
+        for _ in range(5):
+            judge.visual([Image.open(paths[0]).convert("RGB").resize((140, 280))] * 2)
+        vision_ms = (time.perf_counter() - t0) / 5 * 1000
+        t0 = time.perf_counter()
+        for _ in range(5):
+            judge.suffix(judge.prefix(images[0][0]), images[1])
+        llm_ms = (time.perf_counter() - t0) / 5 * 1000
+    n_vision = len(judge.query_pos) + len(judge.cand_pos)
+    return {"benchmark": "score", "pairs": queries * C, "pairs_per_s": runs,
+            "speedup_cached_vs_naive_b1": round(runs[f"cached_b{batch}"] / runs["naive_b1"], 2),
+            "speedup_cached_vs_naive_same_batch": round(runs[f"cached_b{batch}"] / runs[f"naive_b{batch}"], 2),
+            "max_abs_logit_diff": diff, "tokens": {"vision": n_vision, "text": judge.input_ids.shape[1] - n_vision},
+            "one_pair_ms": {"vision_encoder": round(vision_ms, 2), "llm_decoder": round(llm_ms, 2)},
+            "machine": machine()}

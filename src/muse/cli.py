@@ -134,6 +134,63 @@ def _mine(a):
         print(f"{out}: {len(records)} pairs")
 
 
+def _mllm_init_tiny(a):
+    from muse.mllm.model import init_tiny
+
+    init_tiny(a.out, seed=a.seed)
+    print(f"{a.out}: tiny Qwen2-VL checkpoint")
+
+
+def _sft(a):
+    from muse.io import write_meta
+    from muse.mllm.sft import SFTConfig, read_pairs, sft
+
+    cfg = SFTConfig(**{k: getattr(a, k) for k in ("epochs", "lr", "batch", "prompt", "seed") if getattr(a, k) is not None})
+    val = read_pairs(a.val_pairs) if a.val_pairs else None
+    history = sft(a.model, read_pairs(a.pairs), a.out, cfg, val=val)
+    write_meta(a.out, {"sft": cfg.__dict__}, inputs=[a.pairs] + ([a.val_pairs] if a.val_pairs else []))
+    print(f"{a.out}: adapter after {len(history)} epochs, last {history[-1]}")
+
+
+def _judge(a):
+    from muse.mllm.model import load
+    from muse.mllm.score import Judge
+
+    return Judge(*load(a.model, a.adapter), variant=a.prompt)
+
+
+def _score(a):
+    from muse.distance import Distance
+    from muse.io import load_features, write_meta
+    from muse.mllm.score import score_file, shard_rows
+
+    f = load_features(a.features)
+    q, g = f.require("query", a.features), f.require("gallery", a.features)
+    if not 1 <= a.C <= len(g.pids):
+        raise MuseError(f"C = {a.C}: expected 1 <= C <= {len(g.pids)} (the gallery size)")
+    rows = shard_rows(len(q.pids), a.shard)
+    cand = Distance(q.feats, g.feats).top_candidates(a.C)
+    score_file(_judge(a), q.paths, g.paths, cand, a.out, rows, a.engine, a.batch, a.swap)
+    write_meta(a.out, {"C": a.C, "engine": a.engine, "shard": a.shard, "swap": a.swap, "prompt": a.prompt,
+                       "rows": [rows.start, rows.stop]}, inputs=[a.features])
+    print(f"{a.out}: queries {rows.start}..{rows.stop - 1}, C = {a.C}")
+
+
+def _score_merge(a):
+    from muse.io import load_features
+    from muse.mllm.score import merge_shards
+
+    f = load_features(a.features)
+    merged = merge_shards(a.shards, a.out, (f.split == "query").sum(), (f.split == "gallery").sum())
+    print(f"{a.out}: {merged.cand.shape[0]} queries × {merged.width} candidates")
+
+
+def _bench_score(a):
+    from muse.bench import bench_score
+
+    print(json.dumps(bench_score(a.model, a.queries, a.C, a.batch)))
+
+
 def _bench_evaluate(a):
     from muse.bench import bench_evaluate
 
@@ -241,6 +298,43 @@ def parser() -> argparse.ArgumentParser:
     mn.add_argument("--out", required=True, type=Path)
     mn.set_defaults(func=_mine)
 
+    ml = sub.add_parser("mllm", help="MLLM checkpoints")
+    mlsub = ml.add_subparsers(dest="mllm_command", required=True)
+    it = mlsub.add_parser("init-tiny", help="write a tiny Qwen2-VL checkpoint (model + offline processor)")
+    it.add_argument("--out", required=True, type=Path)
+    it.add_argument("--seed", type=int, default=0)
+    it.set_defaults(func=_mllm_init_tiny)
+
+    ft = sub.add_parser("sft", help="LoRA fine-tuning of the MLLM judge on query-candidate pairs")
+    ft.add_argument("--model", required=True, type=Path, help="local model directory")
+    ft.add_argument("--pairs", required=True, type=Path)
+    ft.add_argument("--val-pairs", type=Path, help="held-out pairs for the validation loss")
+    ft.add_argument("--prompt", choices=["dap", "task_resp", "void"])
+    ft.add_argument("--epochs", type=int)
+    ft.add_argument("--lr", type=float)
+    ft.add_argument("--batch", type=int)
+    ft.add_argument("--seed", type=int)
+    ft.add_argument("--out", required=True, type=Path, help="adapter directory (peft)")
+    ft.set_defaults(func=_sft)
+
+    sc = sub.add_parser("score", help="MLLM logits for each query's top-C gallery candidates")
+    sc.add_argument("--model", required=True, type=Path)
+    sc.add_argument("--adapter", type=Path, help="LoRA adapter (none: zero-shot)")
+    sc.add_argument("--features", required=True, type=Path, help="query/gallery features; image paths come from it")
+    sc.add_argument("--C", type=int, required=True, help="candidates per query (the largest any table needs)")
+    sc.add_argument("--engine", choices=["cached", "naive"], default="cached")
+    sc.add_argument("--batch", type=int, default=8, help="pairs per forward")
+    sc.add_argument("--shard", default="0/1", help="i/n: score the i-th of n query ranges")
+    sc.add_argument("--swap", action="store_true", help="average with query and candidate swapped")
+    sc.add_argument("--prompt", choices=["dap", "task_resp", "void"], default="dap")
+    sc.add_argument("--out", required=True, type=Path)
+    sc.set_defaults(func=_score)
+    sm = sub.add_parser("score-merge", help="merge score shards (in query order) into one file")
+    sm.add_argument("--features", required=True, type=Path)
+    sm.add_argument("--shards", required=True, type=Path, nargs="+")
+    sm.add_argument("--out", required=True, type=Path)
+    sm.set_defaults(func=_score_merge)
+
     b = sub.add_parser("bench", help="benchmarks at the real datasets' sizes")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     be = bsub.add_parser("evaluate", help="evaluation of random features")
@@ -260,6 +354,12 @@ def parser() -> argparse.ArgumentParser:
     bd.add_argument("--config", type=Path, default=Path("config.yaml"), help="reads its `encoder` section")
     bd.add_argument("--work", type=Path, default=Path("results/bench_dg"), help="where the encoders go")
     bd.set_defaults(func=_bench_dg)
+    bs = bsub.add_parser("score", help="pairs/s of the scoring engines and their max logit difference")
+    bs.add_argument("--model", type=Path, help="model directory (default: a fresh tiny model)")
+    bs.add_argument("--queries", type=int, default=8)
+    bs.add_argument("--C", type=int, default=40)
+    bs.add_argument("--batch", type=int, default=8)
+    bs.set_defaults(func=_bench_score)
     return p
 
 

@@ -1,0 +1,174 @@
+"""Supervised fine-tuning of the judge with LoRA (paper §4.2.2, eq. 4).
+
+The loss is the next-token prediction of the answer only: for the prompt of a pair ending with
+the answer prompt (``<|im_start|>assistant\\n``), L_ntp = −log softmax(s^{L−1})[x^L] with x^L the
+label "Yes" or "No" and s^{L−1} the logits at the last prompt position.
+
+LoRA (r = 16, α = 32, dropout 0.05) adapts the linear layers of the vision blocks (attention
+``qkv``, ``proj``; MLP ``fc1``, ``fc2``) and of the language model (``q, k, v, o, gate, up, down``
+projections), selected by a regular expression so that the patch-embedding Conv3d (also named
+``proj``) is left alone. AdamW, cosine schedule from ``lr`` to ``lr_min`` over all steps, batch
+``batch`` pairs; bf16 on GPU, fp32 on CPU; several GPUs when launched with ``accelerate`` or
+``torchrun``. A checkpoint after every epoch lets a killed run resume with the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from muse.errors import MuseError
+from muse.io import atomic_path
+from muse.mllm.prompt import ANSWERS, load_pair_image
+
+LORA_TARGETS = (r".*visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
+                r"|.*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)")
+
+
+@dataclass
+class SFTConfig:
+    epochs: int = 20
+    lr: float = 5e-5
+    lr_min: float = 1e-6
+    weight_decay: float = 0.0
+    batch: int = 2
+    rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    prompt: str = "dap"
+    seed: int = 0
+
+
+def read_pairs(path) -> list[dict]:
+    """Records of a pairs JSONL file, checked: query, candidate, label ∈ {Yes, No}."""
+    path = Path(path)
+    if not path.is_file():
+        raise MuseError(f"{path}: pairs file not found")
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            r = json.loads(line)
+            ok = r["label"] in ANSWERS and isinstance(r["query"], str) and isinstance(r["candidate"], str)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise MuseError(f"{path}:{n}: expected {{\"query\": path, \"candidate\": path, \"label\": \"Yes\"|\"No\"}}")
+        records.append(r)
+    if not records:
+        raise MuseError(f"{path}: no pairs")
+    return records
+
+
+def lora_model(model, cfg: SFTConfig):
+    """The model wrapped with LoRA adapters on exactly the intended linear layers."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=cfg.rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                        target_modules=LORA_TARGETS, bias="none")
+    return get_peft_model(model, config)
+
+
+def answer_loss(judge, records: list[dict], images) -> torch.Tensor:
+    """Mean L_ntp of a batch of pairs (the answer token after the full prompt)."""
+    firsts = [images(r["query"]) for r in records]
+    seconds = [images(r["candidate"]) for r in records]
+    imgs = [im for pair in zip(firsts, seconds) for im in pair]
+    enc = judge.processor(text=[judge.text] * len(records), images=imgs, return_tensors="pt").to(judge.dev)
+    logits = judge.model(**enc, logits_to_keep=1).logits[:, -1].float()
+    target = torch.tensor([judge.answer[ANSWERS.index(r["label"])] for r in records], device=judge.dev)
+    return F.cross_entropy(logits, target)
+
+
+def cosine_lr(step: int, total: int, cfg: SFTConfig) -> float:
+    """lr_min + ½(lr − lr_min)(1 + cos(π·step/total))."""
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / max(total, 1)))
+
+
+def _validate(judge, val, images, batch) -> float:
+    judge.model.eval()
+    with torch.no_grad():
+        losses = [float(answer_loss(judge, val[s:s + batch], images)) * len(val[s:s + batch])
+                  for s in range(0, len(val), batch)]
+    return sum(losses) / len(val)
+
+
+def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | None = None,
+        progress: bool = True) -> list[dict]:
+    """Fine-tune and save the LoRA adapter at ``out``; returns the per-epoch history
+    (train loss, validation loss). The checkpoint ``<out>.ckpt`` is removed when ``out`` is written."""
+    from accelerate import Accelerator
+    from peft import set_peft_model_state_dict, get_peft_model_state_dict
+
+    from muse.mllm.model import load
+    from muse.mllm.score import Judge
+
+    acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    torch.manual_seed(cfg.seed)
+    base, processor, yes_no = load(model_dir, device=acc.device)
+    model = lora_model(base, cfg)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
+    model, opt = acc.prepare(model, opt)
+    judge = Judge(acc.unwrap_model(model).base_model.model, processor, yes_no, cfg.prompt)
+    judge.model = model                                   # train through the (wrapped) adapter
+    cache: dict = {}
+
+    def images(p):
+        if p not in cache:
+            cache[p] = load_pair_image(p)
+        return cache[p]
+
+    out, ckpt = Path(out), Path(f"{out}.ckpt")
+    steps_per_epoch = math.ceil(len(train) / (cfg.batch * acc.num_processes))
+    total = steps_per_epoch * cfg.epochs
+    start, history = 0, []
+    if ckpt.exists():
+        state = torch.load(ckpt / "state.pt", map_location=acc.device, weights_only=True)
+        set_peft_model_state_dict(acc.unwrap_model(model), state["adapter"])
+        opt.load_state_dict(state["optimizer"])
+        start, history = state["epoch"], json.loads((ckpt / "history.json").read_text())
+        print(f"resuming {out} after epoch {start}", file=sys.stderr)
+    for epoch in range(start, cfg.epochs):
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
+        mine = order[acc.process_index::acc.num_processes]
+        model.train()
+        total_loss = 0.0
+        bar = tqdm(range(0, len(mine), cfg.batch), desc=f"sft epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not (progress and acc.is_main_process))
+        for k, s in enumerate(bar):
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(epoch * steps_per_epoch + k, total, cfg)
+            loss = answer_loss(judge, [train[i] for i in mine[s:s + cfg.batch]], images)
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            opt.step()
+            total_loss += float(loss.detach())
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        record = {"epoch": epoch + 1, "train_loss": total_loss / max(1, len(bar))}
+        if val:
+            record["val_loss"] = _validate(judge, val, images, cfg.batch)
+        history.append(record)
+        print(json.dumps(record), file=sys.stderr, flush=True)
+        if acc.is_main_process:
+            with atomic_path(ckpt) as tmp:
+                tmp.mkdir()
+                torch.save({"epoch": epoch + 1, "adapter": get_peft_model_state_dict(acc.unwrap_model(model)),
+                            "optimizer": opt.state_dict()}, tmp / "state.pt")
+                (tmp / "history.json").write_text(json.dumps(history))
+        acc.wait_for_everyone()
+    if acc.is_main_process:
+        with atomic_path(out) as tmp:
+            acc.unwrap_model(model).save_pretrained(tmp)
+            (tmp / "sft_config.json").write_text(json.dumps({**asdict(cfg), "history": history}, indent=2))
+        for f in ckpt.glob("*"):
+            f.unlink()
+        ckpt.rmdir()
+    return history
