@@ -137,6 +137,7 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
         start, history = state["epoch"], json.loads((ckpt / "history.json").read_text())
         print(f"resuming {out} after epoch {start}", file=sys.stderr)
     for epoch in range(start, cfg.epochs):
+        torch.manual_seed(cfg.seed * 100_003 + epoch)        # LoRA dropout: fixed by (seed, epoch)
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
         mine = order[acc.process_index::acc.num_processes]
         model.train()

@@ -1,0 +1,252 @@
+"""MLLM judge: prompt, tiny model, LoRA targets, answer-only loss, engine equality, shards, SFT."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from muse.errors import MuseError
+from muse.mllm import model as M
+from muse.mllm import prompt as P
+from muse.mllm import score as S
+from muse.mllm.sft import LORA_TARGETS, SFTConfig, answer_loss, lora_model, read_pairs, sft
+
+PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "muse-arxiv-2606.16161.txt"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return M.init_tiny(tmp_path_factory.mktemp("mllm") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def judge(tiny):
+    return S.Judge(*M.load(tiny))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Eight small images of distinct colours and a stripe each."""
+    root = tmp_path_factory.mktemp("img")
+    paths = []
+    for k in range(8):
+        a = np.zeros((96, 48, 3), np.uint8)
+        a[:] = [(37 * k) % 256, (91 * k) % 256, (151 * k) % 256]
+        a[10 * k % 80: 10 * k % 80 + 12] = 255
+        paths.append(str(root / f"{k}.jpg"))
+        Image.fromarray(a).save(paths[-1])
+    return paths
+
+
+@pytest.mark.skipif(not PAPER.exists(), reason="paper text not beside the repository")
+def test_prompt_is_table_1_verbatim():
+    paper = PAPER.read_text()
+    for text in (P.TASK, P.RULE, P.RESPONSE):
+        assert text in paper
+
+
+def test_prompt_content_order_and_variants(judge):
+    text = judge.text
+    order = [text.index(s) for s in (P.TASK, "Query:<|vision_start|>", "<|vision_end|> Candidate:<|vision_start|>",
+                                     P.RULE, P.RESPONSE, "<|im_start|>assistant\n")]
+    assert order == sorted(order) and text.endswith("<|im_start|>assistant\n")
+    assert [c["type"] for c in P.user_content("task_resp")] == ["text", "image", "text", "image", "text"]
+    assert P.RULE not in P.user_content("task_resp")[-1]["text"]
+    assert P.user_content("void") == [{"type": "image"}, {"type": "image"}]
+    with pytest.raises(MuseError, match="unknown prompt variant 'long'"):
+        P.user_content("long")
+
+
+def test_images_are_resized_to_280x140(images):
+    assert P.load_pair_image(images[0]).size == (140, 280)
+
+
+def test_tiny_model_layout(tiny, judge):
+    tok = judge.processor.tokenizer
+    assert M.answer_ids(tok) == tuple(tok.convert_tokens_to_ids(["Yes", "No"]))
+    assert len(judge.query_pos) == len(judge.cand_pos) == 50          # 20×10 patches, 2×2 merge
+    assert (Path(tiny) / "config.json").is_file() and (Path(tiny) / "tokenizer.json").is_file()
+    assert type(judge.model).__name__ == "Qwen2VLForConditionalGeneration"
+
+
+def test_multi_token_answer_is_refused(judge, monkeypatch):
+    monkeypatch.setattr(M, "ANSWERS", ("Yes", "Perhaps"))
+    with pytest.raises(MuseError, match="'Perhaps' is .* tokens"):
+        M.answer_ids(judge.processor.tokenizer)
+
+
+def test_lora_targets_exactly_the_linear_layers(tiny):
+    model, _, _ = M.load(tiny)
+    peft_model = lora_model(model, SFTConfig())
+    wrapped = sorted(n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")
+                     and isinstance(m.lora_A, torch.nn.ModuleDict))
+    vision = [f"model.visual.blocks.{b}.{s}" for b in range(2) for s in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")]
+    text = [f"model.language_model.layers.{b}.{s}" for b in range(2) for s in
+            ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")]
+    assert wrapped == sorted(vision + text)
+    assert "patch_embed" not in LORA_TARGETS
+
+
+def test_answer_loss_is_the_answer_token_only(judge, images):
+    recs = [{"query": images[0], "candidate": images[1], "label": "Yes"},
+            {"query": images[2], "candidate": images[2], "label": "No"}]
+    loss = answer_loss(judge, recs, P.load_pair_image)
+    full = [judge.naive([P.load_pair_image(r["query"])], [P.load_pair_image(r["candidate"])]) for r in recs]
+    enc = judge.processor(text=[judge.text], images=[P.load_pair_image(images[0]), P.load_pair_image(images[1])],
+                          return_tensors="pt")
+    logits0 = judge.model(**enc).logits[0, -1]
+    manual = (F.cross_entropy(logits0[None], torch.tensor([judge.answer[0]])) +
+              F.cross_entropy(judge.model(**judge.processor(text=[judge.text], images=[P.load_pair_image(images[2])] * 2,
+                                                             return_tensors="pt")).logits[:, -1],
+                              torch.tensor([judge.answer[1]]))) / 2
+    assert loss.item() == pytest.approx(manual.item(), rel=1e-5)
+    assert torch.allclose(full[0][0], logits0[judge.answer], atol=1e-5)
+
+
+def _adapter(tiny, out):
+    model, _, _ = M.load(tiny)
+    peft_model = lora_model(model, SFTConfig())
+    torch.manual_seed(3)
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(std=0.2)
+    peft_model.save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("with_adapter", [False, True])
+def test_engines_give_the_same_logits(tiny, images, tmp_path, with_adapter):
+    adapter = _adapter(tiny, tmp_path / "lora") if with_adapter else None
+    judge = S.Judge(*M.load(tiny, adapter))
+    cand = np.array([[0, 1, 2, 3, 4], [4, 5, 6, 7, 0]])
+    g = np.array(images)
+    for swap in (False, True):
+        naive = S.score_queries(judge, images[:2], g, cand, "naive", batch=1, swap=swap, progress=False)
+        batched = S.score_queries(judge, images[:2], g, cand, "naive", batch=3, swap=swap, progress=False)
+        cached = S.score_queries(judge, images[:2], g, cand, "cached", batch=3, swap=swap, progress=False)
+        for a, b in ((naive, cached), (naive, batched)):
+            assert np.abs(a[0] - b[0]).max() <= 1e-4 and np.abs(a[1] - b[1]).max() <= 1e-4
+    if with_adapter:
+        plain = S.score_queries(S.Judge(*M.load(tiny)), images[:2], g, cand, "cached", progress=False)
+        assert np.abs(plain[0] - cached[0]).max() > 1e-3          # the adapter is really applied
+
+
+def test_shards_merge_to_the_single_run_and_resume(judge, images, tmp_path, monkeypatch):
+    q, g = np.array(images[:5]), np.array(images)
+    cand = np.array([[(i + k) % 8 for k in range(3)] for i in range(5)])
+    single = S.score_file(judge, q, g, cand, tmp_path / "all.npz", slice(0, 5), chunk=2, progress=False)
+    shards = []
+    for i in range(2):
+        rows = S.shard_rows(5, f"{i}/2")
+        S.score_file(judge, q, g, cand, tmp_path / f"s{i}.npz", rows, progress=False)
+        shards.append(tmp_path / f"s{i}.npz")
+    merged = S.merge_shards(shards, tmp_path / "merged.npz", 5, 8)
+    for f in ("cand", "s_yes", "s_no"):
+        np.testing.assert_allclose(getattr(merged, f), getattr(single, f), atol=1e-6)
+
+    real, calls = S.score_queries, []
+
+    def dies_on_second_chunk(*a, **k):
+        calls.append(len(a[1]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(S, "score_queries", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        S.score_file(judge, q, g, cand, tmp_path / "again.npz", slice(0, 5), chunk=2, progress=False)
+    assert len(list((tmp_path / "again.npz.parts").glob("*.npz"))) == 1 and not (tmp_path / "again.npz").exists()
+    monkeypatch.setattr(S, "score_queries", lambda *a, **k: (calls.append(len(a[1])), real(*a, **k))[1])
+    again = S.score_file(judge, q, g, cand, tmp_path / "again.npz", slice(0, 5), chunk=2, progress=False)
+    assert len(calls) == 4                                   # chunks 2 and 3 only, after the kill
+    np.testing.assert_array_equal(again.s_yes, single.s_yes)
+    with pytest.raises(MuseError, match="--shard '3'"):
+        S.shard_rows(5, "3")
+    with pytest.raises(MuseError, match="shards cover 2 queries, expected 5"):
+        S.merge_shards(shards[:1], tmp_path / "bad.npz", 5, 8)
+
+
+def test_sft_lowers_validation_loss_and_writes_a_peft_adapter(tiny, images, tmp_path):
+    from peft import PeftModel
+
+    same = [{"query": p, "candidate": p, "label": "Yes"} for p in images]
+    other = [{"query": images[k], "candidate": images[(k + 3) % 8], "label": "No"} for k in range(8)]
+    train, val = same[:6] + other[:6], same[6:] + other[6:]
+    before = float(answer_loss(S.Judge(*M.load(tiny)), val, P.load_pair_image))
+    history = sft(tiny, train, tmp_path / "adapter", SFTConfig(epochs=3, lr=2e-3, batch=4), val=val, progress=False)
+    assert history[-1]["val_loss"] < before
+    assert not (tmp_path / "adapter.ckpt").exists()
+    model, _, _ = M.load(tiny, merge=False)
+    assert isinstance(PeftModel.from_pretrained(model, tmp_path / "adapter"), PeftModel)
+
+
+def test_read_pairs_errors(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"query": "a", "candidate": "b", "label": "Maybe"}\n')
+    with pytest.raises(MuseError, match="p.jsonl:1: expected"):
+        read_pairs(tmp_path / "p.jsonl")
+    with pytest.raises(MuseError, match="pairs file not found"):
+        read_pairs(tmp_path / "none.jsonl")
+
+
+def test_cli_score_and_merge(tiny, images, tmp_path):
+    from muse.io import Features, load_scores, save_features
+
+    n = len(images)
+    rng = np.random.default_rng(0)
+    save_features(tmp_path / "f.npz", Features(rng.normal(size=(n, 8)).astype(np.float32), np.arange(n) % 4,
+                                               np.arange(n) % 3, np.array(images), np.array(["query"] * 3 + ["gallery"] * 5)))
+
+    def muse(*args):
+        return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True)
+
+    for i in range(2):
+        res = muse("score", "--model", tiny, "--features", tmp_path / "f.npz", "--C", 4, "--shard", f"{i}/2",
+                   "--out", tmp_path / f"s{i}.npz")
+        assert res.returncode == 0, res.stderr
+    res = muse("score-merge", "--features", tmp_path / "f.npz", "--shards", tmp_path / "s0.npz", tmp_path / "s1.npz",
+               "--out", tmp_path / "s.npz")
+    assert res.returncode == 0, res.stderr
+    s = load_scores(tmp_path / "s.npz", 3, 5)
+    assert s.cand.shape == (3, 4)
+    res = muse("evaluate", "--features", tmp_path / "f.npz", "--scores", tmp_path / "s.npz", "--C", 4, "--json")
+    assert res.returncode == 0, res.stderr
+    bad = muse("score", "--model", tiny, "--features", tmp_path / "f.npz", "--C", 9, "--out", tmp_path / "x.npz")
+    assert bad.returncode != 0 and "C = 9: expected 1 <= C <= 5" in bad.stderr
+    bad = muse("score", "--model", tiny, "--adapter", tmp_path, "--features", tmp_path / "f.npz", "--C", 2,
+               "--out", tmp_path / "x.npz")
+    assert bad.returncode != 0 and "not a LoRA adapter directory" in bad.stderr
+
+
+def test_sft_resumes_after_a_kill_with_the_same_adapter(tiny, images, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from muse.mllm import sft as SFT
+
+    train = [{"query": images[k], "candidate": images[(k * 5) % 8], "label": "Yes" if k % 2 else "No"}
+             for k in range(8)]
+    cfg = SFTConfig(epochs=2, lr=1e-3, batch=4)
+    sft(tiny, train, tmp_path / "full", cfg, progress=False)
+    real, calls = SFT.answer_loss, []
+
+    def dies_in_epoch_2(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:                                  # 2 batches per epoch: first of epoch 2
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(SFT, "answer_loss", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        sft(tiny, train, tmp_path / "again", cfg, progress=False)
+    assert (tmp_path / "again.ckpt").exists() and not (tmp_path / "again").exists()
+    monkeypatch.setattr(SFT, "answer_loss", real)
+    sft(tiny, train, tmp_path / "again", cfg, progress=False)
+    a = load_file(tmp_path / "full" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "again" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
