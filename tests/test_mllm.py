@@ -250,3 +250,19 @@ def test_sft_resumes_after_a_kill_with_the_same_adapter(tiny, images, tmp_path, 
     a = load_file(tmp_path / "full" / "adapter_model.safetensors")
     b = load_file(tmp_path / "again" / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_init_tiny_and_sft(images, tmp_path):
+    def muse(*args):
+        return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True)
+
+    assert muse("mllm", "init-tiny", "--out", tmp_path / "tiny").returncode == 0
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"query": images[k], "candidate": images[k - 1], "label": "No"}) + "\n"
+                             for k in range(4)))
+    res = muse("sft", "--model", tmp_path / "tiny", "--pairs", pairs, "--epochs", 1, "--batch", 2,
+               "--out", tmp_path / "adapter")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    bad = muse("sft", "--model", tmp_path / "nowhere", "--pairs", pairs, "--out", tmp_path / "a2")
+    assert bad.returncode != 0 and "not a model directory" in bad.stderr and "Traceback" not in bad.stderr

@@ -46,9 +46,9 @@ class Judge:
         blank = Image.new("RGB", IMAGE_SIZE[::-1])
         enc = processor(text=[self.text], images=[blank, blank], return_tensors="pt")
         self.input_ids = enc["input_ids"].to(self.dev)
-        self.grid = enc["image_grid_thw"][:1].to(self.dev)
-        self.positions, _ = model.model.get_rope_index(self.input_ids, enc["mm_token_type_ids"].to(self.dev),
-                                                       enc["image_grid_thw"].to(self.dev))
+        self.positions, _ = model.model.get_rope_index(input_ids=self.input_ids,
+                                                       mm_token_type_ids=enc["mm_token_type_ids"].to(self.dev),
+                                                       image_grid_thw=enc["image_grid_thw"].to(self.dev))
         image_pos = (self.input_ids[0] == model.config.image_token_id).nonzero(as_tuple=True)[0]
         n = len(image_pos) // 2
         self.query_pos, self.cand_pos = image_pos[:n], image_pos[n:]
