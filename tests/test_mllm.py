@@ -97,7 +97,7 @@ def test_lora_targets_exactly_the_linear_layers(tiny):
 def test_answer_loss_is_the_answer_token_only(judge, images):
     recs = [{"query": images[0], "candidate": images[1], "label": "Yes"},
             {"query": images[2], "candidate": images[2], "label": "No"}]
-    loss = answer_loss(judge, recs, P.load_pair_image)
+    loss = answer_loss(judge, recs, P.PairImages())
     full = [judge.naive([P.load_pair_image(r["query"])], [P.load_pair_image(r["candidate"])]) for r in recs]
     enc = judge.processor(text=[judge.text], images=[P.load_pair_image(images[0]), P.load_pair_image(images[1])],
                           return_tensors="pt")
@@ -179,7 +179,7 @@ def test_sft_lowers_validation_loss_and_writes_a_peft_adapter(tiny, images, tmp_
     same = [{"query": p, "candidate": p, "label": "Yes"} for p in images]
     other = [{"query": images[k], "candidate": images[(k + 3) % 8], "label": "No"} for k in range(8)]
     train, val = same[:6] + other[:6], same[6:] + other[6:]
-    before = float(answer_loss(S.Judge(*M.load(tiny)), val, P.load_pair_image))
+    before = float(answer_loss(S.Judge(*M.load(tiny)), val, P.PairImages()))
     history = sft(tiny, train, tmp_path / "adapter", SFTConfig(epochs=3, lr=2e-3, batch=4), val=val, progress=False)
     assert history[-1]["val_loss"] < before
     assert not (tmp_path / "adapter.ckpt").exists()

@@ -178,6 +178,11 @@ class Scores:
     def width(self) -> int:
         return self.cand.shape[1]
 
+    @classmethod
+    def concat(cls, pieces: list["Scores"]) -> "Scores":
+        """Row blocks (in query order) as one file's arrays."""
+        return cls(*(np.concatenate([getattr(p, f) for p in pieces]) for f in _SCORE_FIELDS))
+
 
 _SCORE_FIELDS = ("cand", "s_yes", "s_no")
 

@@ -47,6 +47,14 @@ def load_pair_image(path: str) -> Image.Image:
         raise MuseError(f"{path}: unreadable image ({e})") from None
 
 
+class PairImages(dict):
+    """Images by path, each loaded and resized once (:func:`load_pair_image`)."""
+
+    def __missing__(self, path: str) -> Image.Image:
+        self[path] = image = load_pair_image(path)
+        return image
+
+
 def user_content(variant: str = "dap") -> list[dict]:
     """The user turn as chat content items; the two images are ``{"type": "image"}`` placeholders
     filled, in order, by the query and the candidate."""

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from muse.errors import MuseError
 from muse.io import Scores, atomic_path, load_scores, save_scores
-from muse.mllm.prompt import IMAGE_SIZE, load_pair_image, messages
+from muse.mllm.prompt import IMAGE_SIZE, PairImages, messages
 
 ENGINES = ("cached", "naive")
 
@@ -100,7 +100,7 @@ def _scores_for(judge: Judge, engine: str, groups, images, batch: int, bar) -> d
         needed = sorted({p for f, ss in groups.items() for p in (f, *ss)})
         for s in range(0, len(needed), batch):
             chunk = needed[s:s + batch]
-            for p, v in zip(chunk, judge.visual([images(p) for p in chunk])):
+            for p, v in zip(chunk, judge.visual([images[p] for p in chunk])):
                 feats[p] = v
     for first, seconds in groups.items():
         cache = judge.prefix(feats[first]) if engine == "cached" else None
@@ -109,7 +109,7 @@ def _scores_for(judge: Judge, engine: str, groups, images, batch: int, bar) -> d
             if engine == "cached":
                 logits = judge.suffix(cache, torch.stack([feats[p] for p in chunk]))
             else:
-                logits = judge.naive([images(first)] * len(chunk), [images(p) for p in chunk])
+                logits = judge.naive([images[first]] * len(chunk), [images[p] for p in chunk])
             for p, row in zip(chunk, logits.cpu().numpy()):
                 out[first, p] = row
             bar.update(len(chunk))
@@ -121,13 +121,7 @@ def score_queries(judge: Judge, q_paths, g_paths, cand: np.ndarray, engine: str 
     """(s_yes, s_no), each (Q, C), for queries ``q_paths`` and candidates ``g_paths[cand]``."""
     if engine not in ENGINES:
         raise MuseError(f"unknown scoring engine '{engine}': expected one of {', '.join(ENGINES)}")
-    cache: dict[str, Image.Image] = {}
-
-    def images(p):
-        if p not in cache:
-            cache[p] = load_pair_image(p)
-        return cache[p]
-
+    images = PairImages()
     pairs = [(q_paths[i], g_paths[j]) for i in range(len(cand)) for j in cand[i]]
     directions = [pairs] + ([[(c, q) for q, c in pairs]] if swap else [])
     bar = tqdm(total=len(pairs) * len(directions), desc=f"scoring ({engine})", unit="pair", disable=not progress)
@@ -174,7 +168,7 @@ def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slic
             sy, sn = score_queries(judge, q_paths[start:stop], g_paths, cand[start:stop], engine, batch, swap, progress)
             save_scores(part, Scores(cand[start:stop], sy, sn))
         pieces.append(load_scores(part, stop - start, len(g_paths)))
-    merged = Scores(*(np.concatenate([getattr(p, f) for p in pieces]) for f in ("cand", "s_yes", "s_no")))
+    merged = Scores.concat(pieces)
     save_scores(out, merged)
     for p in parts.glob("*.npz"):
         p.unlink()
@@ -189,7 +183,7 @@ def merge_shards(shards, out, Q: int, G: int) -> Scores:
         with np.load(path) as z:
             n = len(z["cand"])
         pieces.append(load_scores(path, n, G))
-    merged = Scores(*(np.concatenate([getattr(p, f) for p in pieces]) for f in ("cand", "s_yes", "s_no")))
+    merged = Scores.concat(pieces)
     if len(merged.cand) != Q:
         raise MuseError(f"shards cover {len(merged.cand)} queries, expected {Q}")
     save_scores(out, merged)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from muse.errors import MuseError
 from muse.io import atomic_path
-from muse.mllm.prompt import ANSWERS, load_pair_image
+from muse.mllm.prompt import ANSWERS, PairImages
 
 LORA_TARGETS = (r".*visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
                 r"|.*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)")
@@ -78,8 +78,8 @@ def lora_model(model, cfg: SFTConfig):
 
 def answer_loss(judge, records: list[dict], images) -> torch.Tensor:
     """Mean L_ntp of a batch of pairs (the answer token after the full prompt)."""
-    firsts = [images(r["query"]) for r in records]
-    seconds = [images(r["candidate"]) for r in records]
+    firsts = [images[r["query"]] for r in records]
+    seconds = [images[r["candidate"]] for r in records]
     imgs = [im for pair in zip(firsts, seconds) for im in pair]
     enc = judge.processor(text=[judge.text] * len(records), images=imgs, return_tensors="pt").to(judge.dev)
     logits = judge.model(**enc, logits_to_keep=1).logits[:, -1].float()
@@ -119,13 +119,7 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
     model, opt = acc.prepare(model, opt)
     judge = Judge(acc.unwrap_model(model).base_model.model, processor, yes_no, cfg.prompt)
     judge.model = model                                   # train through the (wrapped) adapter
-    cache: dict = {}
-
-    def images(p):
-        if p not in cache:
-            cache[p] = load_pair_image(p)
-        return cache[p]
-
+    images = PairImages()
     out, ckpt = Path(out), Path(f"{out}.ckpt")
     steps_per_epoch = math.ceil(len(train) / (cfg.batch * acc.num_processes))
     total = steps_per_epoch * cfg.epochs
