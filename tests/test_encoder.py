@@ -7,7 +7,6 @@ import open_clip
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from muse.data.synthetic import Sizes, generate_domain

@@ -30,7 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from muse.errors import MuseError
-from muse.io import Scores, atomic_path, load_scores, save_scores
+from muse.io import Scores, load_scores, save_scores
 from muse.mllm.prompt import IMAGE_SIZE, PairImages, messages
 
 ENGINES = ("cached", "naive")
