@@ -1,0 +1,54 @@
+"""The paper's tables as measurements: which rows each table has, and assembling them.
+
+A standard table (2, 3, 4, 8–13) has, for each of its protocols, the rows Baseline, + K-RNN,
++ ECN, + CAJ, and the same four on the μ-distance (+ MUSE). Every row is one evaluation of
+:mod:`muse.evaluate` on the target's test set; the MUSE rows fuse the stored MLLM logits of
+the table's adaptation setting first (α, τ, C from the config; Table 4 uses α_intra).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from muse.distance import Distance
+from muse.evaluate import evaluate
+from muse.io import Features, Scores
+from muse.rerank import rerank
+
+# table -> protocols, in the paper's column order
+TABLES = {
+    2: ("MA2MS", "MA2C3", "MS2C3", "C32MS"),
+    3: ("MA+MS+CS2C3", "MA+C3+CS2MS"),
+    4: ("MA2MA", "C32C3", "MS2MS"),
+    8: ("MS2MA", "MS2C3", "C32MA", "C32MS"),
+    9: ("MA+MS+CS2C3", "MS+C3+CS2MA", "MA+C3+CS2MS"),
+    10: ("MA2C3", "C32MA"),
+    11: ("MA2MS", "MS2MA"),
+    12: ("MS2MA", "C32MA"),
+    13: ("MS+C3+CS2MA",),
+}
+METHOD_NAMES = {"none": "", "krnn": " + K-RNN", "ecn": " + ECN", "caj": " + CAJ"}
+
+
+def standard_rows() -> list[tuple[str, bool, str]]:
+    """(row name, uses μ-fusion, re-ranking method) of a standard table, in the paper's order."""
+    return [(f"Baseline{' + MUSE' if mu else ''}{METHOD_NAMES[m]}", mu, m)
+            for mu in (False, True) for m in ("none", "krnn", "ecn", "caj")]
+
+
+def evaluate_rows(features: Features, scores: Scores | None, rows, rerank_params: dict, alpha: float,
+                  tau: float, C: int) -> list[dict]:
+    """mAP, R1, … of each (name, μ, method) row on the query/gallery of ``features``."""
+    q, g = features.subset("query"), features.subset("gallery")
+    cams = np.concatenate([q.camids, g.camids])
+    out = []
+    for name, mu, method in rows:
+        D = Distance(q.feats, g.feats)
+        if mu:
+            D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
+        m = evaluate(rerank(method, D, camids=cams, **rerank_params.get(method, {})),
+                     q.pids, q.camids, g.pids, g.camids)
+        out.append({"row": name, "mAP": m["mAP"], "R1": m["R1"], "R5": m["R5"], "R10": m["R10"], "mINP": m["mINP"],
+                    "rerank": method, "mu": mu, "alpha": alpha if mu else None, "tau": tau if mu else None,
+                    "C": C if mu else None})
+    return out
