@@ -9,8 +9,15 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/encoder.smk"
+include: "workflow/rules/mining.smk"
+include: "workflow/rules/mllm.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/rerank.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule all:
     input:
         manifests=expand("results/data/{domain}.csv", domain=DOMAINS),
+        tables=expand("results/table{table}.{ext}", table=config["tables"], ext=["csv", "md"]),

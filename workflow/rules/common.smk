@@ -25,3 +25,42 @@ def dataset_root(wildcards):
     if not Path(root).is_dir():
         raise WorkflowError(f"datasets.{wildcards.domain}.root: {root} is not a directory")
     return root
+
+
+# -- protocols, adaptation settings and the tables ------------------------------------------
+from muse.data.protocols import adaptation_domains, get as get_protocol
+from muse.report.tables import TABLES
+
+
+wildcard_constraints:
+    src=r"(MA|MS|C3|CS)(\+(MA|MS|C3|CS))*",
+    tgt="MA|MS|C3",
+    protocol=r"[A-Z0-9+]+2(MA|MS|C3)",
+    strategy="qchm|random",
+    prompt="dap|task_resp|void",
+    table=r"\d+",
+    shard=r"\d+",
+
+
+def encoder_of(protocol):
+    """The encoder's training domains of a protocol, as a path component (e.g. MA+MS+CS)."""
+    return "+".join(get_protocol(protocol).sources)
+
+
+def target_of(protocol):
+    return get_protocol(protocol).target
+
+
+def adapter_of(table, protocol):
+    """The LoRA adapter a table uses for a protocol: <adaptation domains>_qchm_<prompt>."""
+    domains = "+".join(adaptation_domains(int(table), get_protocol(protocol)))
+    return f"{domains}_qchm_{config['mllm']['sft'].get('prompt', 'dap')}"
+
+
+def mllm_dir(wildcards=None):
+    model = config["mllm"]["model"]
+    return "results/mllm/tiny" if model == "tiny" else model
+
+
+def alpha_of(table):
+    return config["muse"]["alpha_intra"] if int(table) == 4 else config["muse"]["alpha"]

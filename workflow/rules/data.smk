@@ -29,3 +29,16 @@ rule manifest:
         "benchmarks/data/manifest_{domain}.tsv"
     script:
         "../scripts/manifest.py"
+
+
+rule train_set:
+    input:
+        lambda w: expand("results/data/{domain}.csv", domain=w.src.split("+")),
+    output:
+        "results/data/train_{src}.csv",
+    log:
+        "logs/data/train_set_{src}.log",
+    benchmark:
+        "benchmarks/data/train_set_{src}.tsv"
+    script:
+        "../scripts/train_set.py"

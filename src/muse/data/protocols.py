@@ -47,7 +47,8 @@ PROTOCOLS = {p.name: p for p in (
 )}
 
 # Where the MLLM is fine-tuned, per table: a domain, or "source" (the protocol's own sources).
-ADAPTATION = {2: "MA", 3: "MA", 8: "source", 9: "source", 10: "MS", 11: "C3", 12: "MA", 13: "MA"}
+# The paper does not say for Table 4 (intra-domain); its own training domain is assumed.
+ADAPTATION = {2: "MA", 3: "MA", 4: "source", 8: "source", 9: "source", 10: "MS", 11: "C3", 12: "MA", 13: "MA"}
 
 
 def get(name: str) -> Protocol:

@@ -44,6 +44,7 @@ class SFTConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     prompt: str = "dap"
+    fraction: float = 1.0       # keep this random share of the training pairs (MUSE: 0.5)
     seed: int = 0
 
 
@@ -120,6 +121,9 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
     judge = Judge(acc.unwrap_model(model).base_model.model, processor, yes_no, cfg.prompt)
     judge.model = model                                   # train through the (wrapped) adapter
     images = PairImages()
+    if cfg.fraction < 1.0:
+        keep = np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:max(1, round(cfg.fraction * len(train)))]
+        train = [train[i] for i in sorted(keep)]
     out, ckpt = Path(out), Path(f"{out}.ckpt")
     steps_per_epoch = math.ceil(len(train) / (cfg.batch * acc.num_processes))
     total = steps_per_epoch * cfg.epochs

@@ -1,0 +1,58 @@
+# The baseline Re-ID encoder per set of training domains, and its features.
+
+
+rule train_encoder:
+    input:
+        "results/data/train_{src}.csv",
+    output:
+        directory("results/encoder/{src}"),
+    params:
+        encoder=config["encoder"],
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    log:
+        "logs/encoder/train_{src}.log",
+    benchmark:
+        "benchmarks/encoder/train_{src}.tsv"
+    script:
+        "../scripts/train_encoder.py"
+
+
+rule extract_test:
+    input:
+        encoder="results/encoder/{src}",
+        manifest="results/data/{tgt}.csv",
+    output:
+        "results/features/{src}/{tgt}.npz",
+    params:
+        splits=["query", "gallery"],
+        batch=config["encoder"]["batch"],
+    resources:
+        gpu=1,
+    log:
+        "logs/features/{src}_{tgt}.log",
+    benchmark:
+        "benchmarks/features/{src}_{tgt}.tsv"
+    script:
+        "../scripts/extract.py"
+
+
+rule extract_train:
+    input:
+        encoder="results/encoder/{src}",
+        manifest="results/data/train_{src}.csv",
+    output:
+        "results/features/{src}/train.npz",
+    params:
+        splits=["train"],
+        batch=config["encoder"]["batch"],
+    resources:
+        gpu=1,
+    log:
+        "logs/features/{src}_train.log",
+    benchmark:
+        "benchmarks/features/{src}_train.tsv"
+    script:
+        "../scripts/extract.py"

@@ -1,0 +1,17 @@
+# Query-candidate pairs for the MLLM, mined with the encoder of the adaptation domains.
+
+
+rule mine:
+    input:
+        "results/features/{src}/train.npz",
+    output:
+        "results/pairs/{src}_{strategy}.jsonl",
+    params:
+        mining=config["mining"],
+        seed=config["mllm"]["sft"].get("seed", 0),
+    log:
+        "logs/pairs/{src}_{strategy}.log",
+    benchmark:
+        "benchmarks/pairs/{src}_{strategy}.tsv"
+    script:
+        "../scripts/mine.py"

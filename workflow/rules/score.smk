@@ -1,0 +1,43 @@
+# μ-scoring: MLLM logits of each query's top-C candidates, sharded by query range, gathered.
+
+
+rule score_shard:
+    input:
+        model=mllm_dir,
+        adapter="results/adapters/{adapter}",
+        features=lambda w: f"results/features/{encoder_of(w.protocol)}/{target_of(w.protocol)}.npz",
+    output:
+        "results/scores/{adapter}/{protocol}.shard{shard}.npz",
+    params:
+        C=config["muse"]["C"],
+        score=config["mllm"]["score"],
+        prompt=lambda w: w.adapter.rsplit("_", 1)[1],
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=720,
+    log:
+        "logs/scores/{adapter}/{protocol}.shard{shard}.log",
+    benchmark:
+        "benchmarks/scores/{adapter}/{protocol}.shard{shard}.tsv"
+    script:
+        "../scripts/score_shard.py"
+
+
+rule score_gather:
+    input:
+        features=lambda w: f"results/features/{encoder_of(w.protocol)}/{target_of(w.protocol)}.npz",
+        shards=lambda w: expand(
+            "results/scores/{adapter}/{protocol}.shard{shard}.npz",
+            adapter=w.adapter,
+            protocol=w.protocol,
+            shard=range(config["mllm"]["score"]["shards"]),
+        ),
+    output:
+        "results/scores/{adapter}/{protocol}.npz",
+    log:
+        "logs/scores/{adapter}/{protocol}.gather.log",
+    benchmark:
+        "benchmarks/scores/{adapter}/{protocol}.gather.tsv"
+    script:
+        "../scripts/score_gather.py"

@@ -1,0 +1,11 @@
+"""rule evaluate_table_protocol -> muse.report.tables.evaluate_rows"""
+from muse.errors import logged
+from muse.io import load_features, load_scores, write_json
+from muse.report.tables import evaluate_rows, standard_rows
+
+with logged(snakemake.log[0]):
+    f = load_features(snakemake.input.features)
+    scores = load_scores(snakemake.input.scores, (f.split == "query").sum(), (f.split == "gallery").sum())
+    rows = evaluate_rows(f, scores, standard_rows(), snakemake.params.rerank, snakemake.params.alpha,
+                         snakemake.params.tau, snakemake.params.C)
+    write_json(snakemake.output[0], [{"protocol": snakemake.wildcards.protocol, **r} for r in rows])
