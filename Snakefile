@@ -21,3 +21,4 @@ rule all:
     input:
         manifests=expand("results/data/{domain}.csv", domain=DOMAINS),
         tables=expand("results/table{table}.{ext}", table=config["tables"], ext=["csv", "md"]),
+        sweeps=expand("sweeps/{param}.{ext}", param=["C", "alpha", "tau"], ext=["csv", "png"]),

@@ -146,3 +146,4 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
         assert f"results/table{t}.csv" in out
     assert "synth_world" not in out and "init_tiny_mllm" not in out
     assert "shard7" in out                      # 8 scoring shards per (protocol, adapter)
+    assert all(f"sweeps/{p}.png" in out for p in ("C", "alpha", "tau"))

@@ -64,3 +64,8 @@ def mllm_dir(wildcards=None):
 
 def alpha_of(table):
     return config["muse"]["alpha_intra"] if int(table) == 4 else config["muse"]["alpha"]
+
+
+def stored_C():
+    """Candidates scored per query: the largest C any table or sweep uses."""
+    return max(config["muse"]["C"], *config["sweeps"]["C"])

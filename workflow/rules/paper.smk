@@ -15,3 +15,26 @@ rule table:
         "benchmarks/tables/table{table}.tsv"
     script:
         "../scripts/table.py"
+
+
+rule sweep:
+    input:
+        features=lambda w: f"results/features/{encoder_of(config['sweeps']['protocol'])}/"
+        f"{target_of(config['sweeps']['protocol'])}.npz",
+        scores=lambda w: f"results/scores/{adapter_of(2, config['sweeps']['protocol'])}/"
+        f"{config['sweeps']['protocol']}.npz",
+    output:
+        csv="sweeps/{param}.csv",
+        png="sweeps/{param}.png",
+    wildcard_constraints:
+        param="C|alpha|tau",
+    params:
+        sweeps=config["sweeps"],
+        base=lambda w: {"alpha": config["muse"]["alpha"], "tau": config["muse"]["tau"], "C": config["muse"]["C"]},
+        rerank=config["rerank"],
+    log:
+        "logs/sweeps/{param}.log",
+    benchmark:
+        "benchmarks/sweeps/{param}.tsv"
+    script:
+        "../scripts/sweep.py"

@@ -9,7 +9,7 @@ rule score_shard:
     output:
         "results/scores/{adapter}/{protocol}.shard{shard}.npz",
     params:
-        C=config["muse"]["C"],
+        C=stored_C(),
         score=config["mllm"]["score"],
         prompt=lambda w: w.adapter.rsplit("_", 1)[1],
     resources:

@@ -52,3 +52,16 @@ def evaluate_rows(features: Features, scores: Scores | None, rows, rerank_params
                     "rerank": method, "mu": mu, "alpha": alpha if mu else None, "tau": tau if mu else None,
                     "C": C if mu else None})
     return out
+
+
+def sweep(features: Features, scores: Scores, param: str, values, base: dict, method: str,
+          rerank_params: dict) -> list[dict]:
+    """mAP/R1 of the μ-distance + ``method`` as one of α, τ, C takes each of ``values`` (the others
+    at ``base``); only the stored logits are used, no MLLM call."""
+    out = []
+    for v in values:
+        p = {**base, param: v}
+        row = evaluate_rows(features, scores, [(f"{param}={v}", True, method)], rerank_params,
+                            p["alpha"], p["tau"], p["C"])[0]
+        out.append({"param": param, "value": v, **row})
+    return out

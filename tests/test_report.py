@@ -1,0 +1,63 @@
+"""Tables and sweeps: rows, the paper's numbers, long form, Markdown, sweep semantics."""
+
+import numpy as np
+import pytest
+
+from muse.io import Features, Scores
+from muse.report.paper import assemble, markdown, paper_numbers
+from muse.report.tables import TABLES, evaluate_rows, standard_rows, sweep
+from test_rerank import clustered, scores_for
+
+RERANK = {"krnn": {"k1": 10, "k2": 5, "lam": 0.3}, "ecn": {"k": 25, "t": 3, "q": 8},
+          "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 2, "k2_inter": 4, "lam": 0.3}}
+
+
+@pytest.fixture(scope="module")
+def case():
+    q, g, qp, qc, gp, gc = clustered(2)
+    f = Features(np.concatenate([q, g]).astype(np.float32), np.concatenate([qp, gp]), np.concatenate([qc, gc]),
+                 np.array([f"{i}.jpg" for i in range(len(q) + len(g))]),
+                 np.array(["query"] * len(q) + ["gallery"] * len(g)))
+    cand, sy, sn = scores_for(q, g, 10, 2)
+    return f, Scores(cand, sy, sn)
+
+
+def test_paper_numbers_cover_every_table():
+    df = paper_numbers()
+    assert sorted(df.table.unique()) == list(range(2, 14))
+    for t, protocols in TABLES.items():
+        assert list(dict.fromkeys(df[df.table == t].protocol)) == list(protocols)
+        ours = df[(df.table == t) & df.row.isin([r for r, _, _ in standard_rows()])]
+        assert len(ours) == 8 * 2 * len(protocols)           # every standard row has a paper value
+    row = df[(df.table == 2) & (df.protocol == "MA2C3") & (df.row == "Baseline + MUSE + CAJ")]
+    assert dict(zip(row.metric, row.paper)) == {"mAP": 57.3, "R1": 53.4}
+
+
+def test_rows_and_alpha_zero_equals_no_fusion(case):
+    f, s = case
+    rows = evaluate_rows(f, s, standard_rows(), RERANK, alpha=0.0, tau=5.0, C=10)
+    assert [r["row"] for r in rows][:2] == ["Baseline", "Baseline + K-RNN"]
+    for plain, fused in zip(rows[:4], rows[4:]):           # α = 0: μ-distance = base distance
+        assert plain["mAP"] == pytest.approx(fused["mAP"]) and plain["R1"] == fused["R1"]
+    strong = evaluate_rows(f, s, standard_rows()[4:5], RERANK, alpha=0.9, tau=1.0, C=10)
+    assert strong[0]["mAP"] != pytest.approx(rows[4]["mAP"])
+
+
+def test_sweep_reuses_the_stored_logits(case):
+    f, s = case
+    base = {"alpha": 0.2, "tau": 5.0, "C": 10}
+    rows = sweep(f, s, "C", [1, 5, 10], base, "krnn", RERANK)
+    assert [r["value"] for r in rows] == [1, 5, 10] and rows[-1]["C"] == 10
+    direct = evaluate_rows(f, s, [("x", True, "krnn")], RERANK, 0.2, 5.0, 5)[0]
+    assert rows[1]["mAP"] == direct["mAP"]
+
+
+def test_assemble_and_markdown():
+    df = assemble(13, [{"protocol": "MS+C3+CS2MA", "row": "Baseline", "mAP": 0.5, "R1": 0.25}])
+    assert list(df.columns) == ["table", "protocol", "row", "metric", "reproduced", "paper"]
+    base = df[df.row == "Baseline"].set_index("metric")
+    assert base.loc["mAP", "reproduced"] == 50.0 and base.loc["R1", "reproduced"] == 25.0
+    assert base.loc["mAP", "paper"] == paper_numbers().query("table == 13 and row == 'Baseline' and metric == 'mAP'").paper.item()
+    assert df.paper.notna().all() and df.reproduced.notna().sum() == 2
+    md = markdown(df, "Table 13 — caption")
+    assert md.startswith("Table 13 — caption") and "| Baseline | 50.0 / " in md
