@@ -22,3 +22,4 @@ rule all:
         manifests=expand("results/data/{domain}.csv", domain=DOMAINS),
         tables=expand("results/table{table}.{ext}", table=config["tables"], ext=["csv", "md"]),
         sweeps=expand("sweeps/{param}.{ext}", param=["C", "alpha", "tau"], ext=["csv", "png"]),
+        figures=["results/figures/fig4_timing.png", "results/figures/fig5_ranking.png"],

@@ -61,3 +61,27 @@ def test_assemble_and_markdown():
     assert df.paper.notna().all() and df.reproduced.notna().sum() == 2
     md = markdown(df, "Table 13 — caption")
     assert md.startswith("Table 13 — caption") and "| Baseline | 50.0 / " in md
+
+
+def test_rankings_and_figures(case, tmp_path):
+    from PIL import Image
+
+    from muse.report.figures import plot_sweep, ranking_figure
+    from muse.report.tables import rankings
+
+    f, s = case
+    r = rankings(f, s, "krnn", RERANK, alpha=0.5, tau=1.0, C=10, k=6)
+    pid = dict(zip(f.paths, f.pids))
+    assert r["query"] in set(f.paths[f.split == "query"]) and [len(x) for x in r["rows"]] == [6, 6]
+    for row in r["rows"]:
+        assert all(m == (pid[p] == pid[r["query"]]) for p, m in row)
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (8, 16), (i * 60, 0, 0)).save(paths[-1])
+    ranking_figure(paths[0], [("a", [(paths[1], True), (paths[2], False)])], tmp_path / "fig.png", size=(16, 8))
+    img = Image.open(tmp_path / "fig.png").convert("RGB")
+    x = 150 + 2 * (8 + 4) + 4                      # second candidate's box: red outline
+    assert img.getpixel((x - 1, 4 + 3)) == (255, 0, 0)
+    plot_sweep([{"value": 1, "mAP": 0.1, "R1": 0.2}, {"value": 2, "mAP": 0.2, "R1": 0.3}], "C", tmp_path / "s.png", "t")
+    assert Image.open(tmp_path / "s.png").size[0] > 100

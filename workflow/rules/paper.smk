@@ -38,3 +38,42 @@ rule sweep:
         "benchmarks/sweeps/{param}.tsv"
     script:
         "../scripts/sweep.py"
+
+
+rule fig4_timing:
+    input:
+        model=mllm_dir,
+    output:
+        png="results/figures/fig4_timing.png",
+        json="results/figures/fig4_timing.json",
+    params:
+        C=config["muse"]["C"],
+        batch=config["mllm"]["score"]["batch"],
+    resources:
+        gpu=1,
+    log:
+        "logs/figures/fig4_timing.log",
+    benchmark:
+        "benchmarks/figures/fig4_timing.tsv"
+    script:
+        "../scripts/fig4_timing.py"
+
+
+rule fig5_ranking:
+    input:
+        features=lambda w: f"results/features/{encoder_of(config['sweeps']['protocol'])}/"
+        f"{target_of(config['sweeps']['protocol'])}.npz",
+        scores=lambda w: f"results/scores/{adapter_of(2, config['sweeps']['protocol'])}/"
+        f"{config['sweeps']['protocol']}.npz",
+    output:
+        "results/figures/fig5_ranking.png",
+    params:
+        sweeps=config["sweeps"],
+        muse=config["muse"],
+        rerank=config["rerank"],
+    log:
+        "logs/figures/fig5_ranking.log",
+    benchmark:
+        "benchmarks/figures/fig5_ranking.tsv"
+    script:
+        "../scripts/fig5_ranking.py"

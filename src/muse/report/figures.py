@@ -27,3 +27,44 @@ def plot_sweep(rows: list[dict], param: str, out, title: str) -> None:
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def plot_timing(bench: dict, out) -> None:
+    """Figure 4: one pair's time in the vision encoder vs the LLM decoder, and its token mix."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(7, 3), dpi=120)
+    ms = bench["one_pair_ms"]
+    a.bar(["vision encoder", "LLM decoder"], [ms["vision_encoder"], ms["llm_decoder"]], color=["#4c72b0", "#dd8452"])
+    a.set_ylabel("ms per pair")
+    a.set_title("time per component", fontsize=9)
+    tok = bench["tokens"]
+    b.pie([tok["vision"], tok["text"]], labels=[f"vision {tok['vision']}", f"text {tok['text']}"],
+          colors=["#4c72b0", "#dd8452"], autopct="%1.0f%%")
+    b.set_title("tokens per pair", fontsize=9)
+    fig.suptitle(f"{bench['machine']}", fontsize=7)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def ranking_figure(query: str, rankings: list[tuple[str, list[tuple[str, bool]]]], out, size=(96, 48)) -> None:
+    """Figure 5: the query, then one row per ranking of its top gallery images, true matches
+    outlined in green and false ones in red."""
+    from PIL import Image, ImageDraw
+
+    h, w = size
+    pad, label_w = 4, 150
+    k = max(len(r) for _, r in rankings)
+    canvas = Image.new("RGB", (label_w + (k + 1) * (w + pad) + pad, len(rankings) * (h + 2 * pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row, (title, items) in enumerate(rankings):
+        y = row * (h + 2 * pad) + pad
+        draw.text((pad, y + h // 2 - 6), title, fill="black")
+        canvas.paste(Image.open(query).convert("RGB").resize((w, h)), (label_w, y))
+        draw.rectangle([label_w - 2, y - 2, label_w + w + 1, y + h + 1], outline="blue", width=2)
+        for j, (path, match) in enumerate(items):
+            x = label_w + (j + 1) * (w + pad) + pad
+            canvas.paste(Image.open(path).convert("RGB").resize((w, h)), (x, y))
+            draw.rectangle([x - 2, y - 2, x + w + 1, y + h + 1], outline="green" if match else "red", width=2)
+    with atomic_path(out) as tmp:
+        canvas.save(tmp, format="png")

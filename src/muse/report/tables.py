@@ -9,6 +9,7 @@ the table's adaptation setting first (α, τ, C from the config; Table 4 uses α
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from muse.distance import Distance
 from muse.evaluate import evaluate
@@ -65,3 +66,26 @@ def sweep(features: Features, scores: Scores, param: str, values, base: dict, me
                             p["alpha"], p["tau"], p["C"])[0]
         out.append({"param": param, "value": v, **row})
     return out
+
+
+def rankings(features: Features, scores: Scores, method: str, rerank_params: dict, alpha: float, tau: float,
+             C: int, k: int = 15) -> dict:
+    """For the query whose first true match moves up the most with MUSE: its path and the top-``k``
+    gallery (path, is-match) lists of ``method`` on the base distance and on the μ-distance."""
+    q, g = features.subset("query"), features.subset("gallery")
+    cams = np.concatenate([q.camids, g.camids])
+    tops, firsts = [], []
+    for mu in (False, True):
+        D = Distance(q.feats, g.feats)
+        if mu:
+            D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
+        d = torch.cat([b for _, b in rerank(method, D, camids=cams, **rerank_params.get(method, {}))]).cpu()
+        valid = ~((q.pids[:, None] == g.pids[None]) & (q.camids[:, None] == g.camids[None]))
+        d = d.masked_fill(torch.as_tensor(~valid), float("inf"))
+        order = torch.argsort(d, dim=1, stable=True).numpy()
+        match = g.pids[order] == q.pids[:, None]
+        firsts.append(np.where(match.any(1), match.argmax(1), len(g.pids)))
+        tops.append(order[:, :k])
+    i = int(np.argmax(firsts[0] - firsts[1]))
+    return {"query": str(q.paths[i]),
+            "rows": [[(str(g.paths[j]), bool(g.pids[j] == q.pids[i])) for j in top[i]] for top in tops]}

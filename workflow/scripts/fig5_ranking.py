@@ -1,0 +1,12 @@
+"""rule fig5_ranking -> muse.report.tables.rankings, muse.report.figures.ranking_figure"""
+from muse.errors import logged
+from muse.io import load_features, load_scores
+from muse.report.figures import ranking_figure
+from muse.report.tables import rankings
+
+with logged(snakemake.log[0]):
+    f = load_features(snakemake.input.features)
+    scores = load_scores(snakemake.input.scores, (f.split == "query").sum(), (f.split == "gallery").sum())
+    method, m = snakemake.params.sweeps["rerank"], snakemake.params.muse
+    r = rankings(f, scores, method, snakemake.params.rerank, m["alpha"], m["tau"], m["C"])
+    ranking_figure(r["query"], [(method, r["rows"][0]), (f"MUSE + {method}", r["rows"][1])], snakemake.output[0])
