@@ -9,7 +9,7 @@ rule train_encoder:
     params:
         encoder=config["encoder"],
     resources:
-        gpu=1,
+        gpu=config["gpu"],
         mem_mb=16000,
         runtime=720,
     log:
@@ -30,7 +30,7 @@ rule extract_test:
         splits=["query", "gallery"],
         batch=config["encoder"]["batch"],
     resources:
-        gpu=1,
+        gpu=config["gpu"],
     log:
         "logs/features/{src}_{tgt}.log",
     benchmark:
@@ -49,7 +49,7 @@ rule extract_train:
         splits=["train"],
         batch=config["encoder"]["batch"],
     resources:
-        gpu=1,
+        gpu=config["gpu"],
     log:
         "logs/features/{src}_train.log",
     benchmark:

@@ -21,7 +21,7 @@ rule sft:
     params:
         sft=lambda w: {**config["mllm"]["sft"], "prompt": w.prompt},
     resources:
-        gpu=1,
+        gpu=config["gpu"],
         mem_mb=32000,
         runtime=1440,
     log:

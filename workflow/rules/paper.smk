@@ -50,7 +50,7 @@ rule fig4_timing:
         C=config["muse"]["C"],
         batch=config["mllm"]["score"]["batch"],
     resources:
-        gpu=1,
+        gpu=config["gpu"],
     log:
         "logs/figures/fig4_timing.log",
     benchmark:

@@ -13,7 +13,7 @@ rule score_shard:
         score=config["mllm"]["score"],
         prompt=lambda w: w.adapter.rsplit("_", 1)[1],
     resources:
-        gpu=1,
+        gpu=config["gpu"],
         mem_mb=32000,
         runtime=720,
     log:
