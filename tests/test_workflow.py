@@ -104,6 +104,7 @@ TINY_RUN = {
     "muse": {"C": 3, "tau": 5.0, "alpha": 0.2, "alpha_intra": 0.1},
     "rerank": {"krnn": {"k1": 3, "k2": 2, "lam": 0.3}, "ecn": {"k": 4, "t": 2, "q": 2},
                "caj": {"k1_intra": 2, "k1_inter": 3, "k2_intra": 1, "k2_inter": 1, "lam": 0.3}},
+    "sweeps": {"protocol": "MS+C3+CS2MA", "rerank": "krnn", "C": [1, 3], "alpha": [0.0, 0.5], "tau": [1.0, 5.0]},
     "tables": [13],
 }
 
@@ -125,6 +126,8 @@ def test_a_table_builds_end_to_end(workdir):
     assert len(list((workdir / "results" / "scores" / "MA_qchm_dap").glob("MS+C3+CS2MA.shard*.npz"))) == 2
     again = snakemake(workdir, "-n", "results/table13.csv")
     assert "Nothing to be done" in again.stdout + again.stderr
+    rep = snakemake(workdir, "--report", "report.html", "results/table13.csv")
+    assert rep.returncode == 0 and (workdir / "report.html").stat().st_size > 10_000, rep.stderr[-2000:]
 
 
 def test_paper_config_dry_run_resolves_every_table(tmp_path):
@@ -147,3 +150,11 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
     assert "synth_world" not in out and "init_tiny_mllm" not in out
     assert "shard7" in out                      # 8 scoring shards per (protocol, adapter)
     assert all(f"sweeps/{p}.png" in out for p in ("C", "alpha", "tau"))
+
+
+def test_lint_passes(tmp_path):
+    shutil.copy(REPO / "Snakefile", tmp_path)
+    shutil.copy(REPO / "config.yaml", tmp_path)
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    res = snakemake(tmp_path, "--lint")
+    assert res.returncode == 0 and "Congratulations" in res.stdout + res.stderr, res.stdout[-2000:]

@@ -166,10 +166,8 @@ def _score(a):
 
     f = load_features(a.features)
     q, g = f.require("query", a.features), f.require("gallery", a.features)
-    if not 1 <= a.C <= len(g.pids):
-        raise MuseError(f"C = {a.C}: expected 1 <= C <= {len(g.pids)} (the gallery size)")
-    rows = shard_rows(len(q.pids), a.shard)
     cand = Distance(q.feats, g.feats).top_candidates(a.C)
+    rows = shard_rows(len(q.pids), a.shard)
     score_file(_judge(a), q.paths, g.paths, cand, a.out, rows, a.engine, a.batch, a.swap)
     write_meta(a.out, {"C": a.C, "engine": a.engine, "shard": a.shard, "swap": a.swap, "prompt": a.prompt,
                        "rows": [rows.start, rows.stop]}, inputs=[a.features])

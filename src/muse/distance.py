@@ -138,6 +138,8 @@ class Distance:
 
     def top_candidates(self, C: int, block: int = 256) -> np.ndarray:
         """(Q, C) int32: each query's C nearest gallery indices, nearest first (the μ candidates)."""
+        if not 1 <= C <= self.G:
+            raise MuseError(f"C = {C}: expected 1 <= C <= {self.G} (the gallery size)")
         return np.concatenate([smallest_k(d, C)[1].cpu().numpy().astype(np.int32)
                                for _, d in self.query_blocks(block)])
 

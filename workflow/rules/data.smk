@@ -11,6 +11,8 @@ rule synth_world:
         "logs/data/synth_world_{domain}.log",
     benchmark:
         "benchmarks/data/synth_world_{domain}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/synth_world.py"
 
@@ -27,6 +29,8 @@ rule manifest:
         "logs/data/manifest_{domain}.log",
     benchmark:
         "benchmarks/data/manifest_{domain}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/manifest.py"
 
@@ -40,5 +44,7 @@ rule train_set:
         "logs/data/train_set_{src}.log",
     benchmark:
         "benchmarks/data/train_set_{src}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/train_set.py"

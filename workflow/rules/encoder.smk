@@ -16,6 +16,8 @@ rule train_encoder:
         "logs/encoder/train_{src}.log",
     benchmark:
         "benchmarks/encoder/train_{src}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/train_encoder.py"
 
@@ -35,6 +37,8 @@ rule extract_test:
         "logs/features/{src}_{tgt}.log",
     benchmark:
         "benchmarks/features/{src}_{tgt}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/extract.py"
 
@@ -54,5 +58,7 @@ rule extract_train:
         "logs/features/{src}_train.log",
     benchmark:
         "benchmarks/features/{src}_train.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/extract.py"

@@ -13,5 +13,7 @@ rule mine:
         "logs/pairs/{src}_{strategy}.log",
     benchmark:
         "benchmarks/pairs/{src}_{strategy}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/mine.py"

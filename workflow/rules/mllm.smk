@@ -8,6 +8,8 @@ rule init_tiny_mllm:
         "logs/mllm/init_tiny.log",
     benchmark:
         "benchmarks/mllm/init_tiny.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/init_tiny_mllm.py"
 
@@ -28,5 +30,7 @@ rule sft:
         "logs/adapters/{src}_{strategy}_{prompt}.log",
     benchmark:
         "benchmarks/adapters/{src}_{strategy}_{prompt}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/sft.py"

@@ -5,7 +5,8 @@ rule table:
     input:
         lambda w: expand("results/eval/table{table}/{protocol}.json", table=w.table, protocol=TABLES[int(w.table)]),
     output:
-        csv="results/table{table}.csv",
+        csv=report("results/table{table}.csv", caption="../report/table.rst", category="Tables",
+                   labels={"table": "{table}"}),
         md="results/table{table}.md",
     params:
         synthetic=any(d["root"] == "synthetic" for d in config["datasets"].values()),
@@ -13,6 +14,8 @@ rule table:
         "logs/tables/table{table}.log",
     benchmark:
         "benchmarks/tables/table{table}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/table.py"
 
@@ -25,7 +28,8 @@ rule sweep:
         f"{config['sweeps']['protocol']}.npz",
     output:
         csv="sweeps/{param}.csv",
-        png="sweeps/{param}.png",
+        png=report("sweeps/{param}.png", caption="../report/sweep.rst", category="Figure 3 (sweeps)",
+                   labels={"parameter": "{param}"}),
     wildcard_constraints:
         param="C|alpha|tau",
     params:
@@ -36,6 +40,8 @@ rule sweep:
         "logs/sweeps/{param}.log",
     benchmark:
         "benchmarks/sweeps/{param}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/sweep.py"
 
@@ -44,7 +50,7 @@ rule fig4_timing:
     input:
         model=mllm_dir,
     output:
-        png="results/figures/fig4_timing.png",
+        png=report("results/figures/fig4_timing.png", caption="../report/fig4.rst", category="Figures"),
         json="results/figures/fig4_timing.json",
     params:
         C=config["muse"]["C"],
@@ -55,6 +61,8 @@ rule fig4_timing:
         "logs/figures/fig4_timing.log",
     benchmark:
         "benchmarks/figures/fig4_timing.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/fig4_timing.py"
 
@@ -66,7 +74,7 @@ rule fig5_ranking:
         scores=lambda w: f"results/scores/{adapter_of(2, config['sweeps']['protocol'])}/"
         f"{config['sweeps']['protocol']}.npz",
     output:
-        "results/figures/fig5_ranking.png",
+        report("results/figures/fig5_ranking.png", caption="../report/fig5.rst", category="Figures"),
     params:
         sweeps=config["sweeps"],
         muse=config["muse"],
@@ -75,5 +83,7 @@ rule fig5_ranking:
         "logs/figures/fig5_ranking.log",
     benchmark:
         "benchmarks/figures/fig5_ranking.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/fig5_ranking.py"

@@ -16,5 +16,7 @@ rule evaluate_table_protocol:
         "logs/eval/table{table}/{protocol}.log",
     benchmark:
         "benchmarks/eval/table{table}/{protocol}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/evaluate_table_protocol.py"

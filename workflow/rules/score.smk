@@ -20,6 +20,8 @@ rule score_shard:
         "logs/scores/{adapter}/{protocol}.shard{shard}.log",
     benchmark:
         "benchmarks/scores/{adapter}/{protocol}.shard{shard}.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/score_shard.py"
 
@@ -39,5 +41,7 @@ rule score_gather:
         "logs/scores/{adapter}/{protocol}.gather.log",
     benchmark:
         "benchmarks/scores/{adapter}/{protocol}.gather.tsv"
+    conda:
+        "../envs/muse.yaml"
     script:
         "../scripts/score_gather.py"
