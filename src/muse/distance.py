@@ -72,8 +72,9 @@ def mu_fuse(d: torch.Tensor, s_yes: torch.Tensor, s_no: torch.Tensor, alpha: flo
 class Distance:
     """D over N = Q + G items (queries first): base distance plus symmetric sparse overrides.
 
-    ``overrides`` are stored as CSR over the N rows (``indptr``, ``cols``, ``vals``) holding
-    both (i, j) and (j, i); a row block is a dense base-distance block with them scattered in.
+    ``overrides`` are stored as CSR over the N rows (``indptr``, ``cols``, ``vals``, and the flat
+    sorted ``keys`` = row·N + col for pair look-ups) holding both (i, j) and (j, i); a row block
+    is a dense base-distance block with them scattered in.
     """
 
     def __init__(self, query: np.ndarray, gallery: np.ndarray, dev: torch.device | None = None,
@@ -84,7 +85,7 @@ class Distance:
         feats = np.concatenate([np.asarray(query), np.asarray(gallery)])
         self.f = l2_normalise(torch.as_tensor(feats, device=self.dev, dtype=dtype))
         self.indptr = torch.zeros(self.N + 1, dtype=torch.long, device=self.dev)
-        self.cols = torch.zeros(0, dtype=torch.long, device=self.dev)
+        self.cols = self.keys = torch.zeros(0, dtype=torch.long, device=self.dev)
         self.vals = torch.zeros(0, dtype=dtype, device=self.dev)
 
     # -- overrides ------------------------------------------------------------------------
@@ -98,6 +99,7 @@ class Distance:
         fused = mu_fuse(self.pairs(qi, gj), *logits, alpha, tau)
         rows, cols, vals = torch.cat([qi, gj]), torch.cat([gj, qi]), torch.cat([fused, fused])
         order = torch.argsort(rows * self.N + cols)
+        self.keys = (rows * self.N + cols)[order]           # (row, col) of each override, sorted
         self.cols, self.vals = cols[order], vals[order]
         self.indptr = torch.zeros(self.N + 1, dtype=torch.long, device=self.dev)
         self.indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=self.N), 0)
@@ -128,11 +130,9 @@ class Distance:
         d = d.mul_(-2).add_(2).clamp_min_(0).sqrt_()
         d[i == j] = 0.0
         if len(self.vals):
-            rows = torch.repeat_interleave(torch.arange(self.N, device=self.dev), self.indptr.diff())
-            key = rows * self.N + self.cols                       # sorted by construction
             want = i * self.N + j
-            pos = torch.searchsorted(key, want).clamp_max(len(key) - 1)
-            hit = key[pos] == want
+            pos = torch.searchsorted(self.keys, want).clamp_max(len(self.keys) - 1)
+            hit = self.keys[pos] == want
             d[hit] = self.vals[pos[hit]]
         return d
 
