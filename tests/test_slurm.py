@@ -76,7 +76,7 @@ def cluster(tmp_path):
         os.makedirs("/run/munge", exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
         shutil.chown("/etc/munge/munge.key", "munge", "munge")
-        subprocess.run(["runuser", "-u", "munge", "--", "munged"], check=True)
+        subprocess.run(["runuser", "-u", "munge", "--", "munged", "--force"], check=True)
     subprocess.run(["slurmctld"], env=env, check=True)
     subprocess.run(["slurmd"], env=env, check=True)
     try:
