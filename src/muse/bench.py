@@ -11,7 +11,7 @@ import torch
 
 from muse.distance import Distance, base_distance_blocks
 from muse.evaluate import evaluate
-from muse.rerank import rerank
+from muse.rerank import rerank, rerank_features
 
 # Test-set sizes of the real datasets: queries, gallery images, test identities, cameras.
 SIZES = {
@@ -102,9 +102,9 @@ def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = Fals
             if test.empty:
                 continue
             f = extract(model, test, progress=False)
-            q, g = f.subset("query"), f.subset("gallery")
+            q, g = f.query_gallery()
             for method in ("none", "krnn"):
-                m = evaluate(rerank(method, Distance(q.feats, g.feats)), q.pids, q.camids, g.pids, g.camids)
+                m = evaluate(rerank_features(q, g, method), q.pids, q.camids, g.pids, g.camids)
                 rows.append({"train": src, "test": tgt, "rerank": method, "mAP": m["mAP"], "R1": m["R1"]})
     return rows
 

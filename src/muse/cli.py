@@ -7,19 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from muse.errors import MuseError, report
 
 
 def _data_manifest(a):
-    from muse.data.formats import manifest
-    from muse.io import atomic_path, write_meta
+    from muse.data.formats import manifest, write_manifest
+    from muse.io import write_meta
 
     options = {"variant": a.variant} if a.format == "cuhk03np" else {}
     df = manifest(a.format, a.root, domain=a.domain, check=not a.no_check, **options)
-    with atomic_path(a.out) as tmp:
-        df.to_csv(tmp, index=False)
+    write_manifest(df, a.out)
     write_meta(a.out, {"format": a.format, "root": str(a.root), **options})
     print(f"{a.out}: {len(df)} images, " + ", ".join(f"{s} {n}" for s, n in df.split.value_counts().items()))
 
@@ -51,23 +48,20 @@ _RERANK_OPTIONS = {"k1": int, "k2": int, "lam": float, "k": int, "t": int, "q": 
 
 
 def _evaluate(a):
-    from muse.distance import Distance, check_fusion
     from muse.evaluate import evaluate
     from muse.io import load_features, load_scores, write_json
-    from muse.rerank import params_for, rerank
+    from muse.rerank import params_for, rerank_features
 
-    f = load_features(a.features)
-    q, g = f.require("query", a.features), f.require("gallery", a.features)
+    q, g = load_features(a.features).query_gallery(a.features)
     overrides = {k: getattr(a, k) for k in _RERANK_OPTIONS if getattr(a, k) is not None}
     params = {"features": str(a.features), "rerank": a.rerank, **params_for(a.rerank, overrides)}
-    D = Distance(q.feats, g.feats)
+    fusion = None
     if a.scores is not None:
         s = load_scores(a.scores, len(q.pids), len(g.pids))
         C = s.width if a.C is None else a.C
-        check_fusion(a.alpha, a.tau, C, s.width, len(g.pids))
-        D.fuse(s.cand, s.s_yes, s.s_no, a.alpha, a.tau, C)
+        fusion = (s, a.alpha, a.tau, C)
         params.update(scores=str(a.scores), alpha=a.alpha, tau=a.tau, C=C)
-    blocks = rerank(a.rerank, D, camids=np.concatenate([q.camids, g.camids]), block=a.block, **overrides)
+    blocks = rerank_features(q, g, a.rerank, overrides, fusion, block=a.block)
     metrics = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
     result = {k: metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP", "num_queries")}
     result["params"] = params
@@ -160,15 +154,10 @@ def _judge(a):
 
 
 def _score(a):
-    from muse.distance import Distance
     from muse.io import load_features, write_meta
-    from muse.mllm.score import score_file, shard_rows
+    from muse.mllm.score import score_features
 
-    f = load_features(a.features)
-    q, g = f.require("query", a.features), f.require("gallery", a.features)
-    cand = Distance(q.feats, g.feats).top_candidates(a.C)
-    rows = shard_rows(len(q.pids), a.shard)
-    score_file(_judge(a), q.paths, g.paths, cand, a.out, rows, a.engine, a.batch, a.swap)
+    rows = score_features(_judge(a), load_features(a.features), a.C, a.out, a.shard, a.engine, a.batch, a.swap)
     write_meta(a.out, {"C": a.C, "engine": a.engine, "shard": a.shard, "swap": a.swap, "prompt": a.prompt,
                        "rows": [rows.start, rows.stop]}, inputs=[a.features])
     print(f"{a.out}: queries {rows.start}..{rows.stop - 1}, C = {a.C}")
@@ -179,7 +168,7 @@ def _score_merge(a):
     from muse.mllm.score import merge_shards
 
     f = load_features(a.features)
-    merged = merge_shards(a.shards, a.out, (f.split == "query").sum(), (f.split == "gallery").sum())
+    merged = merge_shards(a.shards, a.out, *f.test_sizes)
     print(f"{a.out}: {merged.cand.shape[0]} queries × {merged.width} candidates")
 
 

@@ -92,6 +92,7 @@ class Distance:
     def fuse(self, cand: np.ndarray, s_yes: np.ndarray, s_no: np.ndarray, alpha: float, tau: float,
              C: int) -> "Distance":
         """Apply μ-fusion to each query's first ``C`` candidates (gallery indices ``cand``)."""
+        check_fusion(alpha, tau, C, cand.shape[1], self.G)
         qi = torch.arange(self.Q, device=self.dev).repeat_interleave(C)
         gj = torch.as_tensor(np.asarray(cand[:, :C], np.int64), device=self.dev).reshape(-1) + self.Q
         logits = [torch.as_tensor(np.asarray(s[:, :C]), device=self.dev, dtype=self.f.dtype).reshape(-1)

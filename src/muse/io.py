@@ -114,6 +114,15 @@ class Features:
         keep = self.split == name
         return Features(*(getattr(self, f)[keep] for f in _FEATURE_FIELDS))
 
+    @property
+    def test_sizes(self) -> tuple[int, int]:
+        """(Q, G): how many query and gallery rows."""
+        return int((self.split == "query").sum()), int((self.split == "gallery").sum())
+
+    def query_gallery(self, path="features") -> tuple["Features", "Features"]:
+        """The query and gallery rows, failing clearly when either is empty."""
+        return self.require("query", path), self.require("gallery", path)
+
     def require(self, name: str, path) -> "Features":
         """:meth:`subset`, failing clearly when the split is empty."""
         sub = self.subset(name)
@@ -195,11 +204,12 @@ def save_scores(path, scores: Scores) -> None:
                      s_no=scores.s_no.astype(np.float32))
 
 
-def load_scores(path, Q: int, G: int) -> Scores:
-    """Read a pair-scores ``.npz`` and check it against a test set of Q queries and G gallery images."""
+def load_scores(path, Q: int | None, G: int) -> Scores:
+    """Read a pair-scores ``.npz`` and check it against a test set of Q queries (any number when
+    None, e.g. a shard) and G gallery images."""
     path = Path(path)
     s = Scores(**_load_npz(path, _SCORE_FIELDS, "scores"))
-    if s.cand.ndim != 2 or s.cand.shape[0] != Q:
+    if s.cand.ndim != 2 or (Q is not None and s.cand.shape[0] != Q):
         raise MuseError(f"{path}: 'cand' has shape {s.cand.shape}, expected ({Q}, C) for the {Q} queries")
     for f in ("s_yes", "s_no"):
         if getattr(s, f).shape != s.cand.shape:

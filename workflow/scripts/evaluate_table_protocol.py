@@ -5,7 +5,7 @@ from muse.report.tables import evaluate_rows, standard_rows
 
 with logged(snakemake.log[0]):
     f = load_features(snakemake.input.features)
-    scores = load_scores(snakemake.input.scores, (f.split == "query").sum(), (f.split == "gallery").sum())
+    scores = load_scores(snakemake.input.scores, *f.test_sizes)
     rows = evaluate_rows(f, scores, standard_rows(), snakemake.params.rerank, snakemake.params.alpha,
                          snakemake.params.tau, snakemake.params.C)
     write_json(snakemake.output[0], [{"protocol": snakemake.wildcards.protocol, **r} for r in rows])

@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from muse.errors import MuseError
+from muse.io import atomic_path
 
 MANIFEST_COLUMNS = ["path", "pid", "camid", "split", "domain"]
 DEFAULT_DOMAIN = {"market1501": "MA", "msmt17": "MS", "cuhk03np": "C3", "cuhksysu": "CS"}
@@ -186,6 +187,12 @@ def manifest(fmt: str, root, domain: str | None = None, check: bool = True, prog
     df = pd.DataFrame([r.__dict__ for r in records], columns=MANIFEST_COLUMNS[:-1])
     df["domain"] = domain or DEFAULT_DOMAIN[fmt]
     return df
+
+
+def write_manifest(df: pd.DataFrame, path) -> None:
+    """Write a manifest CSV atomically."""
+    with atomic_path(path) as tmp:
+        df[MANIFEST_COLUMNS].to_csv(tmp, index=False)
 
 
 def read_manifest(path) -> pd.DataFrame:

@@ -20,6 +20,7 @@ query).
 from __future__ import annotations
 
 import copy
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,8 +30,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from muse.distance import Distance
 from muse.errors import MuseError
-from muse.io import Scores, load_scores, save_scores
+from muse.io import Features, Scores, load_scores, save_scores
 from muse.mllm.prompt import IMAGE_SIZE, PairImages, messages
 
 ENGINES = ("cached", "naive")
@@ -91,13 +93,13 @@ class Judge:
         return out.logits[:, -1, self.answer].float()
 
 
-def _scores_for(judge: Judge, engine: str, groups, images, batch: int, bar) -> dict:
+def _scores_for(judge: Judge, engine: str, groups, images, feats: dict, batch: int, bar) -> dict:
     """Logits of pairs grouped by their first image: ``groups`` maps a first image path to the
-    list of second image paths; returns {(first, second): (s_yes, s_no)}."""
+    list of second image paths; returns {(first, second): (s_yes, s_no)}. The cached engine
+    fills ``feats`` (path → visual tokens) with the images it has not seen yet."""
     out = {}
-    feats = {}
     if engine == "cached":
-        needed = sorted({p for f, ss in groups.items() for p in (f, *ss)})
+        needed = sorted({p for f, ss in groups.items() for p in (f, *ss)} - feats.keys())
         for s in range(0, len(needed), batch):
             chunk = needed[s:s + batch]
             for p, v in zip(chunk, judge.visual([images[p] for p in chunk])):
@@ -121,7 +123,7 @@ def score_queries(judge: Judge, q_paths, g_paths, cand: np.ndarray, engine: str 
     """(s_yes, s_no), each (Q, C), for queries ``q_paths`` and candidates ``g_paths[cand]``."""
     if engine not in ENGINES:
         raise MuseError(f"unknown scoring engine '{engine}': expected one of {', '.join(ENGINES)}")
-    images = PairImages()
+    images, feats = PairImages(), {}
     pairs = [(q_paths[i], g_paths[j]) for i in range(len(cand)) for j in cand[i]]
     directions = [pairs] + ([[(c, q) for q, c in pairs]] if swap else [])
     bar = tqdm(total=len(pairs) * len(directions), desc=f"scoring ({engine})", unit="pair", disable=not progress)
@@ -132,7 +134,7 @@ def score_queries(judge: Judge, q_paths, g_paths, cand: np.ndarray, engine: str 
         for first, second in direction:
             groups.setdefault(first, []).append(second)
         groups = {f: sorted(set(ss)) for f, ss in groups.items()}
-        results.append(_scores_for(judge, engine, groups, images, batch, bar))
+        results.append(_scores_for(judge, engine, groups, images, feats, batch, bar))
     bar.close()
     logits = np.stack([np.mean([results[d][(pair if d == 0 else pair[::-1])] for d in range(len(directions))], 0)
                        for pair in pairs]).reshape(*cand.shape, 2)
@@ -164,26 +166,32 @@ def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slic
     for start in range(rows.start, rows.stop, chunk):
         stop = min(start + chunk, rows.stop)
         part = parts / f"{start:08d}-{stop:08d}.npz"
-        if not part.exists():
-            sy, sn = score_queries(judge, q_paths[start:stop], g_paths, cand[start:stop], engine, batch, swap, progress)
-            save_scores(part, Scores(cand[start:stop], sy, sn))
-        pieces.append(load_scores(part, stop - start, len(g_paths)))
+        if part.exists():
+            pieces.append(load_scores(part, stop - start, len(g_paths)))
+            continue
+        sy, sn = score_queries(judge, q_paths[start:stop], g_paths, cand[start:stop], engine, batch, swap, progress)
+        pieces.append(Scores(cand[start:stop], sy, sn))
+        save_scores(part, pieces[-1])
     merged = Scores.concat(pieces)
     save_scores(out, merged)
-    for p in parts.glob("*.npz"):
-        p.unlink()
-    parts.rmdir()
+    shutil.rmtree(parts)
     return merged
+
+
+def score_features(judge: Judge, features: Features, C: int, out, shard: str = "0/1", engine: str = "cached",
+                   batch: int = 8, swap: bool = False) -> slice:
+    """Score shard ``shard`` (i/n) of a test set's queries against their top-``C`` gallery
+    candidates by the base distance, into ``out``; returns the shard's query rows."""
+    q, g = features.query_gallery()
+    cand = Distance(q.feats, g.feats).top_candidates(C)
+    rows = shard_rows(len(q.pids), shard)
+    score_file(judge, q.paths, g.paths, cand, out, rows, engine, batch, swap)
+    return rows
 
 
 def merge_shards(shards, out, Q: int, G: int) -> Scores:
     """Concatenate shard files (in query order) into one scores file covering all Q queries."""
-    pieces = []
-    for path in shards:
-        with np.load(path) as z:
-            n = len(z["cand"])
-        pieces.append(load_scores(path, n, G))
-    merged = Scores.concat(pieces)
+    merged = Scores.concat([load_scores(path, None, G) for path in shards])
     if len(merged.cand) != Q:
         raise MuseError(f"shards cover {len(merged.cand)} queries, expected {Q}")
     save_scores(out, merged)

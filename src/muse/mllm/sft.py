@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -149,8 +150,9 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()
-            total_loss += float(loss.detach())
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            value = float(loss.detach())
+            total_loss += value
+            bar.set_postfix(loss=f"{value:.4f}")
         record = {"epoch": epoch + 1, "train_loss": total_loss / max(1, len(bar))}
         if val:
             record["val_loss"] = _validate(judge, val, images, cfg.batch)
@@ -167,7 +169,5 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
         with atomic_path(out) as tmp:
             acc.unwrap_model(model).save_pretrained(tmp)
             (tmp / "sft_config.json").write_text(json.dumps({**asdict(cfg), "history": history}, indent=2))
-        for f in ckpt.glob("*"):
-            f.unlink()
-        ckpt.rmdir()
+        shutil.rmtree(ckpt)
     return history

@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from muse.distance import Distance
 from muse.evaluate import evaluate
 from muse.io import Features, Scores
-from muse.rerank import rerank
+from muse.rerank import rerank_features
 
 # table -> protocols, in the paper's column order
 TABLES = {
@@ -40,15 +39,11 @@ def standard_rows() -> list[tuple[str, bool, str]]:
 def evaluate_rows(features: Features, scores: Scores | None, rows, rerank_params: dict, alpha: float,
                   tau: float, C: int) -> list[dict]:
     """mAP, R1, … of each (name, μ, method) row on the query/gallery of ``features``."""
-    q, g = features.subset("query"), features.subset("gallery")
-    cams = np.concatenate([q.camids, g.camids])
+    q, g = features.query_gallery()
     out = []
     for name, mu, method in rows:
-        D = Distance(q.feats, g.feats)
-        if mu:
-            D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
-        m = evaluate(rerank(method, D, camids=cams, **rerank_params.get(method, {})),
-                     q.pids, q.camids, g.pids, g.camids)
+        blocks = rerank_features(q, g, method, rerank_params.get(method), (scores, alpha, tau, C) if mu else None)
+        m = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
         out.append({"row": name, "mAP": m["mAP"], "R1": m["R1"], "R5": m["R5"], "R10": m["R10"], "mINP": m["mINP"],
                     "rerank": method, "mu": mu, "alpha": alpha if mu else None, "tau": tau if mu else None,
                     "C": C if mu else None})
@@ -72,14 +67,11 @@ def rankings(features: Features, scores: Scores, method: str, rerank_params: dic
              C: int, k: int = 15) -> dict:
     """For the query whose first true match moves up the most with MUSE: its path and the top-``k``
     gallery (path, is-match) lists of ``method`` on the base distance and on the μ-distance."""
-    q, g = features.subset("query"), features.subset("gallery")
-    cams = np.concatenate([q.camids, g.camids])
+    q, g = features.query_gallery()
     tops, firsts = [], []
     for mu in (False, True):
-        D = Distance(q.feats, g.feats)
-        if mu:
-            D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
-        d = torch.cat([b for _, b in rerank(method, D, camids=cams, **rerank_params.get(method, {}))]).cpu()
+        blocks = rerank_features(q, g, method, rerank_params.get(method), (scores, alpha, tau, C) if mu else None)
+        d = torch.cat([b for _, b in blocks]).cpu()
         valid = ~((q.pids[:, None] == g.pids[None]) & (q.camids[:, None] == g.camids[None]))
         d = d.masked_fill(torch.as_tensor(~valid), float("inf"))
         order = torch.argsort(d, dim=1, stable=True).numpy()

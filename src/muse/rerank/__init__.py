@@ -14,6 +14,7 @@ import torch
 
 from muse.distance import Distance
 from muse.errors import MuseError
+from muse.io import Features, Scores
 from muse.rerank.caj import caj
 from muse.rerank.ecn import ecn
 from muse.rerank.krnn import krnn
@@ -69,3 +70,15 @@ def rerank(method: str, D: Distance, camids: np.ndarray | None = None, block: in
     if camids is None:
         raise MuseError("caj needs camera ids")
     return caj(D, camids, **params)
+
+
+def rerank_features(q: Features, g: Features, method: str, params: dict | None = None,
+                    fusion: tuple[Scores, float, float, int] | None = None, block: int = 256
+                    ) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Re-ranked query × gallery blocks of a test set's features; ``fusion`` = (scores, α, τ, C)
+    applies μ-fusion first. Camera ids come from the features."""
+    D = Distance(q.feats, g.feats)
+    if fusion is not None:
+        scores, alpha, tau, C = fusion
+        D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
+    return rerank(method, D, camids=np.concatenate([q.camids, g.camids]), block=block, **(params or {}))
