@@ -26,6 +26,11 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tiny25(tmp_path_factory):
+    return M.init_tiny(tmp_path_factory.mktemp("mllm") / "tiny25", arch="qwen2_5_vl")
+
+
+@pytest.fixture(scope="module")
 def judge(tiny):
     return S.Judge(*M.load(tiny))
 
@@ -75,18 +80,28 @@ def test_tiny_model_layout(tiny, judge):
     assert type(judge.model).__name__ == "Qwen2VLForConditionalGeneration"
 
 
+def test_tiny_qwen2_5_vl_is_the_real_class_with_window_attention(tiny25):
+    model, processor, _ = M.load(tiny25)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(processor).__name__ == "Qwen2_5_VLProcessor"
+    assert model.config.vision_config.fullatt_block_indexes == [1] and model.config.vision_config.window_size == 56
+    with pytest.raises(MuseError, match="unknown MLLM architecture 'llava'"):
+        M.init_tiny(Path(tiny25).parent / "x", arch="llava")
+
+
 def test_multi_token_answer_is_refused(judge, monkeypatch):
     monkeypatch.setattr(M, "ANSWERS", ("Yes", "Perhaps"))
     with pytest.raises(MuseError, match="'Perhaps' is .* tokens"):
         M.answer_ids(judge.processor.tokenizer)
 
 
-def test_lora_targets_exactly_the_linear_layers(tiny):
-    model, _, _ = M.load(tiny)
+@pytest.mark.parametrize("arch, mlp", [("qwen2_vl", ("fc1", "fc2")), ("qwen2_5_vl", ("gate_proj", "up_proj", "down_proj"))])
+def test_lora_targets_exactly_the_linear_layers(tiny, tiny25, arch, mlp):
+    model, _, _ = M.load(tiny if arch == "qwen2_vl" else tiny25)
     peft_model = lora_model(model, SFTConfig())
     wrapped = sorted(n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")
                      and isinstance(m.lora_A, torch.nn.ModuleDict))
-    vision = [f"model.visual.blocks.{b}.{s}" for b in range(2) for s in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")]
+    vision = [f"model.visual.blocks.{b}.{s}" for b in range(2) for s in ("attn.qkv", "attn.proj", *(f"mlp.{m}" for m in mlp))]
     text = [f"model.language_model.layers.{b}.{s}" for b in range(2) for s in
             ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")]
@@ -121,8 +136,9 @@ def _adapter(tiny, out):
     return out
 
 
-@pytest.mark.parametrize("with_adapter", [False, True])
-def test_engines_give_the_same_logits(tiny, images, tmp_path, with_adapter):
+@pytest.mark.parametrize("arch, with_adapter", [("qwen2_vl", False), ("qwen2_vl", True), ("qwen2_5_vl", True)])
+def test_engines_give_the_same_logits(tiny, tiny25, images, tmp_path, arch, with_adapter):
+    tiny = tiny if arch == "qwen2_vl" else tiny25
     adapter = _adapter(tiny, tmp_path / "lora") if with_adapter else None
     judge = S.Judge(*M.load(tiny, adapter))
     cand = np.array([[0, 1, 2, 3, 4], [4, 5, 6, 7, 0]])

@@ -131,8 +131,8 @@ def _mine(a):
 def _mllm_init_tiny(a):
     from muse.mllm.model import init_tiny
 
-    init_tiny(a.out, seed=a.seed)
-    print(f"{a.out}: tiny Qwen2-VL checkpoint")
+    init_tiny(a.out, seed=a.seed, arch=a.arch)
+    print(f"{a.out}: tiny {a.arch} checkpoint")
 
 
 def _sft(a):
@@ -287,8 +287,9 @@ def parser() -> argparse.ArgumentParser:
 
     ml = sub.add_parser("mllm", help="MLLM checkpoints")
     mlsub = ml.add_subparsers(dest="mllm_command", required=True)
-    it = mlsub.add_parser("init-tiny", help="write a tiny Qwen2-VL checkpoint (model + offline processor)")
+    it = mlsub.add_parser("init-tiny", help="write a tiny Qwen2-VL or Qwen2.5-VL checkpoint (model + offline processor)")
     it.add_argument("--out", required=True, type=Path)
+    it.add_argument("--arch", default="qwen2_vl", help="qwen2_vl or qwen2_5_vl")
     it.add_argument("--seed", type=int, default=0)
     it.set_defaults(func=_mllm_init_tiny)
 

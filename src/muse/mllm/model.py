@@ -1,10 +1,11 @@
 """The MLLM judge: Qwen2-VL through transformers' own classes, real or tiny.
 
 Real checkpoints (Qwen2-VL-2B-Instruct, Qwen2.5-VL-7B-Instruct) are read from a local directory
-(no download, no ``trust_remote_code``). The tiny model of the embedded default is the same
-``Qwen2VLForConditionalGeneration`` class with a small config, saved with an offline processor:
-a byte-level BPE tokenizer with Qwen's special tokens whose merges make every word of the prompt
-(and "Yes", "No") one token, Qwen2-VL's image and video processors and its chat template.
+(no download, no ``trust_remote_code``). A tiny model of the embedded default is the same class
+(``Qwen2VLForConditionalGeneration`` or ``Qwen2_5_VLForConditionalGeneration``, :data:`ARCHS`)
+with a small config, saved with an offline processor: a byte-level BPE tokenizer with Qwen's
+special tokens whose merges make every word of the prompt (and "Yes", "No") one token, Qwen2-VL's
+image and video processors and its chat template.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import (AutoModelForImageTextToText, AutoProcessor, Qwen2TokenizerFast, Qwen2VLConfig,
+from transformers import (AutoModelForImageTextToText, AutoProcessor, Qwen2_5_VLConfig,
+                          Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2TokenizerFast, Qwen2VLConfig,
                           Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
                           Qwen2VLVideoProcessor)
 
@@ -38,12 +40,19 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-TINY = {
-    "text_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                    "num_key_value_heads": 2, "max_position_embeddings": 4096,
-                    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}},
-    "vision_config": {"depth": 2, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2, "hidden_size": 64,
-                      "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+TINY_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "max_position_embeddings": 4096,
+             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}}
+PATCHES = {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+
+# arch -> (config class, model class, processor class, tiny vision config); the vision towers
+# differ as in the real models: Qwen2.5-VL has SwiGLU blocks, RMSNorm and window attention.
+ARCHS = {
+    "qwen2_vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor,
+                 {"depth": 2, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2, "hidden_size": 64, **PATCHES}),
+    "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                   {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+                    "window_size": 56, "fullatt_block_indexes": [1], **PATCHES}),
 }
 
 
@@ -67,32 +76,35 @@ def _byte_level_bpe() -> Tokenizer:
     return tok
 
 
-def tiny_processor() -> Qwen2VLProcessor:
+def tiny_processor(arch: str = "qwen2_vl"):
     tokenizer = Qwen2TokenizerFast(tokenizer_object=_byte_level_bpe(), eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", additional_special_tokens=SPECIAL,
                                    model_max_length=4096)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL})
     pixels = 280 * 140
-    return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels),
+    return ARCHS[arch][2](image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels),
                             tokenizer=tokenizer,
                             video_processor=Qwen2VLVideoProcessor(min_pixels=pixels, max_pixels=pixels),
                             chat_template=CHAT_TEMPLATE)
 
 
-def init_tiny(out, seed: int = 0) -> Path:
-    """Write a tiny Qwen2-VL checkpoint directory (model + processor) at ``out``."""
-    processor = tiny_processor()
+def init_tiny(out, seed: int = 0, arch: str = "qwen2_vl") -> Path:
+    """Write a tiny checkpoint directory (model + processor) of ``arch`` (a key of :data:`ARCHS`) at ``out``."""
+    if arch not in ARCHS:
+        raise MuseError(f"unknown MLLM architecture '{arch}': expected one of {', '.join(ARCHS)}")
+    config_cls, model_cls, _, vision = ARCHS[arch]
+    processor = tiny_processor(arch)
     tok = processor.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}
-    config = Qwen2VLConfig(
-        text_config={**TINY["text_config"], "vocab_size": len(tok), "bos_token_id": ids["<|endoftext|>"],
+    config = config_cls(
+        text_config={**TINY_TEXT, "vocab_size": len(tok), "bos_token_id": ids["<|endoftext|>"],
                      "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
-        vision_config=TINY["vision_config"],
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
+    model = model_cls(config)
     with atomic_path(out) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

@@ -5,7 +5,8 @@ the answer prompt (``<|im_start|>assistant\\n``), L_ntp = −log softmax(s^{L−
 label "Yes" or "No" and s^{L−1} the logits at the last prompt position.
 
 LoRA (r = 16, α = 32, dropout 0.05) adapts the linear layers of the vision blocks (attention
-``qkv``, ``proj``; MLP ``fc1``, ``fc2``) and of the language model (``q, k, v, o, gate, up, down``
+``qkv``, ``proj``; MLP ``fc1``, ``fc2`` in Qwen2-VL, ``gate``, ``up``, ``down`` in Qwen2.5-VL) and of
+the language model (``q, k, v, o, gate, up, down``
 projections), selected by a regular expression so that the patch-embedding Conv3d (also named
 ``proj``) is left alone. AdamW, cosine schedule from ``lr`` to ``lr_min`` over all steps, batch
 ``batch`` pairs; bf16 on GPU, fp32 on CPU; several GPUs when launched with ``accelerate`` or
@@ -30,7 +31,7 @@ from muse.errors import MuseError
 from muse.io import atomic_path
 from muse.mllm.prompt import ANSWERS, PairImages
 
-LORA_TARGETS = (r".*visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
+LORA_TARGETS = (r".*visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2|gate_proj|up_proj|down_proj))"
                 r"|.*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)")
 
 
