@@ -5,7 +5,8 @@ import pytest
 
 from muse.io import Features, Scores
 from muse.report.paper import assemble, markdown, paper_numbers
-from muse.report.tables import TABLES, evaluate_rows, standard_rows, sweep
+from muse.report.tables import (ABLATION_TABLES, TABLES, Variant, ablation_rows, evaluate_ablation, evaluate_rows,
+                                standard_rows, sweep)
 from test_rerank import clustered, scores_for
 
 RERANK = {"krnn": {"k1": 10, "k2": 5, "lam": 0.3}, "ecn": {"k": 25, "t": 3, "q": 8},
@@ -27,8 +28,12 @@ def test_paper_numbers_cover_every_table():
     assert sorted(df.table.unique()) == list(range(2, 14))
     for t, protocols in TABLES.items():
         assert list(dict.fromkeys(df[df.table == t].protocol)) == list(protocols)
-        ours = df[(df.table == t) & df.row.isin([r for r, _, _ in standard_rows()])]
-        assert len(ours) == 8 * 2 * len(protocols)           # every standard row has a paper value
+        if t in ABLATION_TABLES:
+            rows = ["Baseline + K-RNN"] + [r for r, _ in ablation_rows(t, ("Qwen2-VL-2B", "Qwen2.5-VL-7B"))]
+        else:
+            rows = [r for r, _, _ in standard_rows()]
+        ours = df[(df.table == t) & df.row.isin(rows)]
+        assert len(ours) == len(rows) * 2 * len(protocols)   # every row we run has a paper value
     row = df[(df.table == 2) & (df.protocol == "MA2C3") & (df.row == "Baseline + MUSE + CAJ")]
     assert dict(zip(row.metric, row.paper)) == {"mAP": 57.3, "R1": 53.4}
 
@@ -41,6 +46,28 @@ def test_rows_and_alpha_zero_equals_no_fusion(case):
         assert plain["mAP"] == pytest.approx(fused["mAP"]) and plain["R1"] == fused["R1"]
     strong = evaluate_rows(f, s, standard_rows()[4:5], RERANK, alpha=0.9, tau=1.0, C=10)
     assert strong[0]["mAP"] != pytest.approx(rows[4]["mAP"])
+
+
+def test_ablation_rows_vary_one_thing_each():
+    assert [v for _, v in ablation_rows(5, ["m"])] == [Variant(prompt=p) for p in ("void", "task_resp", "dap")]
+    assert ablation_rows(6, ["A", "B"]) == [("+ MUSE (A, zero-shot)", Variant(mllm="A", sft=False)),
+                                            ("+ MUSE (B, zero-shot)", Variant(mllm="B", sft=False)),
+                                            ("+ MUSE (A, SFT)", Variant(mllm="A")), ("+ MUSE (B, SFT)", Variant(mllm="B"))]
+    assert ablation_rows(7, ["m"]) == [("+ MUSE (random)", Variant(strategy="random")), ("+ MUSE (QCHM)", Variant())]
+    with pytest.raises(ValueError, match="not an ablation table"):
+        ablation_rows(2, ["m"])
+
+
+def test_ablation_is_krnn_on_each_judges_mu_distance(case):
+    f, s = case
+    q, g = f.query_gallery()
+    same = np.where(g.pids[s.cand] == q.pids[:, None], 5.0, -5.0)
+    oracle, flipped = Scores(s.cand, same, -same), Scores(s.cand, -same, same)   # right / always wrong
+    rows = evaluate_ablation(f, {"+ MUSE (a)": oracle, "+ MUSE (b)": flipped}, RERANK, 0.5, 1.0, 10)
+    assert [r["row"] for r in rows] == ["Baseline + K-RNN", "+ MUSE (a)", "+ MUSE (b)"]
+    assert rows[0] == evaluate_rows(f, None, [("Baseline + K-RNN", False, "krnn")], RERANK, 0.5, 1.0, 10)[0]
+    assert rows[1] == evaluate_rows(f, oracle, [("+ MUSE (a)", True, "krnn")], RERANK, 0.5, 1.0, 10)[0]
+    assert rows[2]["mAP"] < rows[0]["mAP"] < rows[1]["mAP"]
 
 
 def test_sweep_reuses_the_stored_logits(case):

@@ -99,7 +99,8 @@ TINY_RUN = {
                 "image_size": [32, 16], "weights": None, "batch": 32,
                 "train": {"epochs": 1, "lr": 1e-3, "ids_per_batch": 2, "warmup_epochs": 0, "milestones": []}},
     "mining": {"cpos": 1, "cneg": 1},
-    "mllm": {"model": "tiny", "sft": {"epochs": 1, "batch": 2, "fraction": 0.3, "prompt": "dap", "seed": 0},
+    "mllm": {"judge": "Qwen2-VL-2B", "models": {"Qwen2-VL-2B": "tiny:qwen2_vl", "Qwen2.5-VL-7B": "tiny:qwen2_5_vl"},
+             "sft": {"epochs": 1, "batch": 2, "fraction": 0.3, "prompt": "dap", "seed": 0},
              "score": {"engine": "cached", "batch": 4, "shards": 2}},
     "muse": {"C": 3, "tau": 5.0, "alpha": 0.2, "alpha_intra": 0.1},
     "rerank": {"krnn": {"k1": 3, "k2": 2, "lam": 0.3}, "ecn": {"k": 4, "t": 2, "q": 2},
@@ -123,7 +124,8 @@ def test_a_table_builds_end_to_end(workdir):
     assert set(ours.protocol) == {"MS+C3+CS2MA"} and ours.reproduced.between(0, 100).all()
     assert df.paper.notna().all() and len(df) == 16
     assert "synthetic world" in (workdir / "results" / "table13.md").read_text().splitlines()[0]
-    assert len(list((workdir / "results" / "scores" / "MA_qchm_dap").glob("MS+C3+CS2MA.shard*.npz"))) == 2
+    shards = workdir / "results" / "scores" / "Qwen2-VL-2B" / "MA_qchm" / "dap"
+    assert len(list(shards.glob("MS+C3+CS2MA.shard*.npz"))) == 2
     again = snakemake(workdir, "-n", "results/table13.csv")
     assert "Nothing to be done" in again.stdout + again.stderr
     rep = snakemake(workdir, "--report", "report.html", "results/table13.csv")
@@ -135,6 +137,33 @@ def test_a_table_builds_end_to_end(workdir):
     assert (workdir / "results" / "table13.csv").read_text() == first        # from scratch: identical table
 
 
+def test_ablation_table_6_builds_with_both_mllm_classes_zero_shot_and_fine_tuned(workdir):
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg.update(TINY_RUN, tables=[6])
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "results/table6.csv")
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = pd.read_csv(workdir / "results" / "table6.csv")
+    assert set(df.row) == {"Baseline + K-RNN"} | {f"+ MUSE ({m}, {t})" for m in ("Qwen2-VL-2B", "Qwen2.5-VL-7B")
+                                                  for t in ("zero-shot", "SFT")}
+    assert set(df.protocol) == {"MA2C3", "MA2MS"} and df.paper.notna().all() and df.reproduced.notna().all()
+    results = workdir / "results"
+    for name, model_type in (("Qwen2-VL-2B", "qwen2_vl"), ("Qwen2.5-VL-7B", "qwen2_5_vl")):
+        assert f'"model_type": "{model_type}"' in (results / "mllm" / name / "config.json").read_text()
+        assert (results / "adapters" / name / "MA_qchm" / "dap" / "adapter_config.json").is_file()
+        assert (results / "scores" / name / "zeroshot" / "dap" / "MA2MS.npz").is_file()
+    assert not (results / "adapters" / "Qwen2-VL-2B" / "zeroshot").exists()
+
+
+def test_ablation_tables_5_and_7_plan_their_judges(workdir):
+    res = snakemake(workdir, "-n", "results/table5.csv", "results/table7.csv")
+    assert res.returncode == 0, res.stderr[-2000:]
+    for prompt in ("void", "task_resp", "dap"):
+        assert f"results/scores/Qwen2-VL-2B/MA_qchm/{prompt}/MA2C3.npz" in res.stdout
+    assert "results/pairs/MA_random.jsonl" in res.stdout
+    assert "results/adapters/Qwen2-VL-2B/MA_random/dap" in res.stdout
+
+
 def test_paper_config_dry_run_resolves_every_table(tmp_path):
     """configs/paper.yaml with its placeholder paths pointed at empty folders made here."""
     shutil.copy(REPO / "Snakefile", tmp_path)
@@ -144,10 +173,12 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
     for d, ds in cfg["datasets"].items():
         ds["root"] = str(tmp_path / "data" / d)
         (tmp_path / "data" / d).mkdir(parents=True)
-    cfg["mllm"]["model"] = str(tmp_path / "models" / "qwen2vl")
-    (tmp_path / "models" / "qwen2vl").mkdir(parents=True)
+    for name in cfg["mllm"]["models"]:
+        cfg["mllm"]["models"][name] = str(tmp_path / "models" / name)
+        (tmp_path / "models" / name).mkdir(parents=True)
+    cfg["mllm"]["sft_gpus"] = 4
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(cfg))
-    res = snakemake(tmp_path, "-n", "--configfile", "paper.yaml")
+    res = snakemake(tmp_path, "-n", "-p", "--configfile", "paper.yaml")
     assert res.returncode == 0, res.stderr[-2000:] + res.stdout[-2000:]
     out = res.stdout
     for t in cfg["tables"]:
@@ -155,6 +186,7 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
     assert "synth_world" not in out and "init_tiny_mllm" not in out
     assert "shard7" in out                      # 8 scoring shards per (protocol, adapter)
     assert all(f"sweeps/{p}.png" in out for p in ("C", "alpha", "tau"))
+    assert "accelerate launch --multi_gpu --num_processes 4 -m muse.cli sft" in out    # one job, 4 GPUs
 
 
 def test_lint_passes(tmp_path):

@@ -135,11 +135,16 @@ def _mllm_init_tiny(a):
     print(f"{a.out}: tiny {a.arch} checkpoint")
 
 
+# SFTConfig fields settable from the command line (the rest of the recipe: muse.mllm.sft)
+SFT_OPTIONS = {"epochs": int, "lr": float, "lr_min": float, "weight_decay": float, "batch": int, "rank": int,
+               "lora_alpha": int, "lora_dropout": float, "fraction": float, "seed": int}
+
+
 def _sft(a):
     from muse.io import write_meta
     from muse.mllm.sft import SFTConfig, read_pairs, sft
 
-    cfg = SFTConfig(**{k: getattr(a, k) for k in ("epochs", "lr", "batch", "prompt", "seed") if getattr(a, k) is not None})
+    cfg = SFTConfig(**{k: getattr(a, k) for k in ("prompt", *SFT_OPTIONS) if getattr(a, k) is not None})
     val = read_pairs(a.val_pairs) if a.val_pairs else None
     history = sft(a.model, read_pairs(a.pairs), a.out, cfg, val=val)
     write_meta(a.out, {"sft": cfg.__dict__}, inputs=[a.pairs] + ([a.val_pairs] if a.val_pairs else []))
@@ -298,10 +303,8 @@ def parser() -> argparse.ArgumentParser:
     ft.add_argument("--pairs", required=True, type=Path)
     ft.add_argument("--val-pairs", type=Path, help="held-out pairs for the validation loss")
     ft.add_argument("--prompt", choices=["dap", "task_resp", "void"])
-    ft.add_argument("--epochs", type=int)
-    ft.add_argument("--lr", type=float)
-    ft.add_argument("--batch", type=int)
-    ft.add_argument("--seed", type=int)
+    for name, kind in SFT_OPTIONS.items():
+        ft.add_argument(f"--{name.replace('_', '-')}", type=kind)
     ft.add_argument("--out", required=True, type=Path, help="adapter directory (peft)")
     ft.set_defaults(func=_sft)
 

@@ -27,9 +27,19 @@ def dataset_root(wildcards):
     return root
 
 
-# -- protocols, adaptation settings and the tables ------------------------------------------
+# -- protocols, adaptation settings, the MLLMs and the tables -------------------------------
+import re
+
 from muse.data.protocols import adaptation_domains, get as get_protocol
-from muse.report.tables import TABLES
+from muse.report.tables import ABLATION_TABLES, TABLES, Variant, ablation_rows
+
+MLLMS = config["mllm"]["models"]
+JUDGE = config["mllm"]["judge"]
+if JUDGE not in MLLMS:
+    raise WorkflowError(f"mllm.judge: {JUDGE} is not one of mllm.models ({', '.join(MLLMS)})")
+for _name, _source in MLLMS.items():
+    if _source.startswith("tiny") and _source not in ("tiny:qwen2_vl", "tiny:qwen2_5_vl"):
+        raise WorkflowError(f"mllm.models.{_name}: {_source} is not tiny:qwen2_vl, tiny:qwen2_5_vl or a directory")
 
 
 wildcard_constraints:
@@ -38,6 +48,8 @@ wildcard_constraints:
     protocol=r"[A-Z0-9+]+2(MA|MS|C3)",
     strategy="qchm|random",
     prompt="dap|task_resp|void",
+    mllm="|".join(re.escape(m) for m in MLLMS),
+    tuning=r"zeroshot|(MA|MS|C3|CS)(\+(MA|MS|C3|CS))*_(qchm|random)",
     table=r"\d+",
     shard=r"\d+",
 
@@ -51,15 +63,46 @@ def target_of(protocol):
     return get_protocol(protocol).target
 
 
-def adapter_of(table, protocol):
-    """The LoRA adapter a table uses for a protocol: <adaptation domains>_qchm_<prompt>."""
+def features_of(protocol):
+    """The test features a protocol is evaluated on: its encoder applied to its target."""
+    return f"results/features/{encoder_of(protocol)}/{target_of(protocol)}.npz"
+
+
+def mllm_dir(name):
+    """The checkpoint directory of MLLM ``name``: built here for a tiny one, else the configured path."""
+    source = MLLMS[name]
+    return f"results/mllm/{name}" if source.startswith("tiny:") else source
+
+
+def scores_of(table, protocol, variant=Variant()):
+    """The stored logits a table uses for a protocol: results/scores/<MLLM>/<tuning>/<prompt>/<protocol>.npz,
+    <tuning> being `zeroshot` or <adaptation domains>_<mining strategy> (the adapter's training pairs)."""
     domains = "+".join(adaptation_domains(int(table), get_protocol(protocol)))
-    return f"{domains}_qchm_{config['mllm']['sft'].get('prompt', 'dap')}"
+    tuning = f"{domains}_{variant.strategy}" if variant.sft else "zeroshot"
+    prompt = variant.prompt or config["mllm"]["sft"].get("prompt", "dap")
+    return f"results/scores/{variant.mllm or JUDGE}/{tuning}/{prompt}/{protocol}.npz"
 
 
-def mllm_dir(wildcards=None):
-    model = config["mllm"]["model"]
-    return "results/mllm/tiny" if model == "tiny" else model
+def ablation_inputs(wildcards):
+    rows = ablation_rows(int(wildcards.table), MLLMS)
+    return {"features": features_of(wildcards.protocol),
+            "scores": [scores_of(wildcards.table, wildcards.protocol, v) for _, v in rows]}
+
+
+def score_inputs(w):
+    """A scoring job's MLLM and features, and its adapter unless it is zero-shot."""
+    inputs = {"model": mllm_dir(w.mllm), "features": features_of(w.protocol)}
+    if w.tuning != "zeroshot":
+        inputs["adapter"] = f"results/adapters/{w.mllm}/{w.tuning}/{w.prompt}"
+    return inputs
+
+
+def sft_launch(gpus):
+    """One process, or one per GPU through accelerate for a multi-GPU fine-tuning job."""
+    return "python" if gpus <= 1 else f"accelerate launch --multi_gpu --num_processes {gpus}"
+
+
+SFT_GPUS = config["mllm"].get("sft_gpus", 1) if config["gpu"] else 0
 
 
 def alpha_of(table):

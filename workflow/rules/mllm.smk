@@ -1,13 +1,15 @@
-# The MLLM judge: the tiny checkpoint of the embedded default, and LoRA fine-tuning.
+# The MLLMs: tiny checkpoints of the embedded default, and LoRA fine-tuning of each on mined pairs.
 
 
 rule init_tiny_mllm:
     output:
-        directory("results/mllm/tiny"),
+        directory("results/mllm/{mllm}"),
+    params:
+        arch=lambda w: MLLMS[w.mllm].removeprefix("tiny:"),
     log:
-        "logs/mllm/init_tiny.log",
+        "logs/mllm/init_tiny_{mllm}.log",
     benchmark:
-        "benchmarks/mllm/init_tiny.tsv"
+        "benchmarks/mllm/init_tiny_{mllm}.tsv"
     conda:
         "../envs/muse.yaml"
     script:
@@ -16,21 +18,24 @@ rule init_tiny_mllm:
 
 rule sft:
     input:
-        model=mllm_dir,
+        model=lambda w: mllm_dir(w.mllm),
         pairs="results/pairs/{src}_{strategy}.jsonl",
     output:
-        directory("results/adapters/{src}_{strategy}_{prompt}"),
+        directory("results/adapters/{mllm}/{src}_{strategy}/{prompt}"),
     params:
-        sft=lambda w: {**config["mllm"]["sft"], "prompt": w.prompt},
+        launch=sft_launch(SFT_GPUS),
+        args=lambda w: " ".join(f"--{k.replace('_', '-')} {v}"
+                                for k, v in {**config["mllm"]["sft"], "prompt": w.prompt}.items()),
     resources:
-        gpu=config["gpu"],
+        gpu=SFT_GPUS,
         mem_mb=32000,
         runtime=1440,
     log:
-        "logs/adapters/{src}_{strategy}_{prompt}.log",
+        "logs/adapters/{mllm}/{src}_{strategy}/{prompt}.log",
     benchmark:
-        "benchmarks/adapters/{src}_{strategy}_{prompt}.tsv"
+        "benchmarks/adapters/{mllm}/{src}_{strategy}/{prompt}.tsv"
     conda:
         "../envs/muse.yaml"
-    script:
-        "../scripts/sft.py"
+    shell:
+        "{params.launch} -m muse.cli sft --model {input.model:q} --pairs {input.pairs:q} --out {output:q} "
+        "{params.args} > {log:q} 2>&1"

@@ -22,10 +22,8 @@ rule table:
 
 rule sweep:
     input:
-        features=lambda w: f"results/features/{encoder_of(config['sweeps']['protocol'])}/"
-        f"{target_of(config['sweeps']['protocol'])}.npz",
-        scores=lambda w: f"results/scores/{adapter_of(2, config['sweeps']['protocol'])}/"
-        f"{config['sweeps']['protocol']}.npz",
+        features=features_of(config["sweeps"]["protocol"]),
+        scores=scores_of(2, config["sweeps"]["protocol"]),
     output:
         csv="sweeps/{param}.csv",
         png=report("sweeps/{param}.png", caption="../report/sweep.rst", category="Figure 3 (sweeps)",
@@ -48,7 +46,7 @@ rule sweep:
 
 rule fig4_timing:
     input:
-        model=mllm_dir,
+        model=mllm_dir(JUDGE),
     output:
         png=report("results/figures/fig4_timing.png", caption="../report/fig4.rst", category="Figures"),
         json="results/figures/fig4_timing.json",
@@ -69,10 +67,8 @@ rule fig4_timing:
 
 rule fig5_ranking:
     input:
-        features=lambda w: f"results/features/{encoder_of(config['sweeps']['protocol'])}/"
-        f"{target_of(config['sweeps']['protocol'])}.npz",
-        scores=lambda w: f"results/scores/{adapter_of(2, config['sweeps']['protocol'])}/"
-        f"{config['sweeps']['protocol']}.npz",
+        features=features_of(config["sweeps"]["protocol"]),
+        scores=scores_of(2, config["sweeps"]["protocol"]),
     output:
         report("results/figures/fig5_ranking.png", caption="../report/fig5.rst", category="Figures"),
     params:

@@ -1,12 +1,15 @@
-# The rows of a table for one protocol: baseline and μ-distance, each without and with re-ranking.
+# The rows of a table for one protocol. Standard tables: baseline and μ-distance, each without and
+# with re-ranking. Ablation tables (5–7): Baseline + K-RNN and one μ-distance + K-RNN row per judge.
 
 
 rule evaluate_table_protocol:
     input:
-        features=lambda w: f"results/features/{encoder_of(w.protocol)}/{target_of(w.protocol)}.npz",
-        scores=lambda w: f"results/scores/{adapter_of(w.table, w.protocol)}/{w.protocol}.npz",
+        features=lambda w: features_of(w.protocol),
+        scores=lambda w: scores_of(w.table, w.protocol),
     output:
         "results/eval/table{table}/{protocol}.json",
+    wildcard_constraints:
+        table="|".join(str(t) for t in TABLES if t not in ABLATION_TABLES),
     params:
         rerank=config["rerank"],
         alpha=lambda w: alpha_of(w.table),
@@ -20,3 +23,26 @@ rule evaluate_table_protocol:
         "../envs/muse.yaml"
     script:
         "../scripts/evaluate_table_protocol.py"
+
+
+rule evaluate_ablation_protocol:
+    input:
+        unpack(ablation_inputs),
+    output:
+        "results/eval/table{table}/{protocol}.json",
+    wildcard_constraints:
+        table="|".join(str(t) for t in ABLATION_TABLES),
+    params:
+        rows=lambda w: [name for name, _ in ablation_rows(int(w.table), MLLMS)],
+        rerank=config["rerank"],
+        alpha=config["muse"]["alpha"],
+        tau=config["muse"]["tau"],
+        C=config["muse"]["C"],
+    log:
+        "logs/eval/table{table}/{protocol}.log",
+    benchmark:
+        "benchmarks/eval/table{table}/{protocol}.tsv"
+    conda:
+        "../envs/muse.yaml"
+    script:
+        "../scripts/evaluate_ablation_protocol.py"

@@ -1,25 +1,23 @@
 # μ-scoring: MLLM logits of each query's top-C candidates, sharded by query range, gathered.
+# Zero-shot scoring (Table 6) uses the MLLM as it is; otherwise the adapter of <tuning>/<prompt>.
 
 
 rule score_shard:
     input:
-        model=mllm_dir,
-        adapter="results/adapters/{adapter}",
-        features=lambda w: f"results/features/{encoder_of(w.protocol)}/{target_of(w.protocol)}.npz",
+        unpack(score_inputs),
     output:
-        "results/scores/{adapter}/{protocol}.shard{shard}.npz",
+        "results/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.npz",
     params:
         C=stored_C(),
         score=config["mllm"]["score"],
-        prompt=lambda w: w.adapter.rsplit("_", 1)[1],
     resources:
         gpu=config["gpu"],
         mem_mb=32000,
         runtime=720,
     log:
-        "logs/scores/{adapter}/{protocol}.shard{shard}.log",
+        "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.log",
     benchmark:
-        "benchmarks/scores/{adapter}/{protocol}.shard{shard}.tsv"
+        "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.tsv"
     conda:
         "../envs/muse.yaml"
     script:
@@ -28,19 +26,17 @@ rule score_shard:
 
 rule score_gather:
     input:
-        features=lambda w: f"results/features/{encoder_of(w.protocol)}/{target_of(w.protocol)}.npz",
-        shards=lambda w: expand(
-            "results/scores/{adapter}/{protocol}.shard{shard}.npz",
-            adapter=w.adapter,
-            protocol=w.protocol,
+        features=lambda w: features_of(w.protocol),
+        shards=expand(
+            "results/scores/{{mllm}}/{{tuning}}/{{prompt}}/{{protocol}}.shard{shard}.npz",
             shard=range(config["mllm"]["score"]["shards"]),
         ),
     output:
-        "results/scores/{adapter}/{protocol}.npz",
+        "results/scores/{mllm}/{tuning}/{prompt}/{protocol}.npz",
     log:
-        "logs/scores/{adapter}/{protocol}.gather.log",
+        "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.gather.log",
     benchmark:
-        "benchmarks/scores/{adapter}/{protocol}.gather.tsv"
+        "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.gather.tsv"
     conda:
         "../envs/muse.yaml"
     script:

@@ -4,9 +4,15 @@ A standard table (2, 3, 4, 8–13) has, for each of its protocols, the rows Base
 + ECN, + CAJ, and the same four on the μ-distance (+ MUSE). Every row is one evaluation of
 :mod:`muse.evaluate` on the target's test set; the MUSE rows fuse the stored MLLM logits of
 the table's adaptation setting first (α, τ, C from the config; Table 4 uses α_intra).
+
+An ablation table (5–7) has the row Baseline + K-RNN and one + MUSE row (μ-distance, then
+K-RNN) per :class:`Variant` of the judge: its prompt (Table 5), zero-shot or fine-tuned for
+each MLLM (Table 6), the mining strategy of its training pairs (Table 7).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,7 +32,12 @@ TABLES = {
     11: ("MA2MS", "MS2MA"),
     12: ("MS2MA", "C32MA"),
     13: ("MS+C3+CS2MA",),
+    5: ("MA2C3", "MA2MS"),
+    6: ("MA2C3", "MA2MS"),
+    7: ("MA2C3", "MA2MS"),
 }
+ABLATION_TABLES = (5, 6, 7)
+ABLATION_RERANK = "krnn"
 METHOD_NAMES = {"none": "", "krnn": " + K-RNN", "ecn": " + ECN", "caj": " + CAJ"}
 
 
@@ -34,6 +45,30 @@ def standard_rows() -> list[tuple[str, bool, str]]:
     """(row name, uses μ-fusion, re-ranking method) of a standard table, in the paper's order."""
     return [(f"Baseline{' + MUSE' if mu else ''}{METHOD_NAMES[m]}", mu, m)
             for mu in (False, True) for m in ("none", "krnn", "ecn", "caj")]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The judge behind a + MUSE row: the MLLM (None: the configured judge), fine-tuned on pairs
+    mined by ``strategy`` or zero-shot, prompted with ``prompt`` (None: the configured prompt)."""
+
+    mllm: str | None = None
+    sft: bool = True
+    strategy: str = "qchm"
+    prompt: str | None = None
+
+
+def ablation_rows(table: int, mllms) -> list[tuple[str, Variant]]:
+    """(row name, judge variant) of the + MUSE rows of ablation table 5, 6 or 7; Table 6 compares
+    every MLLM in ``mllms`` (names as the rows print them, e.g. ``Qwen2-VL-2B``)."""
+    if table == 5:
+        return [(f"+ MUSE ({p})", Variant(prompt=p)) for p in ("void", "task_resp", "dap")]
+    if table == 6:
+        return [(f"+ MUSE ({m}, {'SFT' if sft else 'zero-shot'})", Variant(mllm=m, sft=sft))
+                for sft in (False, True) for m in mllms]
+    if table == 7:
+        return [("+ MUSE (random)", Variant(strategy="random")), ("+ MUSE (QCHM)", Variant())]
+    raise ValueError(f"table {table} is not an ablation table: expected one of {ABLATION_TABLES}")
 
 
 def evaluate_rows(features: Features, scores: Scores | None, rows, rerank_params: dict, alpha: float,
@@ -48,6 +83,15 @@ def evaluate_rows(features: Features, scores: Scores | None, rows, rerank_params
                     "rerank": method, "mu": mu, "alpha": alpha if mu else None, "tau": tau if mu else None,
                     "C": C if mu else None})
     return out
+
+
+def evaluate_ablation(features: Features, named_scores: dict[str, Scores], rerank_params: dict, alpha: float,
+                      tau: float, C: int) -> list[dict]:
+    """Baseline + K-RNN, then one μ-distance + K-RNN row per (row name → that judge's scores)."""
+    rows = evaluate_rows(features, None, [("Baseline + K-RNN", False, ABLATION_RERANK)], rerank_params, alpha, tau, C)
+    for name, scores in named_scores.items():
+        rows += evaluate_rows(features, scores, [(name, True, ABLATION_RERANK)], rerank_params, alpha, tau, C)
+    return rows
 
 
 def sweep(features: Features, scores: Scores, param: str, values, base: dict, method: str,
