@@ -32,8 +32,9 @@ def test_adaptation_axis():
     assert protocols.adaptation_domains(9, p) == ("MA", "MS", "CS")
     assert protocols.adaptation_domains(10, protocols.get("MA2C3")) == ("MS",)
     assert protocols.adaptation_domains(11, protocols.get("MA2MS")) == ("C3",)
-    with pytest.raises(MuseError, match="table 7"):
-        protocols.adaptation_domains(7, p)
+    assert protocols.adaptation_domains(6, protocols.get("MA2MS")) == ("MA",)
+    with pytest.raises(MuseError, match="table 1 has no MLLM adaptation rule"):
+        protocols.adaptation_domains(1, p)
 
 
 def manifest(domain, rows):
