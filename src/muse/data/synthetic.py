@@ -151,14 +151,14 @@ class Style:
 
 
 STYLES = {
-    "MA": Style(size=(128, 64), scene="outdoor", brightness=(0.9, 1.15), cast=0.08, saturation=1.1,
+    "MA": Style(size=(128, 64), scene="outdoor", brightness=(0.95, 1.25), cast=0.15, saturation=1.1,
                 blur=(0.0, 0.6), noise=4.0, scale=(0.82, 0.95), occlusion=0.1,
                 views=(0.4, 0.4, 0.2), wardrobe=Wardrobe((0.65, 0.25, 0.1), (0.45, 0.35, 0.2), 0.25, 0.1, 0.0)),
-    "MS": Style(size=(144, 64), scene="mixed", brightness=(0.45, 1.05), cast=0.2, saturation=0.75,
-                blur=(0.3, 1.2), noise=9.0, scale=(0.7, 0.95), occlusion=0.15,
-                views=(0.35, 0.35, 0.3), wardrobe=Wardrobe((0.1, 0.45, 0.45), (0.85, 0.05, 0.1), 0.6, 0.3, 0.3)),
-    "C3": Style(size=(160, 64), scene="indoor", brightness=(0.7, 1.25), cast=0.25, saturation=0.9,
-                blur=(0.5, 1.5), noise=6.0, scale=(0.88, 1.0), occlusion=0.05,
+    "MS": Style(size=(144, 64), scene="mixed", brightness=(0.75, 1.05), cast=0.1, saturation=0.85,
+                blur=(0.2, 0.8), noise=6.0, scale=(0.75, 0.95), occlusion=0.15,
+                views=(0.35, 0.35, 0.3), wardrobe=Wardrobe((0.1, 0.45, 0.45), (0.85, 0.05, 0.1), 0.45, 0.3, 0.3)),
+    "C3": Style(size=(160, 64), scene="indoor", brightness=(0.85, 1.15), cast=0.1, saturation=0.9,
+                blur=(0.3, 0.9), noise=5.0, scale=(0.88, 1.0), occlusion=0.05,
                 views=(0.5, 0.5, 0.0), wardrobe=Wardrobe((0.45, 0.4, 0.15), (0.65, 0.2, 0.15), 0.4, 0.05, 0.05),
                 quality=95),
     "CS": Style(size=(128, 56), scene="street", brightness=(0.75, 1.2), cast=0.15, saturation=1.0,
