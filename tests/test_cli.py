@@ -219,3 +219,15 @@ def test_train_encoder_extract_mine_from_the_cli(tmp_path):
     assert all(json.loads(x)["query"].endswith(".png") for x in lines)
     fails_with_one_line(muse("extract", "--encoder", tmp_path / "c3", "--manifest", tmp_path / "c3.csv",
                              "--out", tmp_path / "g.npz"), "config.json: missing")
+
+
+def test_sft_command_sets_every_field_of_the_recipe():
+    from dataclasses import fields
+
+    from muse.cli import SFT_OPTIONS, parser
+    from muse.mllm.sft import SFTConfig
+
+    assert {"prompt", *SFT_OPTIONS} == {f.name for f in fields(SFTConfig)}
+    a = parser().parse_args(["sft", "--model", "m", "--pairs", "p", "--out", "o", "--fraction", "0.5",
+                                   "--lr-min", "1e-6", "--lora-dropout", "0.1"])
+    assert (a.fraction, a.lr_min, a.lora_dropout, a.rank) == (0.5, 1e-6, 0.1, None)
