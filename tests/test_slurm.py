@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from test_workflow import REPO, SMALL_WORLD
+from test_workflow import REPO, copy_workflow
 
 pytestmark = pytest.mark.slurm
 
@@ -102,11 +101,7 @@ def cluster(tmp_path):
 def test_small_target_through_the_slurm_profile(cluster, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    shutil.copy(REPO / "Snakefile", work)
-    shutil.copytree(REPO / "workflow", work / "workflow")
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["world"]["domains"] = SMALL_WORLD
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    copy_workflow(work, small_world=True)
     targets = ["results/data/MA.csv", "results/data/C3.csv"]
     res = subprocess.run(
         ["snakemake", *targets, "--profile", str(REPO / "profiles" / "slurm"), "--jobs", "2", "--slurm-no-account",

@@ -19,15 +19,23 @@ SMALL_WORLD = {
 }
 
 
+def copy_workflow(dst: Path, small_world: bool = False) -> Path:
+    """A copy of the workflow (Snakefile, config, rules, scripts, schema) at ``dst``, with the
+    shipped config or with its world shrunk to :data:`SMALL_WORLD`."""
+    shutil.copy(REPO / "Snakefile", dst)
+    shutil.copytree(REPO / "workflow", dst / "workflow")
+    if small_world:
+        cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+        cfg["world"]["domains"] = SMALL_WORLD
+        (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
+    else:
+        shutil.copy(REPO / "config.yaml", dst)
+    return dst
+
+
 @pytest.fixture
 def workdir(tmp_path):
-    """A copy of the workflow (Snakefile, config, rules, scripts, schema) with a small world."""
-    shutil.copy(REPO / "Snakefile", tmp_path)
-    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["world"]["domains"] = SMALL_WORLD
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return tmp_path
+    return copy_workflow(tmp_path, small_world=True)
 
 
 def snakemake(workdir, *args):
@@ -35,9 +43,7 @@ def snakemake(workdir, *args):
 
 
 def test_dry_run_of_the_shipped_config(tmp_path):
-    shutil.copy(REPO / "Snakefile", tmp_path)
-    shutil.copy(REPO / "config.yaml", tmp_path)
-    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    copy_workflow(tmp_path)
     res = snakemake(tmp_path, "-n")
     assert res.returncode == 0, res.stderr + res.stdout
     assert "synth_world" in res.stdout and "manifest" in res.stdout
@@ -166,9 +172,7 @@ def test_ablation_tables_5_and_7_plan_their_judges(workdir):
 
 def test_paper_config_dry_run_resolves_every_table(tmp_path):
     """configs/paper.yaml with its placeholder paths pointed at empty folders made here."""
-    shutil.copy(REPO / "Snakefile", tmp_path)
-    shutil.copy(REPO / "config.yaml", tmp_path)
-    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    copy_workflow(tmp_path)
     cfg = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
     for d, ds in cfg["datasets"].items():
         ds["root"] = str(tmp_path / "data" / d)
@@ -190,8 +194,6 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
 
 
 def test_lint_passes(tmp_path):
-    shutil.copy(REPO / "Snakefile", tmp_path)
-    shutil.copy(REPO / "config.yaml", tmp_path)
-    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    copy_workflow(tmp_path)
     res = snakemake(tmp_path, "--lint")
     assert res.returncode == 0 and "Congratulations" in res.stdout + res.stderr, res.stdout[-2000:]

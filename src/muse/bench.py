@@ -119,6 +119,7 @@ def bench_score(model_dir=None, queries: int = 8, C: int = 40, batch: int = 8, s
     from PIL import Image
 
     from muse.mllm.model import init_tiny, load
+    from muse.mllm.prompt import load_pair_image
     from muse.mllm.score import Judge, score_queries
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,10 +141,11 @@ def bench_score(model_dir=None, queries: int = 8, C: int = 40, batch: int = 8, s
             logits[name] = np.stack(score_queries(judge, q, g, cand, engine, b, progress=False))
             runs[name] = round(queries * C / (time.perf_counter() - t0), 1)
         diff = max(float(np.abs(v - logits["naive_b1"]).max()) for v in logits.values())
-        images = [judge.visual([Image.open(p).convert("RGB").resize((140, 280))]) for p in paths[:2]]
+        pair = [load_pair_image(p) for p in paths[:2]]
+        images = [judge.visual([im]) for im in pair]
         t0 = time.perf_counter()
         for _ in range(5):
-            judge.visual([Image.open(paths[0]).convert("RGB").resize((140, 280))] * 2)
+            judge.visual(pair)
         vision_ms = (time.perf_counter() - t0) / 5 * 1000
         t0 = time.perf_counter()
         for _ in range(5):

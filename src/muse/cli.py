@@ -93,20 +93,14 @@ def _train_encoder(a):
 
 
 def _extract(a):
-    from muse.data.formats import read_manifest
-    from muse.encoder.features import extract
-    from muse.encoder.model import ReIDEncoder
+    from muse.encoder.features import extract_splits
     from muse.io import save_features, write_meta
 
-    df = read_manifest(a.manifest)
     splits = a.splits.split(",")
-    df = df[df.split.isin(splits)]
-    if df.empty:
-        raise MuseError(f"{a.manifest}: no rows with split {' or '.join(splits)}")
-    model = ReIDEncoder.from_pretrained(a.encoder)
-    save_features(a.out, extract(model, df, batch=a.batch))
+    f = extract_splits(a.encoder, a.manifest, splits, a.batch)
+    save_features(a.out, f)
     write_meta(a.out, {"splits": splits}, inputs=[a.manifest, a.encoder])
-    print(f"{a.out}: {len(df)} features")
+    print(f"{a.out}: {len(f.pids)} features")
 
 
 def _mine(a):
@@ -151,18 +145,13 @@ def _sft(a):
     print(f"{a.out}: adapter after {len(history)} epochs, last {history[-1]}")
 
 
-def _judge(a):
-    from muse.mllm.model import load
-    from muse.mllm.score import Judge
-
-    return Judge(*load(a.model, a.adapter), variant=a.prompt)
-
-
 def _score(a):
     from muse.io import load_features, write_meta
-    from muse.mllm.score import score_features
+    from muse.mllm.model import load
+    from muse.mllm.score import Judge, score_features
 
-    rows = score_features(_judge(a), load_features(a.features), a.C, a.out, a.shard, a.engine, a.batch, a.swap)
+    judge = Judge(*load(a.model, a.adapter), variant=a.prompt)
+    rows = score_features(judge, load_features(a.features), a.C, a.out, a.shard, a.engine, a.batch, a.swap)
     write_meta(a.out, {"C": a.C, "engine": a.engine, "shard": a.shard, "swap": a.swap, "prompt": a.prompt,
                        "rows": [rows.start, rows.stop]}, inputs=[a.features])
     print(f"{a.out}: queries {rows.start}..{rows.stop - 1}, C = {a.C}")
@@ -225,6 +214,8 @@ def _bench_dg(a):
 
 
 def parser() -> argparse.ArgumentParser:
+    from muse.mllm.prompt import VARIANTS
+
     p = argparse.ArgumentParser(prog="muse", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -281,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
 
     mn = sub.add_parser("mine", help="query-candidate pairs for the MLLM (QCHM or random)")
     mn.add_argument("--features", required=True, type=Path, help="uses its train split, or all rows if none")
-    mn.add_argument("--strategy", choices=["qchm", "random"], default="qchm")
+    mn.add_argument("--strategy", default="qchm", help="qchm or random")
     mn.add_argument("--cpos", type=int, default=5)
     mn.add_argument("--cneg", type=int, default=5)
     mn.add_argument("--val-ids", type=float, default=0.0, help="fraction of identities held out for validation")
@@ -302,7 +293,7 @@ def parser() -> argparse.ArgumentParser:
     ft.add_argument("--model", required=True, type=Path, help="local model directory")
     ft.add_argument("--pairs", required=True, type=Path)
     ft.add_argument("--val-pairs", type=Path, help="held-out pairs for the validation loss")
-    ft.add_argument("--prompt", choices=["dap", "task_resp", "void"])
+    ft.add_argument("--prompt", choices=VARIANTS)
     for name, kind in SFT_OPTIONS.items():
         ft.add_argument(f"--{name.replace('_', '-')}", type=kind)
     ft.add_argument("--out", required=True, type=Path, help="adapter directory (peft)")
@@ -317,7 +308,7 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch", type=int, default=8, help="pairs per forward")
     sc.add_argument("--shard", default="0/1", help="i/n: score the i-th of n query ranges")
     sc.add_argument("--swap", action="store_true", help="average with query and candidate swapped")
-    sc.add_argument("--prompt", choices=["dap", "task_resp", "void"], default="dap")
+    sc.add_argument("--prompt", choices=VARIANTS, default="dap")
     sc.add_argument("--out", required=True, type=Path)
     sc.set_defaults(func=_score)
     sm = sub.add_parser("score-merge", help="merge score shards (in query order) into one file")

@@ -20,6 +20,9 @@ from muse.errors import MuseError
 from muse.io import atomic_path
 
 
+STRATEGIES = ("qchm", "random")
+
+
 def qchm(feats: np.ndarray, pids: np.ndarray, cpos: int = 5, cneg: int = 5, block: int = 512):
     """Yield (i, j, label) with label "Yes" for hard positives and "No" for hard negatives."""
     D = Distance(feats, np.zeros((0, feats.shape[1]), feats.dtype))
@@ -72,7 +75,7 @@ def mine(feats: np.ndarray, pids: np.ndarray, paths: np.ndarray, strategy: str =
     elif strategy == "random":
         pairs = random_pairs(pids, cpos, cneg, seed)
     else:
-        raise MuseError(f"unknown mining strategy '{strategy}': expected qchm or random")
+        raise MuseError(f"unknown mining strategy '{strategy}': expected one of {', '.join(STRATEGIES)}")
     return [{"query": str(paths[i]), "candidate": str(paths[j]), "label": label} for i, j, label in pairs]
 
 

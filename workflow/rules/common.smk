@@ -31,6 +31,8 @@ def dataset_root(wildcards):
 import re
 
 from muse.data.protocols import adaptation_domains, get as get_protocol
+from muse.mining import STRATEGIES
+from muse.mllm.prompt import VARIANTS
 from muse.report.tables import ABLATION_TABLES, TABLES, Variant, ablation_rows
 
 MLLMS = config["mllm"]["models"]
@@ -46,10 +48,10 @@ wildcard_constraints:
     src=r"(MA|MS|C3|CS)(\+(MA|MS|C3|CS))*",
     tgt="MA|MS|C3",
     protocol=r"[A-Z0-9+]+2(MA|MS|C3)",
-    strategy="qchm|random",
-    prompt="dap|task_resp|void",
+    strategy="|".join(STRATEGIES),
+    prompt="|".join(VARIANTS),
     mllm="|".join(re.escape(m) for m in MLLMS),
-    tuning=r"zeroshot|(MA|MS|C3|CS)(\+(MA|MS|C3|CS))*_(qchm|random)",
+    tuning=r"zeroshot|(MA|MS|C3|CS)(\+(MA|MS|C3|CS))*_(" + "|".join(STRATEGIES) + ")",
     table=r"\d+",
     shard=r"\d+",
 

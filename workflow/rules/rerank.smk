@@ -35,7 +35,7 @@ rule evaluate_ablation_protocol:
     params:
         rows=lambda w: [name for name, _ in ablation_rows(int(w.table), MLLMS)],
         rerank=config["rerank"],
-        alpha=config["muse"]["alpha"],
+        alpha=lambda w: alpha_of(w.table),
         tau=config["muse"]["tau"],
         C=config["muse"]["C"],
     log:

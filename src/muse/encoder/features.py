@@ -8,8 +8,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from muse.data.formats import read_manifest
 from muse.encoder.data import Images
 from muse.encoder.model import ReIDEncoder
+from muse.errors import MuseError
 from muse.io import Features
 
 
@@ -36,3 +38,13 @@ def extract(model: ReIDEncoder, manifest: pd.DataFrame, batch: int = 128, worker
     feats = embed(model, manifest.path.tolist(), batch, workers, progress)
     return Features(feats=feats, pids=manifest.pid.to_numpy(np.int64), camids=manifest.camid.to_numpy(np.int64),
                     paths=manifest.path.to_numpy(str), split=manifest.split.to_numpy(str))
+
+
+def extract_splits(encoder_dir, manifest_path, splits, batch: int = 128) -> Features:
+    """Features of the rows of the manifest at ``manifest_path`` whose split is one of ``splits``,
+    by the saved encoder at ``encoder_dir``; no such row is an error naming the manifest."""
+    df = read_manifest(manifest_path)
+    df = df[df.split.isin(splits)]
+    if df.empty:
+        raise MuseError(f"{manifest_path}: no rows with split {' or '.join(splits)}")
+    return extract(ReIDEncoder.from_pretrained(encoder_dir), df, batch=batch)

@@ -4,11 +4,12 @@
                                                                  └─► linear classifier (no bias)
 
 The prototypical contrastive loss works on f (eq. 1: "the feature f from CLIP's image
-encoder"), the identity loss on the classifier over f_bn; the test feature is f_bn / ‖f_bn‖. The patch-embedding convolution is frozen. The tower is
-built from an open_clip CLIP config (``embed_dim``, ``vision_cfg``, ``text_cfg``,
-``quick_gelu``): ViT-B-16 at 256×128 for real runs, a small ViT for the embedded default —
-the same class either way. Pretrained OpenAI weights come from a local file; the 14×14
-positional grid is resized to the model's grid bilinearly, as MUSE does.
+encoder"), the identity loss on the classifier over f_bn; the test feature is f_bn / ‖f_bn‖.
+The patch-embedding convolution is frozen. The tower is built from an open_clip CLIP config
+(``embed_dim``, ``vision_cfg``, ``text_cfg``, ``quick_gelu``): ViT-B-16 at 256×128 for real
+runs, a small ViT for the embedded default — the same class either way. Pretrained OpenAI
+weights come from a local file; the 14×14 positional grid is resized to the model's grid
+bilinearly, as MUSE does.
 """
 
 from __future__ import annotations

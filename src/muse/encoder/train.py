@@ -125,8 +125,9 @@ def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weight
         clip_feats = embed(model, paths, workers=cfg.workers, progress=False,
                            head=lambda x: F.normalize(model.visual(x), dim=1))
         memory = centroids(torch.as_tensor(clip_feats), y_all, K).to(dev)
-        batches = identity_batches(labels, cfg.ids_per_batch, cfg.imgs_per_id, seed=cfg.seed * 100_003 + epoch)
-        loader = DataLoader(Images(paths, model.image_size, flip_seed=cfg.seed * 100_003 + epoch),
+        epoch_seed = cfg.seed * 100_003 + epoch                # batches and flips of this epoch
+        batches = identity_batches(labels, cfg.ids_per_batch, cfg.imgs_per_id, seed=epoch_seed)
+        loader = DataLoader(Images(paths, model.image_size, flip_seed=epoch_seed),
                             batch_sampler=batches, num_workers=cfg.workers)
         model.train()
         total = 0.0

@@ -58,12 +58,17 @@ class Judge:
         self.embeddings = model.get_input_embeddings()(self.input_ids)
 
     # -- engines --------------------------------------------------------------------------
+    def answer_logits(self, firsts: list[Image.Image], seconds: list[Image.Image]) -> torch.Tensor:
+        """(B, V) logits at the answer position of the pairs (firsts[k], seconds[k]), one full
+        forward of the whole prompt each (with gradients, for fine-tuning)."""
+        images = [im for pair in zip(firsts, seconds) for im in pair]
+        enc = self.processor(text=[self.text] * len(firsts), images=images, return_tensors="pt").to(self.dev)
+        return self.model(**enc, logits_to_keep=1).logits[:, -1].float()
+
     @torch.no_grad()
     def naive(self, firsts: list[Image.Image], seconds: list[Image.Image]) -> torch.Tensor:
         """(B, 2) logits [s_yes, s_no] of the pairs (firsts[k], seconds[k]), full forwards."""
-        images = [im for pair in zip(firsts, seconds) for im in pair]
-        enc = self.processor(text=[self.text] * len(firsts), images=images, return_tensors="pt").to(self.dev)
-        return self.model(**enc, logits_to_keep=1).logits[:, -1, self.answer].float()
+        return self.answer_logits(firsts, seconds)[:, self.answer]
 
     @torch.no_grad()
     def visual(self, images: list[Image.Image]) -> torch.Tensor:
@@ -183,9 +188,9 @@ def score_features(judge: Judge, features: Features, C: int, out, shard: str = "
     """Score shard ``shard`` (i/n) of a test set's queries against their top-``C`` gallery
     candidates by the base distance, into ``out``; returns the shard's query rows."""
     q, g = features.query_gallery()
-    cand = Distance(q.feats, g.feats).top_candidates(C)
     rows = shard_rows(len(q.pids), shard)
-    score_file(judge, q.paths, g.paths, cand, out, rows, engine, batch, swap)
+    cand = Distance(q.feats[rows], g.feats).top_candidates(C)     # this shard's queries only
+    score_file(judge, q.paths[rows], g.paths, cand, out, slice(0, len(cand)), engine, batch, swap)
     return rows
 
 

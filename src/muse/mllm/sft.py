@@ -81,11 +81,7 @@ def lora_model(model, cfg: SFTConfig):
 
 def answer_loss(judge, records: list[dict], images) -> torch.Tensor:
     """Mean L_ntp of a batch of pairs (the answer token after the full prompt)."""
-    firsts = [images[r["query"]] for r in records]
-    seconds = [images[r["candidate"]] for r in records]
-    imgs = [im for pair in zip(firsts, seconds) for im in pair]
-    enc = judge.processor(text=[judge.text] * len(records), images=imgs, return_tensors="pt").to(judge.dev)
-    logits = judge.model(**enc, logits_to_keep=1).logits[:, -1].float()
+    logits = judge.answer_logits([images[r["query"]] for r in records], [images[r["candidate"]] for r in records])
     target = torch.tensor([judge.answer[ANSWERS.index(r["label"])] for r in records], device=judge.dev)
     return F.cross_entropy(logits, target)
 

@@ -1,4 +1,4 @@
-"""Figures: the parameter sweeps of Figure 3."""
+"""Figures 3 (parameter sweeps), 4 (MLLM time split and token mix) and 5 (rankings)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from muse.io import atomic_path  # noqa: E402
+
+def _save(fig, out) -> None:
+    """Write ``fig`` as PNG atomically and free it."""
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
 
 LABELS = {"C": "number of candidates C", "alpha": "fusion weight α", "tau": "temperature τ"}
 
@@ -24,9 +31,7 @@ def plot_sweep(rows: list[dict], param: str, out, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save(fig, out)
 
 
 def plot_timing(bench: dict, out) -> None:
@@ -42,9 +47,7 @@ def plot_timing(bench: dict, out) -> None:
     b.set_title("tokens per pair", fontsize=9)
     fig.suptitle(f"{bench['machine']}", fontsize=7)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save(fig, out)
 
 
 def ranking_figure(query: str, rankings: list[tuple[str, list[tuple[str, bool]]]], out, size=(96, 48)) -> None:
