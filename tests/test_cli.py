@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import write_image
+from muse.evaluate import roc_auc
 from muse.io import Features, load_features, save_features
 from test_evaluate import random_case, reference
 
@@ -153,6 +154,13 @@ def test_evaluate_rerank_with_fusion_matches_dense(tmp_path):
     assert got["mAP"] == pytest.approx(reference(dense, qp, qc, gp, gc)["mAP"], abs=1e-6)
     assert got["params"] == {"features": str(tmp_path / "f.npz"), "rerank": "krnn", "k1": 10, "k2": 5,
                              "lam": 0.3, "scores": str(tmp_path / "s.npz"), "alpha": 0.3, "tau": 2.0, "C": 6}
+    pairs = [(i, j) for i in range(len(q)) for j in cand[i, :6] if not (qp[i] == gp[j] and qc[i] == gc[j])]
+    different = np.array([qp[i] != gp[j] for i, j in pairs])
+    gap = np.array([sn[i, list(cand[i]).index(j)] - sy[i, list(cand[i]).index(j)] for i, j in pairs])
+    assert got["judge"]["pairs"] == len(pairs) and got["judge"]["positives"] == int((~different).sum())
+    assert got["judge"]["judge_auc"] == pytest.approx(roc_auc(gap, different))
+    text = muse("evaluate", "--features", tmp_path / "f.npz", "--scores", tmp_path / "s.npz", "--C", 6)
+    assert text.returncode == 0 and f"judge ROC-AUC {got['judge']['judge_auc']:.4f}" in text.stdout
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from muse.io import Features, Scores
-from muse.report.paper import assemble, markdown, paper_numbers
+from muse.report.paper import assemble, judge_footnote, markdown, paper_numbers
 from muse.report.tables import (ABLATION_TABLES, TABLES, Variant, ablation_rows, evaluate_ablation, evaluate_rows,
                                 standard_rows, sweep)
 from test_rerank import clustered, scores_for
@@ -77,6 +77,25 @@ def test_sweep_reuses_the_stored_logits(case):
     assert [r["value"] for r in rows] == [1, 5, 10] and rows[-1]["C"] == 10
     direct = evaluate_rows(f, s, [("x", True, "krnn")], RERANK, 0.2, 5.0, 5)[0]
     assert rows[1]["mAP"] == direct["mAP"]
+
+
+def test_mu_rows_carry_the_judge_auc_and_the_markdown_footnote_prints_it(case):
+    from muse.evaluate import judge_auc
+
+    f, s = case
+    rows = evaluate_rows(f, s, standard_rows(), RERANK, alpha=0.2, tau=5.0, C=10)
+    auc = judge_auc(*f.query_gallery(), s, 10)
+    assert all("judge_auc" not in r for r in rows[:4])
+    assert all(r["judge_auc"] == auc["judge_auc"] and r["base_auc"] == auc["base_auc"] for r in rows[4:])
+    note = judge_footnote([{"protocol": "MA2MS", **r} for r in rows])
+    assert note.splitlines()[2] == (f"- MA2MS: judge ROC-AUC {auc['judge_auc']:.3f} (base distance "
+                                    f"{auc['base_auc']:.3f}) over the scored pairs")
+    ablation = [{"protocol": "MA2C3", "row": "+ MUSE (void)", "judge_auc": 0.61, "base_auc": 0.7},
+                {"protocol": "MA2C3", "row": "+ MUSE (dap)", "judge_auc": 0.83, "base_auc": 0.7}]
+    assert "+ MUSE (void) 0.610, + MUSE (dap) 0.830 (base distance 0.700)" in judge_footnote(ablation)
+    assert judge_footnote(rows[:4]) == ""
+    md = markdown(assemble(2, []), "caption", note)
+    assert md.endswith(note) and "The judge on its scored pairs" in md
 
 
 def test_assemble_and_markdown():

@@ -48,7 +48,7 @@ _RERANK_OPTIONS = {"k1": int, "k2": int, "lam": float, "k": int, "t": int, "q": 
 
 
 def _evaluate(a):
-    from muse.evaluate import evaluate
+    from muse.evaluate import evaluate, judge_auc
     from muse.io import load_features, load_scores, write_json
     from muse.rerank import params_for, rerank_features
 
@@ -64,6 +64,8 @@ def _evaluate(a):
     blocks = rerank_features(q, g, a.rerank, overrides, fusion, block=a.block)
     metrics = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
     result = {k: metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP", "num_queries")}
+    if fusion is not None:
+        result["judge"] = judge_auc(q, g, s, C)
     result["params"] = params
     if a.out:
         write_json(a.out, result)
@@ -71,6 +73,10 @@ def _evaluate(a):
         print(json.dumps(result, indent=2))
     else:
         print(" ".join(f"{k} {result[k]:.4f}" for k in ("mAP", "R1", "R5", "R10", "mINP")))
+        if fusion is not None:
+            j = result["judge"]
+            print(f"judge ROC-AUC {j['judge_auc']:.4f} (base distance {j['base_auc']:.4f}) over {j['pairs']} scored "
+                  f"pairs, {j['positives']} of the same identity")
 
 
 def _train_encoder(a):
@@ -125,8 +131,30 @@ def _mine(a):
 def _mllm_init_tiny(a):
     from muse.mllm.model import init_tiny
 
-    init_tiny(a.out, seed=a.seed, arch=a.arch)
-    print(f"{a.out}: tiny {a.arch} checkpoint")
+    init_tiny(a.out, seed=a.seed, arch=a.arch, size=a.size)
+    print(f"{a.out}: {a.size} {a.arch} checkpoint (random weights)")
+
+
+def _mllm_corpus(a):
+    from muse.config import load_config
+    from muse.data.openworld import CorpusSpec, generate_corpus
+    from muse.io import write_meta
+
+    section = load_config(a.config).get("pretrain", {}).get("corpus", {})
+    df = generate_corpus(a.out, CorpusSpec.from_config(section))
+    write_meta(a.out, {"corpus": section})
+    print(f"{a.out}: {df.pid.nunique()} identities, {len(df)} images")
+
+
+def _mllm_pretrain(a):
+    from muse.config import load_config
+    from muse.mllm.pretrain import PretrainConfig, pretrain
+
+    section = dict(load_config(a.config).get("pretrain", {}).get("recipe", {}))
+    if a.arch:
+        section["arch"] = a.arch
+    record = pretrain(a.corpus, a.out, PretrainConfig.from_config(section))
+    print(f"{a.out}: pretrained in {record['wall_time_s']:.0f} s, held out {json.dumps(record['held_out'])}")
 
 
 # SFTConfig fields settable from the command line (the rest of the recipe: muse.mllm.sft)
@@ -286,8 +314,19 @@ def parser() -> argparse.ArgumentParser:
     it = mlsub.add_parser("init-tiny", help="write a tiny Qwen2-VL or Qwen2.5-VL checkpoint (model + offline processor)")
     it.add_argument("--out", required=True, type=Path)
     it.add_argument("--arch", default="qwen2_vl", help="qwen2_vl or qwen2_5_vl")
+    it.add_argument("--size", default="tiny", help="tiny (tests) or small (the pretrained judges' size)")
     it.add_argument("--seed", type=int, default=0)
     it.set_defaults(func=_mllm_init_tiny)
+    oc = mlsub.add_parser("corpus", help="write the open-world pair corpus that the small judges are pretrained on")
+    oc.add_argument("--config", default=Path("config.yaml"), type=Path, help="reads its `pretrain.corpus` section")
+    oc.add_argument("--out", required=True, type=Path)
+    oc.set_defaults(func=_mllm_corpus)
+    pt = mlsub.add_parser("pretrain", help="pretrain a small judge on the open-world corpus (vision, then pairs)")
+    pt.add_argument("--corpus", required=True, type=Path, help="folder written by `muse mllm corpus`")
+    pt.add_argument("--arch", help="qwen2_vl or qwen2_5_vl (overrides pretrain.recipe.arch)")
+    pt.add_argument("--config", default=Path("config.yaml"), type=Path, help="reads its `pretrain.recipe` section")
+    pt.add_argument("--out", required=True, type=Path, help="checkpoint directory (model, processor, provenance.json)")
+    pt.set_defaults(func=_mllm_pretrain)
 
     ft = sub.add_parser("sft", help="LoRA fine-tuning of the MLLM judge on query-candidate pairs")
     ft.add_argument("--model", required=True, type=Path, help="local model directory")

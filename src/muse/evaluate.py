@@ -115,3 +115,36 @@ def _accumulate(ranks, m, acc) -> int:
     first = ranks[:, 0].cpu()
     acc["cmc"] += (first[:, None] <= torch.arange(1, len(acc["cmc"]) + 1)).double().sum(0)
     return len(m)
+
+
+def roc_auc(scores, positive) -> float:
+    """ROC-AUC = P(score of a random positive > score of a random negative), ties counting ½
+    (the Mann–Whitney U statistic over average ranks); NaN without both classes."""
+    from scipy.stats import rankdata
+
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def judge_auc(q, g, scores, C: int) -> dict:
+    """How well the judge separates the scored pairs: for each query i and its first ``C``
+    candidates j (pairs with p_j = p_i and c_j = c_i left out, as the evaluation removes them),
+    the ROC-AUC of s_no − s_yes for "different identity" (``judge_auc``) and, on the same pairs,
+    of the base distance D(i, j) (``base_auc``). ``q``, ``g``: :class:`muse.io.Features`."""
+    from muse.distance import Distance
+
+    cand = np.asarray(scores.cand[:, :C], dtype=np.int64)
+    qi = np.repeat(np.arange(len(cand)), C)
+    gj = cand.reshape(-1)
+    keep = ~((q.pids[qi] == g.pids[gj]) & (q.camids[qi] == g.camids[gj]))
+    qi, gj = qi[keep], gj[keep]
+    different = q.pids[qi] != g.pids[gj]
+    gap = (scores.s_no[:, :C] - scores.s_yes[:, :C]).reshape(-1)[keep]
+    d = Distance(q.feats, g.feats)
+    base = d.pairs(torch.as_tensor(qi), torch.as_tensor(gj + d.Q)).cpu().numpy()
+    return {"judge_auc": roc_auc(gap, different), "base_auc": roc_auc(base, different), "pairs": int(len(qi)),
+            "positives": int((~different).sum())}

@@ -39,9 +39,11 @@ MLLMS = config["mllm"]["models"]
 JUDGE = config["mllm"]["judge"]
 if JUDGE not in MLLMS:
     raise WorkflowError(f"mllm.judge: {JUDGE} is not one of mllm.models ({', '.join(MLLMS)})")
+SMALL_ARCHS = ("qwen2_vl", "qwen2_5_vl")
+_BUILT = [f"{kind}:{arch}" for kind in ("tiny", "pretrained") for arch in SMALL_ARCHS]
 for _name, _source in MLLMS.items():
-    if _source.startswith("tiny") and _source not in ("tiny:qwen2_vl", "tiny:qwen2_5_vl"):
-        raise WorkflowError(f"mllm.models.{_name}: {_source} is not tiny:qwen2_vl, tiny:qwen2_5_vl or a directory")
+    if _source.startswith(("tiny", "pretrained")) and _source not in _BUILT:
+        raise WorkflowError(f"mllm.models.{_name}: {_source} is not one of {', '.join(_BUILT)} or a directory")
 
 
 wildcard_constraints:
@@ -54,6 +56,7 @@ wildcard_constraints:
     tuning=r"zeroshot|(MA|MS|C3|CS)(\+(MA|MS|C3|CS))*_(" + "|".join(STRATEGIES) + ")",
     table=r"\d+",
     shard=r"\d+",
+    arch="|".join(SMALL_ARCHS),
 
 
 def encoder_of(protocol):
@@ -71,9 +74,16 @@ def features_of(protocol):
 
 
 def mllm_dir(name):
-    """The checkpoint directory of MLLM ``name``: built here for a tiny one, else the configured path."""
+    """The checkpoint directory of MLLM ``name``: built here for a tiny one, the shipped checkpoint
+    for a pretrained one, else the configured path."""
     source = MLLMS[name]
-    return f"results/mllm/{name}" if source.startswith("tiny:") else source
+    if source.startswith("tiny:"):
+        return f"results/mllm/{name}"
+    if source.startswith("pretrained:"):
+        from muse.mllm.model import pretrained_dir
+
+        return str(pretrained_dir(source.removeprefix("pretrained:")))
+    return source
 
 
 def scores_of(table, protocol, variant=Variant()):

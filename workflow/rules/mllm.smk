@@ -39,3 +39,46 @@ rule sft:
     shell:
         "{params.launch} -m muse.cli sft --model {input.model:q} --pairs {input.pairs:q} --out {output:q} "
         "{params.args} > {log:q} 2>&1"
+
+
+# The shipped pretrained judges (src/muse/mllm/pretrained/<arch>), rebuilt from scratch by the
+# named target `snakemake --cores 2 pretrained_judges`: the open-world corpus, then each judge.
+
+
+rule openworld_corpus:
+    output:
+        directory("results/openworld"),
+    params:
+        corpus=config.get("pretrain", {}).get("corpus", {}),
+    log:
+        "logs/mllm/openworld_corpus.log",
+    benchmark:
+        "benchmarks/mllm/openworld_corpus.tsv"
+    conda:
+        "../envs/muse.yaml"
+    script:
+        "../scripts/openworld_corpus.py"
+
+
+rule pretrain_judge:
+    input:
+        "results/openworld",
+    output:
+        directory("results/pretrained/{arch}"),
+    params:
+        recipe=lambda w: {**config.get("pretrain", {}).get("recipe", {}), "arch": w.arch},
+    resources:
+        gpu=config["gpu"],
+    log:
+        "logs/mllm/pretrain_{arch}.log",
+    benchmark:
+        "benchmarks/mllm/pretrain_{arch}.tsv"
+    conda:
+        "../envs/muse.yaml"
+    script:
+        "../scripts/pretrain_judge.py"
+
+
+rule pretrained_judges:
+    input:
+        expand("results/pretrained/{arch}", arch=SMALL_ARCHS),

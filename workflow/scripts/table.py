@@ -1,9 +1,9 @@
-"""rule table -> muse.report.paper.assemble, markdown"""
+"""rule table -> muse.report.paper.assemble, markdown, judge_footnote"""
 import json
 
 from muse.errors import logged
 from muse.io import atomic_path
-from muse.report.paper import assemble, markdown
+from muse.report.paper import assemble, judge_footnote, markdown
 
 with logged(snakemake.log[0]):
     table = int(snakemake.wildcards.table)
@@ -15,4 +15,4 @@ with logged(snakemake.log[0]):
         df.to_csv(tmp, index=False)
     with atomic_path(snakemake.output.md) as tmp:
         tmp.write_text(markdown(df, f"Table {table} — reproduced on {source} / as printed in the paper "
-                                    f"(mAP and R1, %)."))
+                                    f"(mAP and R1, %).", judge_footnote(measured)))

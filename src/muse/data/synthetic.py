@@ -209,17 +209,19 @@ def _scene(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 
 def make_cameras(domain: str, n: int, seed: int) -> list[Camera]:
     """The ``n`` cameras of a domain, numbered from 1."""
-    style = STYLES[domain]
     cams = []
     for c in range(1, n + 1):
         rng = np.random.default_rng([seed, _DOMAIN_INDEX[domain], 0, c])
         time = _TIMES[rng.integers(len(_TIMES))] if domain == "MS" else "noon"
-        gain = rng.uniform(*style.brightness) * {"morning": 0.8, "noon": 1.0, "afternoon": 0.9}[time]
-        cams.append(Camera(
-            index=c, gain=float(gain), cast=tuple(float(v) for v in rng.uniform(-style.cast, style.cast, 3)),
-            blur=float(rng.uniform(*style.blur)), scene=_scene(style.scene, *style.size, rng), time=time,
-        ))
+        cams.append(draw_camera(STYLES[domain], c, rng, time))
     return cams
+
+
+def draw_camera(style: Style, index: int, rng: np.random.Generator, time: str = "noon") -> Camera:
+    """One camera of a style: gain (dimmer in the morning and afternoon), colour cast, blur, scene."""
+    gain = rng.uniform(*style.brightness) * {"morning": 0.8, "noon": 1.0, "afternoon": 0.9}[time]
+    return Camera(index=index, gain=float(gain), cast=tuple(float(v) for v in rng.uniform(-style.cast, style.cast, 3)),
+                  blur=float(rng.uniform(*style.blur)), scene=_scene(style.scene, *style.size, rng), time=time)
 
 
 # ---------------------------------------------------------------------------------------------

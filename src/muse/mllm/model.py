@@ -1,7 +1,9 @@
 """The MLLM judge: Qwen2-VL through transformers' own classes, real or tiny.
 
 Real checkpoints (Qwen2-VL-2B-Instruct, Qwen2.5-VL-7B-Instruct) are read from a local directory
-(no download, no ``trust_remote_code``). A tiny model of the embedded default is the same class
+(no download, no ``trust_remote_code``). The embedded default's judges are small models of the
+same classes pretrained on the open-world corpus and shipped with the package
+(:func:`pretrained_dir`). A small model (:data:`SIZES`) is the same class
 (``Qwen2VLForConditionalGeneration`` or ``Qwen2_5_VLForConditionalGeneration``, :data:`ARCHS`)
 with a small config, saved with an offline processor: a byte-level BPE tokenizer with Qwen's
 special tokens whose merges make every word of the prompt (and "Yes", "No") one token, Qwen2-VL's
@@ -40,20 +42,44 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-TINY_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "max_position_embeddings": 4096,
-             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}}
 PATCHES = {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
 
-# arch -> (config class, model class, processor class, tiny vision config); the vision towers
-# differ as in the real models: Qwen2.5-VL has SwiGLU blocks, RMSNorm and window attention.
+# arch -> (config class, model class, processor class); the vision towers differ as in the real
+# models: Qwen2.5-VL has SwiGLU blocks, RMSNorm and window attention.
 ARCHS = {
-    "qwen2_vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor,
-                 {"depth": 2, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2, "hidden_size": 64, **PATCHES}),
-    "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                   {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-                    "window_size": 56, "fullatt_block_indexes": [1], **PATCHES}),
+    "qwen2_vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor),
+    "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor),
 }
+
+
+def _text(width: int, layers: int, heads: int, init: float | None) -> dict:
+    """A small LLM config; M-RoPE's (t, h, w) sections split the rotary half of the head dim 2:3:3;
+    ``init``: the std of its weights at initialisation (None: transformers' 0.02)."""
+    half = width // heads // 2
+    t = half // 4
+    return {**({"initializer_range": init} if init else {}), "hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "num_key_value_heads": heads // 2, "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                "mrope_section": [t, (half - t) // 2, half - t - (half - t) // 2]}}
+
+
+def _vision(arch: str, width: int, depth: int, heads: int, out: int) -> dict:
+    if arch == "qwen2_vl":
+        return {"depth": depth, "embed_dim": width, "num_heads": heads, "mlp_ratio": 2, "hidden_size": out, **PATCHES}
+    return {"depth": depth, "hidden_size": width, "intermediate_size": 2 * width, "num_heads": heads,
+            "out_hidden_size": out, "window_size": 56, "fullatt_block_indexes": list(range(1, depth, 2)), **PATCHES}
+
+
+# size -> (LLM width, layers, heads, init std; vision width, depth, heads). `tiny`: plumbing for the
+# tests; `small`: the embedded default's pretrained judges (muse.mllm.pretrain), whose language
+# model starts at std 1/√width: at 0.02 it stays on the 50/50 plateau for thousands of pairs.
+SIZES = {"tiny": (64, 2, 4, None, 32, 2, 2), "small": (128, 2, 4, 128 ** -0.5, 128, 4, 4)}
+
+
+def small_config(arch: str, size: str = "tiny") -> tuple[dict, dict]:
+    """(text config, vision config) of a small model of ``arch``."""
+    width, layers, heads, init, v_width, v_depth, v_heads = SIZES[size]
+    return _text(width, layers, heads, init), _vision(arch, v_width, v_depth, v_heads, width)
 
 
 def _byte_level_bpe() -> Tokenizer:
@@ -88,27 +114,44 @@ def tiny_processor(arch: str = "qwen2_vl"):
                             chat_template=CHAT_TEMPLATE)
 
 
-def init_tiny(out, seed: int = 0, arch: str = "qwen2_vl") -> Path:
-    """Write a tiny checkpoint directory (model + processor) of ``arch`` (a key of :data:`ARCHS`) at ``out``."""
+def init_tiny(out, seed: int = 0, arch: str = "qwen2_vl", size: str = "tiny") -> Path:
+    """Write a small checkpoint directory (model + processor) of ``arch`` (a key of :data:`ARCHS`)
+    and ``size`` (a key of :data:`SIZES`) at ``out``, with random weights."""
+    model, processor = build_small(arch, size, seed)
+    with atomic_path(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    return Path(out)
+
+
+def build_small(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0):
+    """(model, processor) of a small ``arch`` model of ``size``, randomly initialised from ``seed``."""
     if arch not in ARCHS:
         raise MuseError(f"unknown MLLM architecture '{arch}': expected one of {', '.join(ARCHS)}")
-    config_cls, model_cls, _, vision = ARCHS[arch]
+    if size not in SIZES:
+        raise MuseError(f"unknown model size '{size}': expected one of {', '.join(SIZES)}")
+    config_cls, model_cls, _ = ARCHS[arch]
+    text, vision = small_config(arch, size)
     processor = tiny_processor(arch)
     tok = processor.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}
     config = config_cls(
-        text_config={**TINY_TEXT, "vocab_size": len(tok), "bos_token_id": ids["<|endoftext|>"],
+        text_config={**text, "vocab_size": len(tok), "bos_token_id": ids["<|endoftext|>"],
                      "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
         vision_config=vision,
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
-    model = model_cls(config)
-    with atomic_path(out) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-    return Path(out)
+    return model_cls(config), processor
+
+
+def pretrained_dir(arch: str) -> Path:
+    """The shipped pretrained judge of ``arch`` (a ``small`` model pretrained on the open-world
+    corpus by :mod:`muse.mllm.pretrain`; its ``provenance.json`` says how)."""
+    if arch not in ARCHS:
+        raise MuseError(f"pretrained:{arch}: no such judge (expected one of {', '.join('pretrained:' + a for a in ARCHS)})")
+    return Path(__file__).parent / "pretrained" / arch
 
 
 def answer_ids(tokenizer) -> tuple[int, int]:

@@ -65,6 +65,17 @@ class Judge:
         enc = self.processor(text=[self.text] * len(firsts), images=images, return_tensors="pt").to(self.dev)
         return self.model(**enc, logits_to_keep=1).logits[:, -1].float()
 
+    def logits_from_tokens(self, firsts: torch.Tensor, seconds: torch.Tensor) -> torch.Tensor:
+        """(B, V) logits at the answer position of pairs given as visual tokens (B, T, H) each: one
+        forward of the whole prompt with the tokens in place and explicit M-RoPE positions, equal to
+        :meth:`answer_logits` on the images (with gradients, for pretraining the language model)."""
+        b = len(firsts)
+        emb = self.model.get_input_embeddings()(self.input_ids).expand(b, -1, -1).clone()
+        emb[:, self.query_pos] = firsts.to(emb.dtype)
+        emb[:, self.cand_pos] = seconds.to(emb.dtype)
+        out = self.model(inputs_embeds=emb, position_ids=self.positions.expand(-1, b, -1), logits_to_keep=1)
+        return out.logits[:, -1].float()
+
     @torch.no_grad()
     def naive(self, firsts: list[Image.Image], seconds: list[Image.Image]) -> torch.Tensor:
         """(B, 2) logits [s_yes, s_no] of the pairs (firsts[k], seconds[k]), full forwards."""

@@ -36,8 +36,8 @@ def assemble(table: int, measured: list[dict]) -> pd.DataFrame:
     return df.sort_values(["_r", "_p", "_m"])[COLUMNS].reset_index(drop=True)
 
 
-def markdown(df: pd.DataFrame, caption: str) -> str:
-    """Rows × (protocol, metric) with "reproduced / paper" cells."""
+def markdown(df: pd.DataFrame, caption: str, footnote: str = "") -> str:
+    """Rows × (protocol, metric) with "reproduced / paper" cells, then the ``footnote`` lines."""
     protocols = list(dict.fromkeys(df.protocol))
     head = "| row | " + " | ".join(f"{p} {m}" for p in protocols for m in METRICS) + " |"
     lines = [caption, "", head, "|---|" + "---|" * (2 * len(protocols))]
@@ -50,4 +50,23 @@ def markdown(df: pd.DataFrame, caption: str) -> str:
                 r = cell.get((row, p, m))
                 vals.append("" if r is None else f"{fmt(r.reproduced)} / {fmt(r.paper)}")
         lines.append(f"| {row} | " + " | ".join(vals) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + (f"\n{footnote}" if footnote else "")
+
+
+def judge_footnote(measured: list[dict]) -> str:
+    """One line per protocol: the ROC-AUC of each judge over its scored pairs (s_no − s_yes for a
+    different identity) next to the base distance's on the same pairs; empty without μ rows."""
+    by_protocol: dict[str, dict[str, tuple]] = {}
+    for m in measured:
+        if m.get("judge_auc") is not None:
+            by_protocol.setdefault(m["protocol"], {})[m["row"]] = (m["judge_auc"], m["base_auc"])
+    lines = []
+    for protocol, rows in by_protocol.items():
+        values = set(rows.values())
+        if len(values) == 1:
+            (j, b), = values
+            lines.append(f"- {protocol}: judge ROC-AUC {j:.3f} (base distance {b:.3f}) over the scored pairs")
+        else:
+            lines.append(f"- {protocol}: judge ROC-AUC " + ", ".join(f"{r} {j:.3f}" for r, (j, _) in rows.items())
+                         + f" (base distance {next(iter(values))[1]:.3f}) over the scored pairs")
+    return "The judge on its scored pairs:\n\n" + "\n".join(lines) + "\n" if lines else ""

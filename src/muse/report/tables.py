@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from muse.evaluate import evaluate
+from muse.evaluate import evaluate, judge_auc
 from muse.io import Features, Scores
 from muse.rerank import rerank_features
 
@@ -73,15 +73,18 @@ def ablation_rows(table: int, mllms) -> list[tuple[str, Variant]]:
 
 def evaluate_rows(features: Features, scores: Scores | None, rows, rerank_params: dict, alpha: float,
                   tau: float, C: int) -> list[dict]:
-    """mAP, R1, … of each (name, μ, method) row on the query/gallery of ``features``."""
+    """mAP, R1, … of each (name, μ, method) row on the query/gallery of ``features``; a μ row also
+    carries the judge's and the base distance's ROC-AUC over its scored pairs (:func:`judge_auc`)."""
     q, g = features.query_gallery()
+    auc = judge_auc(q, g, scores, C) if any(mu for _, mu, _ in rows) else {}
     out = []
     for name, mu, method in rows:
         blocks = rerank_features(q, g, method, rerank_params.get(method), (scores, alpha, tau, C) if mu else None)
         m = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
         out.append({"row": name, "mAP": m["mAP"], "R1": m["R1"], "R5": m["R5"], "R10": m["R10"], "mINP": m["mINP"],
                     "rerank": method, "mu": mu, "alpha": alpha if mu else None, "tau": tau if mu else None,
-                    "C": C if mu else None})
+                    "C": C if mu else None, **({"judge_auc": auc["judge_auc"], "base_auc": auc["base_auc"]}
+                                                if mu else {})})
     return out
 
 

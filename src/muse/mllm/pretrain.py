@@ -1,0 +1,355 @@
+"""Pretraining of the embedded default's judges on the open-world corpus (:mod:`muse.data.openworld`).
+
+A real MLLM comes to MUSE with open-world knowledge: its vision encoder was contrastively
+pretrained, then the whole model trained on image-text data. The embedded default's small judges
+get the same stages, full-parameter, from random weights:
+
+1. **Vision** (``vision_steps`` steps): the vision tower alone, on batches of whole look-alike
+   groups (``vision_groups`` groups × every identity × ``vision_imgs`` images, horizontally
+   flipped at random). The embedding e_i of an image comes from its visual tokens as the
+   language model receives them (:func:`embed`: stripe means, normalised). With
+   s_ij = e_iᵀe_j / T and P(i) the other images of i's identity in the batch, the supervised
+   contrastive loss is L_vis = −mean_i log( Σ_{p∈P(i)} exp s_ip / Σ_{j≠i} exp s_ij ).
+2. **Language model** (``llm_steps`` steps of ``llm_batch`` pairs): the vision tower frozen, its
+   visual tokens computed once per image, the rest of the judge learns to answer on the corpus's
+   pair file with the prompt of fine-tuning (the variants of ``prompts`` in turn). Half of each
+   batch is positive; each negative is hard (a look-alike under the anchor's camera) with a
+   probability that grows linearly from ``hard_start`` to ``hard_end``, else easy (another
+   group). For the first ``two_way`` share of the steps the softmax runs over the two answer
+   logits only (−log softmax([s_yes, s_no])[label]), which leaves the 50/50 plateau sooner; then
+   over the whole vocabulary, the answer-only loss of eq. 4 as fine-tuning uses it.
+3. **Whole judge** (``pair_steps`` steps of ``pair_batch`` pairs): every parameter, full forwards
+   from the images, the eq. 4 loss, negatives hard with probability ``hard_end``.
+
+AdamW with a linear warm-up over the first 5 % of each stage and a cosine decay to 1 % of the
+rate, gradients clipped to norm 1. Every batch is drawn from a generator keyed by (seed, stage,
+step), and a checkpoint ``<out>.ckpt`` is written every ``checkpoint_every`` steps with the
+fingerprint of the corpus (sha256 of its files) and the recipe; a rerun resumes from it only if
+both match, and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from muse.errors import MuseError
+from muse.evaluate import roc_auc
+from muse.io import atomic_path, sha256
+from muse.mllm.prompt import ANSWERS, VARIANTS, PairImages
+from muse.mllm.sft import read_pairs
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The recipe (config ``pretrain.recipe``; these defaults are the shipped judges')."""
+
+    arch: str = "qwen2_vl"
+    size: str = "small"
+    seed: int = 0
+    vision_steps: int = 600
+    vision_groups: int = 6
+    vision_imgs: int = 2
+    vision_lr: float = 2e-3
+    temperature: float = 0.1
+    llm_steps: int = 2000
+    llm_batch: int = 32
+    llm_lr: float = 2e-3
+    pair_steps: int = 200
+    pair_batch: int = 8
+    pair_lr: float = 1e-4
+    two_way: float = 0.5
+    hard_start: float = 0.2
+    hard_end: float = 0.8
+    prompts: tuple[str, ...] = ("dap", "task_resp", "void")
+    weight_decay: float = 0.01
+    checkpoint_every: int = 250
+    eval_pairs: int = 600
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "PretrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise MuseError(f"pretrain.recipe.{unknown[0]}: unknown key (expected one of {', '.join(sorted(known))})")
+        c = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+        bad = [p for p in c.prompts if p not in VARIANTS]
+        if bad:
+            raise MuseError(f"pretrain.recipe.prompts: unknown prompt variant '{bad[0]}'")
+        if min(c.vision_steps, c.llm_steps, c.pair_steps) < 0 or \
+                min(c.pair_batch, c.llm_batch, c.vision_groups, c.vision_imgs) < 1:
+            raise MuseError("pretrain.recipe: steps must be >= 0 and batch sizes >= 1")
+        return c
+
+
+def lr_at(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over the first 5 % of ``total`` steps, then cosine from ``peak`` to peak/100."""
+    warm = max(1, total // 20)
+    if step < warm:
+        return peak * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class _Corpus:
+    """The corpus's manifest and pair files, with images loaded once (280×140, see PairImages)."""
+
+    def __init__(self, root):
+        root = Path(root)
+        for name in ("manifest.csv", "pairs_train.jsonl", "pairs_val.jsonl"):
+            if not (root / name).is_file():
+                raise MuseError(f"{root}: not an open-world corpus (no {name}); build it with muse mllm corpus")
+        self.root = root
+        df = pd.read_csv(root / "manifest.csv")
+        self.pairs = read_pairs(root / "pairs_train.jsonl")
+        self.val = read_pairs(root / "pairs_val.jsonl")
+        self.by_kind = {k: [r for r in self.pairs if r.get("kind") == k] for k in ("pos", "hard", "easy")}
+        if not all(self.by_kind.values()):
+            raise MuseError(f"{root}/pairs_train.jsonl: needs pairs of every kind (pos, hard, easy)")
+        group = df.path.str.extract(r"/(g\d+)/")[0]
+        self.groups = {split: {g: sorted(rows.pid.unique()) for g, rows in df[df.split == split].groupby(group)}
+                       for split in ("train", "val")}
+        self.paths_of = {pid: rows.path.tolist() for pid, rows in df.groupby("pid")}
+        self.images = PairImages()
+
+    def fingerprint(self) -> str:
+        return sha256(self.root)
+
+
+def _vision_batch(corpus: _Corpus, cfg: PretrainConfig, rng: np.random.Generator, split: str = "train"):
+    groups = corpus.groups[split]
+    names = list(groups)
+    chosen = rng.choice(len(names), size=min(cfg.vision_groups, len(names)), replace=False)
+    images, labels = [], []
+    for g in chosen:
+        for pid in groups[names[g]]:
+            paths = corpus.paths_of[pid]
+            for k in rng.choice(len(paths), size=cfg.vision_imgs, replace=len(paths) < cfg.vision_imgs):
+                im = corpus.images[paths[k]]
+                images.append(im.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else im)
+                labels.append(pid)
+    return images, torch.tensor(labels)
+
+
+def embed(model, processor, images: list[Image.Image], stripes: int = 5) -> torch.Tensor:
+    """(n, stripes·H) embedding of each image from its visual tokens as the language model receives
+    them (a row-major grid of h × w merged tokens): the mean of each of ``stripes`` horizontal
+    stripes, L2-normalised, concatenated and divided by √stripes (so that e has unit norm). The
+    vision tower has no absolute position embedding, so stripes keep the layout (upper body above
+    lower body) that one global mean would lose."""
+    pv = processor.image_processor(images=images, return_tensors="pt")
+    dev = next(model.parameters()).device
+    grid = pv["image_grid_thw"]
+    out = model.model.get_image_features(pv["pixel_values"].to(dev), grid.to(dev)).pooler_output
+    merge = model.config.vision_config.spatial_merge_size
+    parts = []
+    for t, (_, h, w) in zip(out, grid.tolist()):
+        rows = t.float().reshape(h // merge, w // merge, -1).mean(1)          # (rows, H)
+        parts.append(torch.stack([r.mean(0) for r in rows.tensor_split(stripes)]))
+    return F.normalize(torch.stack(parts), dim=2).flatten(1) / stripes ** 0.5
+
+
+def contrastive_loss(e: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """L_vis of the module doc over a batch of normalised embeddings ``e`` with identity ``labels``."""
+    s = e @ e.T / temperature
+    eye = torch.eye(len(e), dtype=torch.bool)
+    s = s.masked_fill(eye, float("-inf"))
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    log_p = s.log_softmax(dim=1)
+    keep = pos.any(1)
+    return -(torch.logsumexp(log_p.masked_fill(~pos, float("-inf")), dim=1)[keep]).mean()
+
+
+def _pair_batch(corpus: _Corpus, size: int, hard: float, rng: np.random.Generator) -> list[dict]:
+    """``size`` pairs, half positive; each negative is hard with probability ``hard``, else easy."""
+    kinds = ["pos" if k < size // 2 else ("hard" if rng.random() < hard else "easy") for k in range(size)]
+    return [corpus.by_kind[k][rng.integers(len(corpus.by_kind[k]))] for k in kinds]
+
+
+def answer_loss(logits: torch.Tensor, answer: list[int], records: list[dict], two_way: bool) -> torch.Tensor:
+    """Answer-only loss of (B, V) logits at the answer position: −log softmax over the two answer
+    logits (``two_way``) or over the vocabulary (eq. 4) at each pair's label."""
+    label = torch.tensor([ANSWERS.index(r["label"]) for r in records], device=logits.device)
+    if two_way:
+        return F.cross_entropy(logits[:, answer], label)
+    return F.cross_entropy(logits, torch.tensor(answer, device=logits.device)[label])
+
+
+def pair_loss(judge, records: list[dict], images, two_way: bool = False) -> torch.Tensor:
+    """:func:`answer_loss` of a batch of pairs through the whole judge (one forward per pair)."""
+    logits = judge.answer_logits([images[r["query"]] for r in records], [images[r["candidate"]] for r in records])
+    return answer_loss(logits, judge.answer, records, two_way)
+
+
+def token_loss(judge, records: list[dict], tokens: dict, two_way: bool) -> torch.Tensor:
+    """:func:`answer_loss` of a batch of pairs from the images' stored visual ``tokens`` (path → (T, H))."""
+    logits = judge.logits_from_tokens(torch.stack([tokens[r["query"]] for r in records]),
+                                      torch.stack([tokens[r["candidate"]] for r in records]))
+    return answer_loss(logits, judge.answer, records, two_way)
+
+
+@torch.no_grad()
+def visual_tokens(judge, corpus: _Corpus, batch: int = 64, progress: bool = True) -> dict:
+    """Every pair image's visual tokens under the (frozen) vision tower, computed once."""
+    paths = sorted({r[k] for r in corpus.pairs for k in ("query", "candidate")})
+    judge.model.eval()
+    tokens = {}
+    for s in tqdm(range(0, len(paths), batch), desc="visual tokens", unit="batch", disable=not progress):
+        chunk = paths[s:s + batch]
+        tokens.update(zip(chunk, judge.visual([corpus.images[p] for p in chunk])))
+    judge.model.train()
+    return tokens
+
+
+@torch.no_grad()
+def held_out_loss(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, batch: int = 16) -> dict:
+    """The two stages' losses on the held-out groups: L_vis of one fixed batch of their images and
+    the full-vocabulary answer loss (``dap`` prompt) of their first ``eval_pairs`` pairs."""
+    from muse.mllm.score import Judge
+
+    model.eval()
+    images, labels = _vision_batch(corpus, cfg, np.random.default_rng([cfg.seed, 98]), split="val")
+    vision = float(contrastive_loss(embed(model, processor, images), labels, cfg.temperature))
+    judge, val = Judge(model, processor, answer, "dap"), corpus.val[:cfg.eval_pairs]
+    pairs = sum(float(pair_loss(judge, val[s:s + batch], corpus.images, two_way=False)) * len(val[s:s + batch])
+                for s in range(0, len(val), batch)) / len(val)
+    model.train()
+    return {"vision": round(vision, 4), "pairs": round(pairs, 4)}
+
+
+@torch.no_grad()
+def held_out(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, batch: int = 16) -> dict:
+    """ROC-AUC on the held-out groups' pairs (``eval_pairs`` of them): of the judge's s_yes − s_no
+    (``dap`` prompt) and of the embeddings' cosine similarity, on all pairs and on pos + hard only."""
+    from muse.mllm.score import Judge
+
+    model.eval()
+    rng = np.random.default_rng([cfg.seed, 99])
+    val = [corpus.val[i] for i in sorted(rng.choice(len(corpus.val), min(cfg.eval_pairs, len(corpus.val)),
+                                                    replace=False))]
+    judge = Judge(model, processor, answer, "dap")
+    gap, cos = [], []
+    for s in range(0, len(val), batch):
+        chunk = val[s:s + batch]
+        q = [corpus.images[r["query"]] for r in chunk]
+        c = [corpus.images[r["candidate"]] for r in chunk]
+        logits = judge.naive(q, c)
+        gap.extend((logits[:, 0] - logits[:, 1]).tolist())
+        cos.extend((embed(model, processor, q) * embed(model, processor, c)).sum(1).tolist())
+    label = np.array([r["label"] == "Yes" for r in val])
+    hard = np.array([r.get("kind") != "easy" for r in val])
+    out = {"pairs": len(val), "judge_auc": roc_auc(np.array(gap), label),
+           "judge_auc_hard": roc_auc(np.array(gap)[hard], label[hard]),
+           "embedding_auc": roc_auc(np.array(cos), label),
+           "embedding_auc_hard": roc_auc(np.array(cos)[hard], label[hard])}
+    model.train()
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> dict:
+    """Pretrain a small judge of ``cfg.arch`` on the corpus at ``corpus_dir`` and write it at ``out``
+    (model, processor, ``provenance.json``); returns the provenance record."""
+    from muse.mllm.model import answer_ids, build_small
+    from muse.mllm.score import Judge
+
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    corpus = _Corpus(corpus_dir)
+    fingerprint = {"corpus": corpus.fingerprint(), "recipe": asdict(cfg)}
+    model, processor = build_small(cfg.arch, cfg.size, cfg.seed)
+    answer = answer_ids(processor.tokenizer)
+    judges = {p: Judge(model, processor, answer, p) for p in cfg.prompts}
+    visual = list(model.model.visual.parameters())
+    ids = {id(p) for p in visual}
+    stages = [("vision", cfg.vision_steps, cfg.vision_lr, visual),
+              ("llm", cfg.llm_steps, cfg.llm_lr, [p for p in model.parameters() if id(p) not in ids]),
+              ("pairs", cfg.pair_steps, cfg.pair_lr, list(model.parameters()))]
+    out, ckpt = Path(out), Path(f"{out}.ckpt")
+    start = (0, 0)
+    history: list[dict] = []
+    optimiser = None
+    if (ckpt / "state.pt").is_file():
+        state = torch.load(ckpt / "state.pt", weights_only=True)
+        if json.loads(state["fingerprint"]) == fingerprint:
+            model.load_state_dict(state["model"])
+            start, history = (state["stage"], state["step"]), json.loads(state["history"])
+            optimiser = state["optimizer"] or None
+            print(f"resuming {out} at stage {stages[min(start[0], 2)][0]}, step {start[1]}", file=sys.stderr)
+        else:
+            print(f"{ckpt}: made from another corpus or recipe; starting over", file=sys.stderr)
+    model.train()
+    for si, (name, steps, peak, params) in enumerate(stages):
+        if si < start[0] or steps == 0:
+            continue
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(params, lr=peak, weight_decay=cfg.weight_decay)
+        first = start[1] if si == start[0] else 0
+        if optimiser is not None and si == start[0]:
+            opt.load_state_dict(optimiser)
+        tokens = visual_tokens(judges[cfg.prompts[0]], corpus, progress=progress) if name == "llm" else None
+        bar = tqdm(range(first, steps), desc=f"pretrain {cfg.arch} ({name})", unit="step", disable=not progress)
+        running = None
+        for step in bar:
+            rng = np.random.default_rng([cfg.seed, si, step])
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, steps, peak)
+            judge = judges[cfg.prompts[step % len(cfg.prompts)]]
+            if name == "vision":
+                images, labels = _vision_batch(corpus, cfg, rng)
+                loss = contrastive_loss(embed(model, processor, images), labels, cfg.temperature)
+            elif name == "llm":
+                hard = cfg.hard_start + (cfg.hard_end - cfg.hard_start) * step / max(1, steps - 1)
+                loss = token_loss(judge, _pair_batch(corpus, cfg.llm_batch, hard, rng), tokens,
+                                  two_way=step < cfg.two_way * steps)
+            else:
+                loss = pair_loss(judge, _pair_batch(corpus, cfg.pair_batch, cfg.hard_end, rng), corpus.images)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            value = float(loss.detach())
+            running = value if running is None else 0.98 * running + 0.02 * value
+            bar.set_postfix(loss=f"{running:.4f}")
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
+                history.append({"stage": name, "step": step + 1, "loss": round(running, 4)})
+                print(json.dumps(history[-1]), file=sys.stderr, flush=True)
+                done = (si + 1, 0) if step + 1 == steps else (si, step + 1)
+                with atomic_path(ckpt) as tmp:
+                    tmp.mkdir()
+                    torch.save({"stage": done[0], "step": done[1], "model": model.state_dict(),
+                                "optimizer": opt.state_dict() if done[1] else {}, "fingerprint": json.dumps(fingerprint),
+                                "history": json.dumps(history)}, tmp / "state.pt")
+        bar.close()
+        optimiser = None
+    for p in model.parameters():
+        p.requires_grad_(True)
+    metrics = {**held_out(model, processor, answer, corpus, cfg),
+               "loss": held_out_loss(model, processor, answer, corpus, cfg)}
+    record = {"command": " ".join(sys.argv), "corpus": str(corpus_dir), "corpus_sha256": fingerprint["corpus"],
+              "recipe": asdict(cfg), "history": history, "held_out": metrics,
+              "wall_time_s": round(time.time() - t0, 1),
+              "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",
+              "torch": torch.__version__}
+    model.eval()
+    with atomic_path(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return record

@@ -1,0 +1,170 @@
+"""The open-world corpus, the pretraining recipe of the small judges, and the judge's ROC-AUC."""
+
+import json
+from itertools import product
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from muse.data.openworld import CorpusSpec, generate_corpus
+from muse.data.synthetic import Person
+from muse.errors import MuseError
+from muse.evaluate import judge_auc, roc_auc
+from muse.io import Features, Scores, sha256
+from muse.mllm import pretrain as PT
+
+SPEC = CorpusSpec(groups=6, group_size=3, cameras=2, images_per_camera=(1, 2), val_groups=0.34)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ow") / "corpus"
+    generate_corpus(root, SPEC, progress=False)
+    return root
+
+
+def test_roc_auc_counts_ordered_pairs_with_ties_as_half():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 60).astype(float)             # many ties
+    positive = rng.random(60) < 0.4
+    wins = sum((a > b) + 0.5 * (a == b) for a, b in product(scores[positive], scores[~positive]))
+    assert roc_auc(scores, positive) == pytest.approx(wins / (positive.sum() * (~positive).sum()))
+    assert roc_auc([0.1, 0.9], [False, True]) == 1.0 and roc_auc([3.0, 1.0], [False, True]) == 0.0
+    assert np.isnan(roc_auc([1.0, 2.0], [True, True]))
+
+
+def test_judge_auc_on_a_hand_made_case():
+    """Query pid 1 (camera 1); gallery: pid 1 cam 2, pid 2 cam 2, pid 1 cam 1 (removed), pid 3."""
+    q = Features(np.array([[1.0, 0.0]], np.float32), np.array([1]), np.array([1]), np.array(["q"]),
+                 np.array(["query"]))
+    g = Features(np.array([[1, 0.1], [1, 0.3], [1, 0], [0, 1]], np.float32), np.array([1, 2, 1, 3]),
+                 np.array([2, 2, 1, 2]), np.array(list("abcd")), np.array(["gallery"] * 4))
+    cand = np.array([[2, 0, 1, 3]])
+    # s_no - s_yes: the match gets -1, pid 2 gets +2, pid 3 gets -3: one of two negatives above the match
+    s = Scores(cand, np.zeros((1, 4), np.float32), np.array([[0.0, -1.0, 2.0, -3.0]], np.float32))
+    out = judge_auc(q, g, s, C=4)
+    assert out["pairs"] == 3 and out["positives"] == 1           # the same-camera match is left out
+    assert out["judge_auc"] == pytest.approx(0.5) and out["base_auc"] == pytest.approx(1.0)
+    assert judge_auc(q, g, s, C=2)["pairs"] == 1                 # only the first C candidates
+
+
+def test_corpus_layout_and_pairs_carry_no_camera_shortcut(corpus):
+    df = pd.read_csv(corpus / "manifest.csv")
+    assert list(df.columns) == ["path", "pid", "camid", "split", "domain"]
+    assert set(df.split) == {"train", "val"} and (df.domain == "OW").all()
+    assert df.pid.nunique() == SPEC.groups * SPEC.group_size
+    assert df.groupby("pid").camid.nunique().eq(SPEC.cameras).all()          # every identity in every camera
+    group = df.path.str.extract(r"/(g\d+)/")[0]
+    assert df.groupby(group).split.nunique().eq(1).all()                     # a group is train or val
+    info = df.set_index("path")
+    for split in ("train", "val"):
+        records = [json.loads(line) for line in (corpus / f"pairs_{split}.jsonl").read_text().splitlines()]
+        assert {r["kind"] for r in records} == {"pos", "hard", "easy"}
+        for r in records:
+            a, b = info.loc[r["query"]], info.loc[r["candidate"]]
+            ga, gb = (p.split("/")[-2] for p in (r["query"], r["candidate"]))
+            assert a.split == b.split == split
+            assert (r["label"] == "Yes") == (a.pid == b.pid) == (r["kind"] == "pos")
+            if r["kind"] == "pos":
+                assert a.camid != b.camid                 # positives span cameras
+            elif r["kind"] == "hard":
+                assert ga == gb and a.camid == b.camid    # look-alike under the anchor's camera
+            else:
+                assert ga != gb
+
+
+def test_look_alikes_share_cues_but_differ(corpus):
+    from muse.data.openworld import _group
+
+    people, _ = _group(SPEC, 0)
+    first = people[0]
+    names = [f for f in Person.__dataclass_fields__]
+    for other in people[1:]:
+        same = sum(getattr(first, n) == getattr(other, n) for n in names)
+        assert 2 <= len(names) - same and same >= 1
+
+
+def test_corpus_is_deterministic(corpus, tmp_path):
+    generate_corpus(tmp_path / "again", SPEC, progress=False)
+    for name in ("manifest.csv", "pairs_train.jsonl", "pairs_val.jsonl"):
+        a = (corpus / name).read_text().replace(str(corpus), "ROOT")
+        b = (tmp_path / "again" / name).read_text().replace(str(tmp_path / "again"), "ROOT")
+        assert a == b
+    assert sha256(corpus / "images") == sha256(tmp_path / "again" / "images")
+
+
+def test_corpus_config_errors_name_the_key():
+    with pytest.raises(MuseError, match="pretrain.corpus.colour"):
+        CorpusSpec.from_config({"colour": 1})
+    with pytest.raises(MuseError, match="pretrain.recipe.prompts"):
+        PT.PretrainConfig.from_config({"prompts": ["dap", "haiku"]})
+
+
+def test_contrastive_loss_against_its_formula():
+    torch.manual_seed(0)
+    e = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
+    labels = torch.tensor([1, 1, 2, 2, 3, 4])                   # ids 3, 4 have no positive: skipped
+    T, total = 0.5, []
+    for i in range(4):
+        others = [j for j in range(6) if j != i]
+        denom = sum(torch.exp(e[i] @ e[j] / T) for j in others)
+        pos = sum(torch.exp(e[i] @ e[j] / T) for j in others if labels[j] == labels[i])
+        total.append(-torch.log(pos / denom))
+    assert float(PT.contrastive_loss(e, labels, T)) == pytest.approx(float(torch.stack(total).mean()), rel=1e-5)
+
+
+SHORT = PT.PretrainConfig(size="tiny", vision_steps=12, vision_groups=2, llm_steps=12, llm_batch=4, pair_steps=12,
+                          pair_batch=4, vision_lr=2e-3, llm_lr=2e-3, pair_lr=2e-3, checkpoint_every=6, eval_pairs=16)
+
+
+def test_short_recipe_lowers_the_held_out_loss_and_resumes_after_a_kill(corpus, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from muse.mllm.model import answer_ids, build_small
+
+    model, processor = build_small("qwen2_vl", "tiny", SHORT.seed)
+    before = PT.held_out_loss(model, processor, answer_ids(processor.tokenizer), PT._Corpus(corpus), SHORT)
+    record = PT.pretrain(corpus, tmp_path / "full", SHORT, progress=False)
+    after = record["held_out"]["loss"]
+    assert after["vision"] < before["vision"] and after["pairs"] < before["pairs"], (before, after)
+    assert {"judge_auc", "embedding_auc"} <= record["held_out"].keys()
+    assert json.loads((tmp_path / "full" / "provenance.json").read_text())["corpus_sha256"] == sha256(corpus)
+
+    real, calls = PT.pair_loss, []
+
+    def dies_at_pair_step_9(*a, **k):
+        calls.append(1)
+        if len(calls) == 9:                                  # after the checkpoint at pair step 6
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(PT, "pair_loss", dies_at_pair_step_9)
+    with pytest.raises(KeyboardInterrupt):
+        PT.pretrain(corpus, tmp_path / "again", SHORT, progress=False)
+    assert (tmp_path / "again.ckpt").exists() and not (tmp_path / "again").exists()
+    monkeypatch.setattr(PT, "pair_loss", real)
+    PT.pretrain(corpus, tmp_path / "again", SHORT, progress=False)
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(tmp_path / "again" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_of_another_recipe_is_not_resumed(corpus, tmp_path, monkeypatch, capsys):
+    real, calls = PT.pair_loss, []
+
+    def dies(*a, **k):
+        calls.append(1)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(PT, "pair_loss", dies)
+    with pytest.raises(KeyboardInterrupt):
+        PT.pretrain(corpus, tmp_path / "j", SHORT, progress=False)
+    monkeypatch.setattr(PT, "pair_loss", real)
+    other = PT.PretrainConfig(**{**SHORT.__dict__, "pair_lr": 1e-3})
+    PT.pretrain(corpus, tmp_path / "j", other, progress=False)
+    assert "made from another corpus or recipe; starting over" in capsys.readouterr().err
+    assert json.loads((tmp_path / "j" / "provenance.json").read_text())["recipe"]["pair_lr"] == 1e-3
