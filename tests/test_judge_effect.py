@@ -14,7 +14,7 @@ from muse.mllm.model import load, pretrained_dir
 from muse.mllm.prompt import load_pair_image
 from muse.mllm.score import Judge, score_queries
 
-C, ALPHA, TAU = 10, 0.2, 5.0
+C, ALPHA, TAU = 10, 0.2, 1.0      # τ = 1: the small judge's logit gaps are a few units, not a real MLLM's tens
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
@@ -21,3 +22,13 @@ def load_config(path) -> dict:
     if not isinstance(cfg, dict):
         raise MuseError(f"{path}: expected a mapping at the top level")
     return cfg
+
+
+def from_section(cls, section: dict, key: str):
+    """An instance of the dataclass ``cls`` from the config mapping at ``key`` (lists become
+    tuples); an unknown field is a one-line error naming ``key``."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise MuseError(f"{key}.{unknown[0]}: unknown key (expected one of {', '.join(sorted(known))})")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})

@@ -65,6 +65,7 @@ rule pretrain_judge:
         "results/openworld",
     output:
         directory("results/pretrained/{arch}"),
+    threads: 2
     params:
         recipe=lambda w: {**config.get("pretrain", {}).get("recipe", {}), "arch": w.arch},
     resources:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from muse.config import from_section
 from muse.data.synthetic import STYLES, Person, Style, draw_camera, draw_person, draw_shot, render
 from muse.errors import MuseError
 from muse.io import atomic_path
@@ -59,11 +60,7 @@ class CorpusSpec:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "CorpusSpec":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise MuseError(f"pretrain.corpus.{unknown[0]}: unknown key (expected one of {', '.join(sorted(known))})")
-        spec = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+        spec = from_section(cls, cfg, "pretrain.corpus")
         if spec.groups < 2 or spec.group_size < 2 or spec.cameras < 2:
             raise MuseError("pretrain.corpus: need groups >= 2, group_size >= 2 and cameras >= 2")
         if not 0 < spec.val_groups < 1:

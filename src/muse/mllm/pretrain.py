@@ -36,7 +36,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from muse.config import from_section
 from muse.errors import MuseError
 from muse.evaluate import roc_auc
 from muse.io import atomic_path, sha256
@@ -81,11 +82,7 @@ class PretrainConfig:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "PretrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise MuseError(f"pretrain.recipe.{unknown[0]}: unknown key (expected one of {', '.join(sorted(known))})")
-        c = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+        c = from_section(cls, cfg, "pretrain.recipe")
         bad = [p for p in c.prompts if p not in VARIANTS]
         if bad:
             raise MuseError(f"pretrain.recipe.prompts: unknown prompt variant '{bad[0]}'")
