@@ -256,9 +256,11 @@ def held_out(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, bat
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
-def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> dict:
+def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: bool = True,
+             command: str | None = None) -> dict:
     """Pretrain a small judge of ``cfg.arch`` on the corpus at ``corpus_dir`` and write it at ``out``
-    (model, processor, ``provenance.json``); returns the provenance record."""
+    (model, processor, ``provenance.json``, whose ``command`` is ``command`` or the process's
+    argv); returns the provenance record."""
     from muse.mllm.model import answer_ids, build_small
     from muse.mllm.score import Judge
 
@@ -338,7 +340,7 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
         p.requires_grad_(True)
     metrics = {**held_out(model, processor, answer, corpus, cfg),
                "loss": held_out_loss(model, processor, answer, corpus, cfg)}
-    record = {"command": " ".join(sys.argv), "corpus": str(corpus_dir), "corpus_sha256": fingerprint["corpus"],
+    record = {"command": command or " ".join(sys.argv), "corpus": str(corpus_dir), "corpus_sha256": fingerprint["corpus"],
               "recipe": asdict(cfg), "history": history, "held_out": metrics,
               "wall_time_s": round(time.time() - t0, 1),
               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",
