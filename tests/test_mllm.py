@@ -154,6 +154,19 @@ def test_engines_give_the_same_logits(tiny, tiny25, images, tmp_path, arch, with
         assert np.abs(plain[0] - cached[0]).max() > 1e-3          # the adapter is really applied
 
 
+@pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("variant", ["dap", "void"])
+def test_logits_from_visual_tokens_equal_the_full_forward(tiny, tiny25, images, arch, variant):
+    """The pretraining's language-model stage feeds stored visual tokens: same logits as the images."""
+    judge = S.Judge(*M.load(tiny if arch == "qwen2_vl" else tiny25), variant=variant)
+    pil = [P.load_pair_image(p) for p in images[:6]]
+    with torch.no_grad():
+        full = judge.answer_logits(pil[:3], pil[3:])
+        tokens = judge.visual(pil)
+        stored = judge.logits_from_tokens(tokens[:3], tokens[3:])
+    assert full.shape == stored.shape and torch.allclose(full, stored, atol=1e-4)
+
+
 def test_shards_merge_to_the_single_run_and_resume(judge, images, tmp_path, monkeypatch):
     q, g = np.array(images[:5]), np.array(images)
     cand = np.array([[(i + k) % 8 for k in range(3)] for i in range(5)])
