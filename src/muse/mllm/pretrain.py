@@ -51,7 +51,8 @@ from muse.errors import MuseError
 from muse.evaluate import roc_auc
 from muse.io import atomic_path, sha256
 from muse.mllm.prompt import ANSWERS, VARIANTS, PairImages
-from muse.mllm.sft import read_pairs
+from muse.mllm.sft import answer_loss as pair_loss
+from muse.mllm.sft import answer_target_loss, read_pairs
 
 
 @dataclass(frozen=True)
@@ -176,26 +177,16 @@ def _pair_batch(corpus: _Corpus, size: int, hard: float, rng: np.random.Generato
     return [corpus.by_kind[k][rng.integers(len(corpus.by_kind[k]))] for k in kinds]
 
 
-def answer_loss(logits: torch.Tensor, answer: list[int], records: list[dict], two_way: bool) -> torch.Tensor:
-    """Answer-only loss of (B, V) logits at the answer position: −log softmax over the two answer
-    logits (``two_way``) or over the vocabulary (eq. 4) at each pair's label."""
-    label = torch.tensor([ANSWERS.index(r["label"]) for r in records], device=logits.device)
-    if two_way:
-        return F.cross_entropy(logits[:, answer], label)
-    return F.cross_entropy(logits, torch.tensor(answer, device=logits.device)[label])
-
-
-def pair_loss(judge, records: list[dict], images, two_way: bool = False) -> torch.Tensor:
-    """:func:`answer_loss` of a batch of pairs through the whole judge (one forward per pair)."""
-    logits = judge.answer_logits([images[r["query"]] for r in records], [images[r["candidate"]] for r in records])
-    return answer_loss(logits, judge.answer, records, two_way)
-
-
 def token_loss(judge, records: list[dict], tokens: dict, two_way: bool) -> torch.Tensor:
-    """:func:`answer_loss` of a batch of pairs from the images' stored visual ``tokens`` (path → (T, H))."""
+    """Answer-only loss of a batch of pairs from the images' stored visual ``tokens`` (path → (T, H)):
+    −log softmax at each pair's label over the two answer logits (``two_way``) or over the
+    vocabulary (eq. 4, as :func:`pair_loss` on the images)."""
     logits = judge.logits_from_tokens(torch.stack([tokens[r["query"]] for r in records]),
                                       torch.stack([tokens[r["candidate"]] for r in records]))
-    return answer_loss(logits, judge.answer, records, two_way)
+    if not two_way:
+        return answer_target_loss(logits, judge, records)
+    label = torch.tensor([ANSWERS.index(r["label"]) for r in records], device=logits.device)
+    return F.cross_entropy(logits[:, judge.answer], label)
 
 
 @torch.no_grad()
@@ -221,7 +212,7 @@ def held_out_loss(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig
     images, labels = _vision_batch(corpus, cfg, np.random.default_rng([cfg.seed, 98]), split="val")
     vision = float(contrastive_loss(embed(model, processor, images), labels, cfg.temperature))
     judge, val = Judge(model, processor, answer, "dap"), corpus.val[:cfg.eval_pairs]
-    pairs = sum(float(pair_loss(judge, val[s:s + batch], corpus.images, two_way=False)) * len(val[s:s + batch])
+    pairs = sum(float(pair_loss(judge, val[s:s + batch], corpus.images)) * len(val[s:s + batch])
                 for s in range(0, len(val), batch)) / len(val)
     model.train()
     return {"vision": round(vision, 4), "pairs": round(pairs, 4)}

@@ -82,7 +82,12 @@ def lora_model(model, cfg: SFTConfig):
 def answer_loss(judge, records: list[dict], images) -> torch.Tensor:
     """Mean L_ntp of a batch of pairs (the answer token after the full prompt)."""
     logits = judge.answer_logits([images[r["query"]] for r in records], [images[r["candidate"]] for r in records])
-    target = torch.tensor([judge.answer[ANSWERS.index(r["label"])] for r in records], device=judge.dev)
+    return answer_target_loss(logits, judge, records)
+
+
+def answer_target_loss(logits: torch.Tensor, judge, records: list[dict]) -> torch.Tensor:
+    """Mean −log softmax(logits)[x^L] over the vocabulary, x^L the token of each pair's label."""
+    target = torch.tensor([judge.answer[ANSWERS.index(r["label"])] for r in records], device=logits.device)
     return F.cross_entropy(logits, target)
 
 
