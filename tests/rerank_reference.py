@@ -87,13 +87,18 @@ def krnn_dense(D, Q, k1=20, k2=6, lam=0.3):
     return _jaccard_final(V, D, Q, lam)
 
 
-def caj_dense(D, Q, cams, k1_intra=5, k1_inter=20, k2_intra=3, k2_inter=3, lam=0.3):
+def caj_dense(D, Q, cams, k1_intra=5, k1_inter=20, k2_intra=3, k2_inter=3, lam=0.3, qe="camera", k2=5):
     same = cams[:, None] == cams[None, :]
     intra = ranking(D, penalty=999.0 * ~same)
     inter = ranking(D, penalty=999.0 * same)
     sets = [np.union1d(k_reciprocal(intra, i, k1_intra), k_reciprocal(inter, i, k1_inter)) for i in range(len(D))]
     V = _weights(D, sets)
-    V = np.stack([V[np.concatenate([intra[i, :k2_intra], inter[i, :k2_inter]])].mean(0) for i in range(len(D))])
+    if qe == "camera":
+        lists = [np.concatenate([intra[i, :k2_intra], inter[i, :k2_inter]]) for i in range(len(D))]
+    else:
+        rank = ranking(D)
+        lists = [rank[i, :k2] for i in range(len(D))]
+    V = np.stack([V[lst].mean(0) for lst in lists])
     return _jaccard_final(V, D, Q, lam)
 
 

@@ -7,7 +7,7 @@ import torch
 from muse.distance import Distance, check_fusion
 from muse.errors import MuseError
 from muse.evaluate import evaluate
-from muse.rerank import rerank
+from muse.rerank import params_for, rerank
 from muse.rerank.knn import knn
 from rerank_reference import caj_dense, dense_distance, ecn_dense, krnn_dense, mu_fused, ranking
 from test_evaluate import reference as eval_reference
@@ -62,7 +62,7 @@ PARAMS = {
 }
 RELEASED = {   # the values of MUSE's released evaluation script
     "krnn": {"k1": 10, "k2": 5, "lam": 0.3},
-    "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 2, "k2_inter": 4, "lam": 0.3},
+    "caj": {"k1_intra": 5, "k1_inter": 20, "qe": "plain", "k2": 5, "lam": 0.3},
 }
 
 
@@ -82,6 +82,22 @@ def test_equals_dense_reference(method, seed, fused):
 def test_released_parameters(method):
     fast, dense, _, _ = fast_and_dense(method, 5, True, **RELEASED[method])
     np.testing.assert_allclose(fast, dense, atol=1e-9)
+
+
+@pytest.mark.parametrize("k2", [1, 2, 5])
+def test_caj_plain_query_expansion(k2):
+    """qe = plain expands over the k2 nearest items of any camera (the release's clqe=False):
+    equal to the dense reference, and not the camera-aware expansion."""
+    params = {"k1_intra": 5, "k1_inter": 20, "lam": 0.3, "k2": k2}
+    plain, dense, _, _ = fast_and_dense("caj", 6, True, qe="plain", **params)
+    np.testing.assert_allclose(plain, dense, atol=1e-9)
+    camera, _, _, _ = fast_and_dense("caj", 6, True, qe="camera", k2_intra=2, k2_inter=4, **params)
+    assert np.abs(plain - camera).max() > 1e-3
+
+
+def test_caj_unknown_query_expansion():
+    with pytest.raises(MuseError, match="caj qe = 'both': expected one of camera, plain"):
+        params_for("caj", {"qe": "both"})
 
 
 @pytest.mark.parametrize("method", ["krnn", "ecn", "caj"])

@@ -44,7 +44,7 @@ def _data_synth(a):
 
 
 _RERANK_OPTIONS = {"k1": int, "k2": int, "lam": float, "k": int, "t": int, "q": int,
-                   "k1_intra": int, "k1_inter": int, "k2_intra": int, "k2_inter": int}
+                   "k1_intra": int, "k1_inter": int, "k2_intra": int, "k2_inter": int, "qe": str}
 
 
 def _evaluate(a):

@@ -15,7 +15,7 @@ import torch
 from muse.distance import Distance
 from muse.errors import MuseError
 from muse.io import Features, Scores
-from muse.rerank.caj import caj
+from muse.rerank.caj import QE, caj
 from muse.rerank.ecn import ecn
 from muse.rerank.krnn import krnn
 
@@ -23,7 +23,7 @@ DEFAULTS = {
     "none": {},
     "krnn": {"k1": 20, "k2": 6, "lam": 0.3},
     "ecn": {"k": 25, "t": 3, "q": 8},
-    "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 3, "k2_inter": 3, "lam": 0.3},
+    "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 3, "k2_inter": 3, "lam": 0.3, "qe": "camera", "k2": 5},
 }
 METHODS = tuple(DEFAULTS)
 
@@ -43,6 +43,9 @@ def params_for(method: str, overrides: dict | None = None) -> dict:
         if key == "lam":
             if not 0.0 <= value <= 1.0:
                 raise MuseError(f"{method} lambda = {value}: expected a value in [0, 1]")
+        elif key == "qe":
+            if value not in QE:
+                raise MuseError(f"{method} qe = {value!r}: expected one of {', '.join(QE)}")
         elif value < (0 if key == "k2_inter" else 1):
             raise MuseError(f"{method} {key} = {value}: expected a positive integer")
     return params
@@ -51,7 +54,8 @@ def params_for(method: str, overrides: dict | None = None) -> dict:
 def neighbourhood(method: str, params: dict) -> int:
     """The largest number of neighbours the method asks of a gallery."""
     return {"none": 0, "krnn": params.get("k1", 0), "ecn": params.get("k", 0),
-            "caj": max(params.get("k1_intra", 0), params.get("k1_inter", 0))}[method]
+            "caj": max(params.get("k1_intra", 0), params.get("k1_inter", 0),
+                       params.get("k2", 0) if params.get("qe") == "plain" else 0)}[method]
 
 
 def rerank(method: str, D: Distance, camids: np.ndarray | None = None, block: int = 256,

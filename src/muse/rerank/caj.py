@@ -7,8 +7,10 @@ too few allowed items continues with the excluded ones (the original's +999 pena
 1. camera-aware k-reciprocal neighbours (CKRNN): S(i) = R_intra(i, k1_intra) ∪ R_inter(i, k1_inter),
    each R taken within its own lists, with no ⅔ expansion;
 2. V_i: exp(−D̃) weights on S(i), normalised;
-3. camera-aware local query expansion (CLQE): V_i ← mean of V_j over the first k2_intra intra
-   neighbours (itself included) followed by the first k2_inter inter neighbours;
+3. local query expansion, ``qe = "camera"`` (CLQE, the CA-Jaccard paper): V_i ← mean of V_j over
+   the first k2_intra intra neighbours (itself included) followed by the first k2_inter inter
+   neighbours; ``qe = "plain"`` (the original code's ``clqe=False``, used by MUSE's release):
+   V_i ← mean of V_j over the k2 nearest items of any camera (itself included);
 4. d* = (1 − λ)·d_J + λ·D̃ for queries × gallery (:mod:`muse.rerank.jaccard`).
 """
 
@@ -24,14 +26,19 @@ from muse.rerank.jaccard import encode, expand, jaccard_blocks, reciprocal_mask,
 from muse.rerank.knn import knn
 
 
+QE = ("camera", "plain")
+
+
 def caj(D: Distance, camids: np.ndarray, k1_intra: int = 5, k1_inter: int = 20, k2_intra: int = 3,
-        k2_inter: int = 3, lam: float = 0.3) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Yield re-ranked query × gallery distance blocks; ``camids`` has one camera per item (N,)."""
-    nb = knn(D, {"intra": max(k1_intra + 1, k2_intra), "inter": max(k1_inter + 1, k2_inter)},
-             camids=camids)
+        k2_inter: int = 3, lam: float = 0.3, qe: str = "camera", k2: int = 5) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Yield re-ranked query × gallery distance blocks; ``camids`` has one camera per item (N,).
+    ``k2_intra``/``k2_inter`` are read with ``qe = "camera"`` only, ``k2`` with ``"plain"`` only."""
+    camera = qe == "camera"
+    ks = {"intra": max(k1_intra + 1, k2_intra if camera else 0), "inter": max(k1_inter + 1, k2_inter if camera else 0)}
+    nb = knn(D, ks if camera else {**ks, "all": k2}, camids=camids)
     intra, inter, row_max = nb["intra"].index, nb["inter"].index, nb["row_max"]
     ids = torch.cat([intra[:, :k1_intra + 1], inter[:, :k1_inter + 1]], 1)
     ok = torch.cat([reciprocal_mask(intra, k1_intra), reciprocal_mask(inter, k1_inter)], 1)
     V = encode(D, row_max, *set_pairs(ids, ok))
-    V = expand(V, torch.cat([intra[:, :k2_intra], inter[:, :k2_inter]], 1))
+    V = expand(V, torch.cat([intra[:, :k2_intra], inter[:, :k2_inter]], 1) if camera else nb["all"].index)
     return jaccard_blocks(V, D, row_max, lam)
