@@ -99,9 +99,26 @@ def test_centroids():
 
 
 def test_lr_schedule():
+    """The release's scheduler, stepped with 1-based epochs: 0.19 in the first epoch, full from
+    the 10th, ×0.1 from the 30th and again from the 50th."""
     cfg = T.TrainConfig()
-    assert [round(T.lr_factor(e, cfg), 6) for e in (0, 5, 9, 10, 29, 30, 49, 50, 59)] == \
-        [0.1, 0.55, 0.91, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    assert [round(T.lr_factor(e, cfg), 6) for e in (0, 5, 8, 9, 28, 29, 48, 49, 59)] == \
+        [0.19, 0.64, 0.91, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+
+
+def test_training_images_bicubic_evaluation_bilinear(tmp_path):
+    """The release resizes bicubically for training (with flips) and bilinearly for evaluation."""
+    from PIL import Image
+    from muse.encoder.data import Images, load_image
+
+    path = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (37, 19, 3), dtype=np.uint8)).save(path)
+    bilinear, bicubic = (load_image(str(path), (16, 8), r) for r in (Image.BILINEAR, Image.BICUBIC))
+    assert not torch.equal(bilinear, bicubic)
+    assert torch.equal(Images([str(path)], (16, 8))[0][0], bilinear)
+    flips = [Images([str(path)], (16, 8), flip_seed=s)[0][0] for s in range(8)]
+    assert all(torch.equal(x, bicubic) or torch.equal(x, bicubic.flip(-1)) for x in flips)
+    assert any(torch.equal(x, bicubic.flip(-1)) for x in flips)
 
 
 def test_identity_batches():
@@ -150,6 +167,29 @@ def test_resume_after_kill_gives_the_same_weights(small_world, tmp_path, monkeyp
         assert torch.equal(a, b), k
 
 
+def test_pcl_and_memory_see_the_bnneck_output(small_world, tmp_path, monkeypatch):
+    """L_pcl and the per-epoch centroids use the L2-normalised BNNeck output f_bn (as MUSE's and
+    PCL-CLIP's code), not the image-encoder feature before it."""
+    seen = {"bn_train": [], "bn_eval": [], "pcl": [], "centroids": []}
+
+    class Hooked(ReIDEncoder):
+        def __init__(self, *a):
+            super().__init__(*a)
+            self.bottleneck.register_forward_hook(
+                lambda m, i, o: seen["bn_train" if m.training else "bn_eval"].append(o.detach().clone()))
+
+    real_pcl, real_centroids = T.pcl_loss, T.centroids
+    monkeypatch.setattr(T, "ReIDEncoder", Hooked)
+    monkeypatch.setattr(T, "pcl_loss", lambda f, *a: seen["pcl"].append(f.detach().clone()) or real_pcl(f, *a))
+    monkeypatch.setattr(T, "centroids", lambda f, *a: seen["centroids"].append(f.clone()) or real_centroids(f, *a))
+    train = small_world[small_world.split == "train"]
+    T.train_encoder(train, TINY, tmp_path / "enc", T.TrainConfig(**{**CFG, "epochs": 1}), progress=False)
+    assert len(seen["pcl"]) == len(seen["bn_train"]) > 0
+    for f, bn in zip(seen["pcl"], seen["bn_train"]):
+        torch.testing.assert_close(f, torch.nn.functional.normalize(bn, dim=1))
+    torch.testing.assert_close(seen["centroids"][0], torch.nn.functional.normalize(torch.cat(seen["bn_eval"]), dim=1))
+
+
 def test_training_learns_identities(small_world, tmp_path):
     test = small_world[small_world.split.isin(["query", "gallery"])]
     train = small_world[small_world.split == "train"]
@@ -161,7 +201,7 @@ def test_training_learns_identities(small_world, tmp_path):
 
     torch.manual_seed(0)
     untrained = m_ap(ReIDEncoder(TINY, 10).eval())
-    trained = T.train_encoder(train, TINY, tmp_path / "enc", T.TrainConfig(**{**CFG, "epochs": 8, "milestones": [7]}),
+    trained = T.train_encoder(train, TINY, tmp_path / "enc", T.TrainConfig(**{**CFG, "epochs": 16, "milestones": [14]}),
                               progress=False)
     assert m_ap(trained) > untrained + 0.05
 

@@ -12,11 +12,12 @@ from muse.errors import MuseError
 MEAN = STD = 0.5
 
 
-def load_image(path: str, size: tuple[int, int]) -> torch.Tensor:
-    """(3, H, W) float tensor: RGB, bilinear resize to ``size`` = (H, W), scaled to (x − 0.5)/0.5."""
+def load_image(path: str, size: tuple[int, int], resample=Image.BILINEAR) -> torch.Tensor:
+    """(3, H, W) float tensor: RGB, resized to ``size`` = (H, W) (bilinear unless ``resample``),
+    scaled to (x − 0.5)/0.5."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+            im = im.convert("RGB").resize((size[1], size[0]), resample)
     except OSError as e:
         raise MuseError(f"{path}: unreadable image ({e})") from None
     x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -24,8 +25,9 @@ def load_image(path: str, size: tuple[int, int]) -> torch.Tensor:
 
 
 class Images(Dataset):
-    """``paths[i]`` → (image, i); with ``flip_seed`` each image is mirrored with probability ½,
-    decided by (flip_seed, i) so that an epoch's augmentation is fixed by its seed."""
+    """``paths[i]`` → (image, i). With ``flip_seed`` (training) each image is resized bicubically,
+    as the release's training transform, and mirrored with probability ½, decided by
+    (flip_seed, i) so that an epoch's augmentation is fixed by its seed; without, bilinearly."""
 
     def __init__(self, paths, size: tuple[int, int], flip_seed: int | None = None):
         self.paths, self.size, self.flip_seed = list(paths), size, flip_seed
@@ -34,8 +36,10 @@ class Images(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        x = load_image(self.paths[i], self.size)
-        if self.flip_seed is not None and np.random.default_rng([self.flip_seed, i]).random() < 0.5:
+        if self.flip_seed is None:
+            return load_image(self.paths[i], self.size), i
+        x = load_image(self.paths[i], self.size, Image.BICUBIC)
+        if np.random.default_rng([self.flip_seed, i]).random() < 0.5:
             x = x.flip(-1)
         return x, i
 

@@ -16,10 +16,9 @@ from muse.io import Features
 
 
 @torch.no_grad()
-def embed(model: ReIDEncoder, paths, batch: int = 128, workers: int = 0, progress: bool = True,
-          head=None) -> np.ndarray:
-    """(N, d) float32 features of the images at ``paths`` (eval mode, no augmentation): the test
-    feature, or ``head(images)`` when given."""
+def embed(model: ReIDEncoder, paths, batch: int = 128, workers: int = 0, progress: bool = True) -> np.ndarray:
+    """(N, d) float32 test features (L2-normalised f_bn) of the images at ``paths`` (eval mode,
+    no augmentation)."""
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -27,7 +26,7 @@ def embed(model: ReIDEncoder, paths, batch: int = 128, workers: int = 0, progres
     out = []
     for x, _ in tqdm(loader, desc="features", unit="batch", disable=not progress):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            out.append((head or model)(x.to(dev)).float().cpu())
+            out.append(model(x.to(dev)).float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, model.config["clip"]["embed_dim"]), np.float32)
 

@@ -91,7 +91,7 @@ def load_clip_visual(visual: nn.Module, path) -> None:
 
 
 class ReIDEncoder(nn.Module):
-    """CLIP image tower + BNNeck + classifier; ``forward`` gives (f, logits) in training and
+    """CLIP image tower + BNNeck + classifier; ``forward`` gives (f_bn, logits) in training and
     the L2-normalised f_bn in evaluation."""
 
     def __init__(self, clip: dict, num_classes: int):
@@ -113,7 +113,7 @@ class ReIDEncoder(nn.Module):
         f = self.visual(x)
         f_bn = self.bottleneck(f)
         if self.training:
-            return f, self.classifier(f_bn)
+            return f_bn, self.classifier(f_bn)
         return F.normalize(f_bn, dim=1)
 
     def save_pretrained(self, out) -> None:

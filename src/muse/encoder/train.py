@@ -2,9 +2,10 @@
 
 - L_id: cross-entropy with label smoothing ε on the classifier logits;
 - L_pcl = −log( exp(sim(f, M_y)/τ_reid) / Σ_j exp(sim(f, M_j)/τ_reid) ), f the L2-normalised
-  image-encoder feature (before the BNNeck), M the memory of identity prototypes (eq. 1);
+  BNNeck output f_bn (as both MUSE's and PCL-CLIP's code), M the memory of identity prototypes
+  (eq. 1);
 - M is rebuilt at the start of every epoch as the L2-normalised class centroids of the whole
-  training set, and after every step each identity y of the batch is moved towards its hardest
+  training set's test features (normalised f_bn, eval mode), and after every step each identity y of the batch is moved towards its hardest
   sample f* (the one least similar to M_y): M_y ← γ·M_y + (1 − γ)·f*, then renormalised (eq. 2);
 - AdamW; the learning rate warms up linearly from ``warmup_factor`` over ``warmup_epochs`` and is
   multiplied by ``lr_gamma`` at each milestone; P×K batches; horizontal flip only.
@@ -78,10 +79,12 @@ def centroids(feats: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor
 
 
 def lr_factor(epoch: int, cfg: TrainConfig) -> float:
-    """Warm-up then multi-step decay, per epoch (0-based)."""
-    if epoch < cfg.warmup_epochs:
-        return cfg.warmup_factor + (1 - cfg.warmup_factor) * epoch / cfg.warmup_epochs
-    return cfg.lr_gamma ** sum(epoch >= m for m in cfg.milestones)
+    """Warm-up then multi-step decay for the 0-based ``epoch``, counted from e = epoch + 1 as
+    the release's scheduler: w + (1 − w)·e/E_warm while e < E_warm, times γ per milestone ≤ e."""
+    e = epoch + 1
+    if e < cfg.warmup_epochs:
+        return cfg.warmup_factor + (1 - cfg.warmup_factor) * e / cfg.warmup_epochs
+    return cfg.lr_gamma ** sum(e >= m for m in cfg.milestones)
 
 
 def relabel(pids: np.ndarray) -> np.ndarray:
@@ -122,9 +125,7 @@ def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weight
     for epoch in range(start, cfg.epochs):
         for g in opt.param_groups:
             g["lr"] = cfg.lr * lr_factor(epoch, cfg)
-        clip_feats = embed(model, paths, workers=cfg.workers, progress=False,
-                           head=lambda x: F.normalize(model.visual(x), dim=1))
-        memory = centroids(torch.as_tensor(clip_feats), y_all, K).to(dev)
+        memory = centroids(torch.as_tensor(embed(model, paths, workers=cfg.workers, progress=False)), y_all, K).to(dev)
         epoch_seed = cfg.seed * 100_003 + epoch                # batches and flips of this epoch
         batches = identity_batches(labels, cfg.ids_per_batch, cfg.imgs_per_id, seed=epoch_seed)
         loader = DataLoader(Images(paths, model.image_size, flip_seed=epoch_seed),
@@ -135,8 +136,8 @@ def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weight
         for x, idx in bar:
             y = y_all[idx].to(dev)
             with torch.autocast(dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
-                f, logits = model(x.to(dev))
-            f = F.normalize(f.float(), dim=1)
+                f_bn, logits = model(x.to(dev))
+            f = F.normalize(f_bn.float(), dim=1)
             loss = id_loss(logits.float(), y, cfg.label_smoothing) + pcl_loss(f, y, memory, cfg.pcl_temperature)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
