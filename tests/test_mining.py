@@ -37,17 +37,21 @@ def test_qchm_equals_brute_force(seed):
     assert not any(i == 0 and label == "Yes" for i, _, label in got)
 
 
-def test_random_pairs_balance_and_determinism():
-    pids = np.array([1, 1, 1, 2, 2, 3, 3, 3, 3, 4])
-    pairs = list(random_pairs(pids, cpos=2, cneg=3, seed=5))
-    assert pairs == list(random_pairs(pids, 2, 3, seed=5)) != list(random_pairs(pids, 2, 3, seed=6))
+def test_random_pairs_uniform_and_labelled_by_identity():
+    """As the release: C_pos + C_neg others drawn uniformly, each labelled by identity, so that
+    the share of "Yes" is about (images of the identity − 1) / (N − 1), not C_pos / (C_pos + C_neg)."""
+    pids = np.repeat(np.arange(50), 4)                   # 200 images, 3 same-identity others each
+    pairs = list(random_pairs(pids, cpos=5, cneg=5, seed=5))
+    assert pairs == list(random_pairs(pids, 5, 5, seed=5)) != list(random_pairs(pids, 5, 5, seed=6))
+    assert len(pairs) == 200 * 10
     for i in range(len(pids)):
-        mine_i = [(j, lab) for k, j, lab in pairs if k == i]
-        yes = [j for j, lab in mine_i if lab == "Yes"]
-        no = [j for j, lab in mine_i if lab == "No"]
-        assert len(yes) == min(2, (pids == pids[i]).sum() - 1) and len(no) == 3
-        assert all(pids[j] == pids[i] and j != i for j in yes) and all(pids[j] != pids[i] for j in no)
-        assert len(set(yes)) == len(yes) and len(set(no)) == len(no)
+        js = [j for k, j, _ in pairs if k == i]
+        assert len(set(js)) == 10 and i not in js
+    assert all((lab == "Yes") == (pids[i] == pids[j]) for i, j, lab in pairs)
+    yes = sum(lab == "Yes" for *_, lab in pairs) / len(pairs)
+    assert yes == pytest.approx(3 / 199, abs=0.01)      # balanced sampling would give 0.5
+    counts = np.bincount([j for _, j, _ in pairs], minlength=200)
+    assert counts.min() > 0 and counts.max() < 30       # every image drawn, none favoured (mean 10)
 
 
 def test_split_identities_is_identity_disjoint():
@@ -81,7 +85,10 @@ def test_cli_mine_with_validation_split(tmp_path):
     train = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     val = [json.loads(x) for x in (tmp_path / "v.jsonl").read_text().splitlines()]
     pid_of = {f"img{i}.jpg": p for i, p in enumerate(pids)}
-    train_ids = {pid_of[r["query"]] for r in train} | {pid_of[r["candidate"]] for r in train}
-    val_ids = {pid_of[r["query"]] for r in val} | {pid_of[r["candidate"]] for r in val}
-    assert len(val_ids) == 2 and not train_ids & val_ids
-    assert len(train) == 8 * 4 * (3 + 5) and {r["label"] for r in train} == {"Yes", "No"}
+    train_ids = {pid_of[r["query"]] for r in train}
+    val_ids = {pid_of[r["query"]] for r in val}
+    assert len(val_ids) == 2 and not train_ids & val_ids        # held out by the query's identity
+    assert len(train) == 8 * 4 * (3 + 5) and len(val) == 2 * 4 * (3 + 5)
+    assert {r["label"] for r in train} == {"Yes", "No"}
+    whole = mine(rng.normal(size=(n, 8)), pids, np.array([f"img{i}.jpg" for i in range(n)]), "qchm")
+    assert len(whole) == len(train) + len(val)                  # mined over all identities, then split

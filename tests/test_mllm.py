@@ -15,7 +15,7 @@ from muse.errors import MuseError
 from muse.mllm import model as M
 from muse.mllm import prompt as P
 from muse.mllm import score as S
-from muse.mllm.sft import LORA_TARGETS, SFTConfig, answer_loss, lora_model, read_pairs, sft
+from muse.mllm.sft import SFTConfig, answer_loss, lora_model, read_pairs, sft
 
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "muse-arxiv-2606.16161.txt"
 
@@ -95,18 +95,21 @@ def test_multi_token_answer_is_refused(judge, monkeypatch):
         M.answer_ids(judge.processor.tokenizer)
 
 
+@pytest.mark.parametrize("vision_attention", [False, True])
 @pytest.mark.parametrize("arch, mlp", [("qwen2_vl", ("fc1", "fc2")), ("qwen2_5_vl", ("gate_proj", "up_proj", "down_proj"))])
-def test_lora_targets_exactly_the_linear_layers(tiny, tiny25, arch, mlp):
+def test_lora_targets_exactly_the_linear_layers(tiny, tiny25, arch, mlp, vision_attention):
+    """The release's targets: vision MLPs and every language-model projection; the vision
+    attention only when asked; never the patch embedding or the merger."""
     model, _, _ = M.load(tiny if arch == "qwen2_vl" else tiny25)
-    peft_model = lora_model(model, SFTConfig())
+    peft_model = lora_model(model, SFTConfig(vision_attention=vision_attention))
     wrapped = sorted(n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")
                      and isinstance(m.lora_A, torch.nn.ModuleDict))
-    vision = [f"model.visual.blocks.{b}.{s}" for b in range(2) for s in ("attn.qkv", "attn.proj", *(f"mlp.{m}" for m in mlp))]
+    attention = ("attn.qkv", "attn.proj") if vision_attention else ()
+    vision = [f"model.visual.blocks.{b}.{s}" for b in range(2) for s in (*attention, *(f"mlp.{m}" for m in mlp))]
     text = [f"model.language_model.layers.{b}.{s}" for b in range(2) for s in
             ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")]
     assert wrapped == sorted(vision + text)
-    assert "patch_embed" not in LORA_TARGETS
 
 
 def test_answer_loss_is_the_answer_token_only(judge, images):
@@ -209,7 +212,9 @@ def test_sft_lowers_validation_loss_and_writes_a_peft_adapter(tiny, images, tmp_
     other = [{"query": images[k], "candidate": images[(k + 3) % 8], "label": "No"} for k in range(8)]
     train, val = same[:6] + other[:6], same[6:] + other[6:]
     before = float(answer_loss(S.Judge(*M.load(tiny)), val, P.PairImages()))
-    history = sft(tiny, train, tmp_path / "adapter", SFTConfig(epochs=3, lr=2e-3, batch=4), val=val, progress=False)
+    history = sft(tiny, train, tmp_path / "adapter", SFTConfig(epochs=4, lr=2e-3, batch=4, val_every=2), val=val,
+                  progress=False)
+    assert ["val_loss" in h for h in history] == [False, True, False, True]    # every val_every epochs
     assert history[-1]["val_loss"] < before
     assert not (tmp_path / "adapter.ckpt").exists()
     model, _, _ = M.load(tiny, merge=False)

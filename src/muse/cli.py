@@ -111,17 +111,12 @@ def _extract(a):
 
 def _mine(a):
     from muse.io import load_features, write_meta
-    from muse.mining import mine, split_identities, write_pairs
+    from muse.mining import mine_split, write_pairs
 
-    f = load_features(a.features)
-    if (f.split == "train").any():
-        f = f.subset("train")
-    held = split_identities(f.pids, a.val_ids, a.seed)
-    if held.any() and a.val_out is None:
+    if a.val_ids > 0 and a.val_out is None:
         raise MuseError("--val-ids > 0 needs --val-out for the held-out pairs")
-    outputs = [(~held, a.out)] + ([(held, a.val_out)] if held.any() else [])
-    for rows, out in outputs:
-        records = mine(f.feats[rows], f.pids[rows], f.paths[rows], a.strategy, a.cpos, a.cneg, a.seed)
+    train, val = mine_split(load_features(a.features), a.strategy, a.cpos, a.cneg, a.val_ids, a.seed)
+    for records, out in [(train, a.out)] + ([(val, a.val_out)] if a.val_ids > 0 else []):
         write_pairs(out, records)
         write_meta(out, {"strategy": a.strategy, "cpos": a.cpos, "cneg": a.cneg, "val_ids": a.val_ids,
                          "seed": a.seed}, inputs=[a.features])
@@ -159,14 +154,14 @@ def _mllm_pretrain(a):
 
 # SFTConfig fields settable from the command line (the rest of the recipe: muse.mllm.sft)
 SFT_OPTIONS = {"epochs": int, "lr": float, "lr_min": float, "weight_decay": float, "batch": int, "rank": int,
-               "lora_alpha": int, "lora_dropout": float, "fraction": float, "seed": int}
+               "lora_alpha": int, "lora_dropout": float, "fraction": float, "val_every": int, "seed": int}
 
 
 def _sft(a):
     from muse.io import write_meta
     from muse.mllm.sft import SFTConfig, read_pairs, sft
 
-    cfg = SFTConfig(**{k: getattr(a, k) for k in ("prompt", *SFT_OPTIONS) if getattr(a, k) is not None})
+    cfg = SFTConfig(**{k: getattr(a, k) for k in ("prompt", "vision_attention", *SFT_OPTIONS) if getattr(a, k) is not None})
     val = read_pairs(a.val_pairs) if a.val_pairs else None
     history = sft(a.model, read_pairs(a.pairs), a.out, cfg, val=val)
     write_meta(a.out, {"sft": cfg.__dict__}, inputs=[a.pairs] + ([a.val_pairs] if a.val_pairs else []))
@@ -335,6 +330,8 @@ def parser() -> argparse.ArgumentParser:
     ft.add_argument("--prompt", choices=VARIANTS)
     for name, kind in SFT_OPTIONS.items():
         ft.add_argument(f"--{name.replace('_', '-')}", type=kind)
+    ft.add_argument("--vision-attention", action="store_true", default=None,
+                    help="also adapt the vision blocks' attention (the release adapts their MLPs only)")
     ft.add_argument("--out", required=True, type=Path, help="adapter directory (peft)")
     ft.set_defaults(func=_sft)
 

@@ -3,7 +3,12 @@
 QCHM: for each training image i, by the base distance D of the encoder's features (itself
 excluded), the C_pos same-identity images farthest from i (label "Yes") and the C_neg
 other-identity images closest to i (label "No"); fewer when an identity has fewer images.
-Ties are broken by index. Random sampling draws the same numbers uniformly instead.
+Ties are broken by index. Random sampling (Table 7's baseline, as the release) draws
+C_pos + C_neg images uniformly from all the others and labels each by identity, so that almost
+all are "No".
+
+With a validation hold-out, pairs are mined over the whole training set and assigned to
+validation by the identity of their query (as the release).
 
 D is computed for blocks of queries against all N images, so nothing N×N is held.
 """
@@ -17,7 +22,7 @@ import torch
 
 from muse.distance import Distance, smallest_k
 from muse.errors import MuseError
-from muse.io import atomic_path
+from muse.io import Features, atomic_path
 
 
 STRATEGIES = ("qchm", "random")
@@ -43,17 +48,14 @@ def qchm(feats: np.ndarray, pids: np.ndarray, cpos: int = 5, cneg: int = 5, bloc
 
 
 def random_pairs(pids: np.ndarray, cpos: int = 5, cneg: int = 5, seed: int = 0):
-    """Yield (i, j, label): C_pos random same-identity and C_neg random other-identity images per i."""
+    """Yield (i, j, label): C_pos + C_neg images j ≠ i drawn uniformly without replacement from
+    all the others, "Yes" where p_j = p_i and "No" otherwise."""
     rng = np.random.default_rng(seed)
     pids = np.asarray(pids)
     for i in range(len(pids)):
-        same = np.flatnonzero(pids == pids[i])
-        same = same[same != i]
-        other = np.flatnonzero(pids != pids[i])
-        for j in rng.choice(same, size=min(cpos, len(same)), replace=False):
-            yield i, int(j), "Yes"
-        for j in rng.choice(other, size=min(cneg, len(other)), replace=False):
-            yield i, int(j), "No"
+        others = np.delete(np.arange(len(pids)), i)
+        for j in rng.choice(others, size=min(cpos + cneg, len(others)), replace=False):
+            yield i, int(j), "Yes" if pids[j] == pids[i] else "No"
 
 
 def split_identities(pids: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -77,6 +79,18 @@ def mine(feats: np.ndarray, pids: np.ndarray, paths: np.ndarray, strategy: str =
     else:
         raise MuseError(f"unknown mining strategy '{strategy}': expected one of {', '.join(STRATEGIES)}")
     return [{"query": str(paths[i]), "candidate": str(paths[j]), "label": label} for i, j, label in pairs]
+
+
+def mine_split(f: Features, strategy: str = "qchm", cpos: int = 5, cneg: int = 5, val_ids: float = 0.0,
+               seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(training pairs, validation pairs) of the training rows of ``f``: mined over all of them,
+    a pair held out when its query's identity is among the round(val_ids·K) held-out ones."""
+    if (f.split == "train").any():
+        f = f.subset("train")
+    held = split_identities(f.pids, val_ids, seed)
+    query = {str(p): h for p, h in zip(f.paths, held)}
+    records = mine(f.feats, f.pids, f.paths, strategy, cpos, cneg, seed)
+    return [r for r in records if not query[r["query"]]], [r for r in records if query[r["query"]]]
 
 
 def write_pairs(path, records: list[dict]) -> None:

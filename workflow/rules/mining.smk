@@ -6,6 +6,7 @@ rule mine:
         "results/features/{src}/train.npz",
     output:
         "results/pairs/{src}_{strategy}.jsonl",
+        "results/pairs/{src}_{strategy}.val.jsonl",         # held-out identities' pairs (mining.val_ids)
     params:
         mining=config["mining"],
         seed=config["mllm"]["sft"].get("seed", 0),

@@ -20,12 +20,14 @@ rule sft:
     input:
         model=lambda w: mllm_dir(w.mllm),
         pairs="results/pairs/{src}_{strategy}.jsonl",
+        val="results/pairs/{src}_{strategy}.val.jsonl",
     output:
         directory("results/adapters/{mllm}/{src}_{strategy}/{prompt}"),
     params:
         launch=sft_launch(SFT_GPUS),
-        args=lambda w: " ".join(f"--{k.replace('_', '-')} {v}"
-                                for k, v in {**config["mllm"]["sft"], "prompt": w.prompt}.items()),
+        val=lambda w, input: f"--val-pairs {input.val}" if config["mining"].get("val_ids", 0) > 0 else "",
+        args=lambda w: " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+                                for k, v in {**config["mllm"]["sft"], "prompt": w.prompt}.items() if v is not False),
     resources:
         gpu=SFT_GPUS,
         mem_mb=32000,
@@ -37,8 +39,8 @@ rule sft:
     conda:
         "../envs/muse.yaml"
     shell:
-        "{params.launch} -m muse.cli sft --model {input.model:q} --pairs {input.pairs:q} --out {output:q} "
-        "{params.args} > {log:q} 2>&1"
+        "{params.launch} -m muse.cli sft --model {input.model:q} --pairs {input.pairs:q} {params.val} "
+        "--out {output:q} {params.args} > {log:q} 2>&1"
 
 
 # The shipped pretrained judges (src/muse/mllm/pretrained/<arch>), rebuilt from scratch by the

@@ -4,11 +4,11 @@ The loss is the next-token prediction of the answer only: for the prompt of a pa
 the answer prompt (``<|im_start|>assistant\\n``), L_ntp = −log softmax(s^{L−1})[x^L] with x^L the
 label "Yes" or "No" and s^{L−1} the logits at the last prompt position.
 
-LoRA (r = 16, α = 32, dropout 0.05) adapts the linear layers of the vision blocks (attention
-``qkv``, ``proj``; MLP ``fc1``, ``fc2`` in Qwen2-VL, ``gate``, ``up``, ``down`` in Qwen2.5-VL) and of
-the language model (``q, k, v, o, gate, up, down``
-projections), selected by a regular expression so that the patch-embedding Conv3d (also named
-``proj``) is left alone. AdamW, cosine schedule from ``lr`` to ``lr_min`` over all steps, batch
+LoRA (r = 16, α = 32, dropout 0.05) adapts, as the release, the MLPs of the vision blocks
+(``fc1``, ``fc2`` in Qwen2-VL; ``gate``, ``up``, ``down`` in Qwen2.5-VL) and the linear layers of the
+language model (``q, k, v, o, gate, up, down`` projections); ``vision_attention`` also adapts the
+vision blocks' attention (``qkv``, ``proj``). Modules are selected by a regular expression so that
+the patch-embedding Conv3d (also named ``proj``) and the merger are left alone. AdamW, cosine schedule from ``lr`` to ``lr_min`` over all steps, batch
 ``batch`` pairs; bf16 on GPU, fp32 on CPU; several GPUs when launched with ``accelerate`` or
 ``torchrun``. A checkpoint after every epoch lets a killed run resume with the same result.
 """
@@ -31,8 +31,11 @@ from muse.errors import MuseError
 from muse.io import atomic_path
 from muse.mllm.prompt import ANSWERS, PairImages
 
-LORA_TARGETS = (r".*visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2|gate_proj|up_proj|down_proj))"
-                r"|.*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)")
+def lora_targets(vision_attention: bool = False) -> str:
+    """The regular expression of the adapted modules' names."""
+    attention = r"attn\.(qkv|proj)|" if vision_attention else ""
+    return (rf".*visual\.blocks\.\d+\.({attention}mlp\.(fc1|fc2|gate_proj|up_proj|down_proj))"
+            r"|.*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)")
 
 
 @dataclass
@@ -47,6 +50,8 @@ class SFTConfig:
     lora_dropout: float = 0.05
     prompt: str = "dap"
     fraction: float = 1.0       # keep this random share of the training pairs (MUSE: 0.5)
+    val_every: int = 5          # validation loss every this many epochs (MUSE: 5), with validation pairs
+    vision_attention: bool = False  # also adapt the vision blocks' attention (MUSE: no)
     seed: int = 0
 
 
@@ -75,7 +80,7 @@ def lora_model(model, cfg: SFTConfig):
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=cfg.rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                        target_modules=LORA_TARGETS, bias="none")
+                        target_modules=lora_targets(cfg.vision_attention), bias="none")
     return get_peft_model(model, config)
 
 
@@ -156,7 +161,7 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
             total_loss += value
             bar.set_postfix(loss=f"{value:.4f}")
         record = {"epoch": epoch + 1, "train_loss": total_loss / max(1, len(bar))}
-        if val:
+        if val and (epoch + 1) % cfg.val_every == 0:
             record["val_loss"] = _validate(judge, val, images, cfg.batch)
         history.append(record)
         print(json.dumps(record), file=sys.stderr, flush=True)
