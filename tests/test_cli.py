@@ -106,7 +106,7 @@ def test_synth_and_convert_errors(tmp_path):
     fails_with_one_line(muse("data", "synth", "--domain", "MS", "--out", tmp_path / "w", "--config", cfg),
                         "world.domains has no 'MS'")
     fails_with_one_line(muse("data", "convert-cuhksysu", "--raw", tmp_path, "--out", tmp_path / "cs"),
-                        "Person.mat: missing")
+                        "Train.mat: missing")
     assert not (tmp_path / "w").exists() and not (tmp_path / "cs").exists()
 
 

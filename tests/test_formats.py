@@ -151,8 +151,8 @@ def test_unknown_format():
         formats.read("viper", ".")
 
 
-def _person_mat(path, persons):
-    """Write a Person.mat with the official struct layout: Person(1,N).{idname,nAppear,scene}."""
+def _person_structs(persons):
+    """Person records with the official layout: {idname, nAppear, scene(1,n).{imname, idlocate, ishard}}."""
     scene_t = [("imname", "O"), ("idlocate", "O"), ("ishard", "O")]
     person_t = [("idname", "O"), ("nAppear", "O"), ("scene", "O")]
     arr = np.zeros((1, len(persons)), dtype=person_t)
@@ -161,28 +161,40 @@ def _person_mat(path, persons):
         for j, (imname, box) in enumerate(scenes):
             s[0, j] = (imname, np.array([box], float), np.array([[0]]))
         arr[0, i] = (idname, np.array([[len(scenes)]]), s)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    savemat(path, {"Person": arr})
+    return arr
+
+
+def _write_release(raw, persons, train):
+    """annotation/Person.mat (a struct array of every person) and annotation/test/train_test/Train.mat
+    (a cell array of 1×1 structs of the training persons), as the official release."""
+    (raw / "annotation" / "test" / "train_test").mkdir(parents=True, exist_ok=True)
+    savemat(raw / "annotation" / "Person.mat", {"Person": _person_structs(persons)})
+    cells = np.empty((len(train), 1), dtype=object)
+    for k, person in enumerate(train):
+        cells[k, 0] = _person_structs([person])
+    savemat(raw / "annotation" / "test" / "train_test" / "Train.mat", {"Train": cells})
 
 
 def test_convert_cuhksysu(tmp_path):
     raw = tmp_path / "CUHK-SYSU"
     for name, value in (("s1.jpg", 60), ("s16037.jpg", 200)):
         write_image(raw / "Image" / "SSM" / name, value, size=(100, 120))
-    _person_mat(raw / "annotation" / "Person.mat", [
-        ("p00001", [("s1.jpg", (10, 20, 30, 50)), ("s16037.jpg", (100, 80, 40, 60))]),  # 2nd box clipped
-        ("p11422", [("s16037.jpg", (0, 0, 20, 40))]),
-    ])
+    train = [("p00001", [("s1.jpg", (10, 20, 30, 50)), ("s16037.jpg", (100, 80, 40, 60))])]  # 2nd box clipped
+    _write_release(raw, train + [("p11422", [("s16037.jpg", (0, 0, 20, 40))])], train)
     out = tmp_path / "cuhksysu"
-    assert convert_cuhksysu(raw, out) == 3
-    recs = by_name(formats.read_cuhksysu(out))
-    assert set(recs) == {"p1_s1.jpg", "p1_s16037.jpg", "p11422_s16037.jpg"}
+    assert convert_cuhksysu(raw, out) == 2                          # default: the training split
+    assert set(by_name(formats.read_cuhksysu(out))) == {"p1_s1.jpg", "p1_s16037.jpg"}
     assert Image.open(out / "cropped_images" / "p1_s1.jpg").size == (30, 50)
     assert Image.open(out / "cropped_images" / "p1_s16037.jpg").size == (20, 20)   # clipped to 120x100
+    every = tmp_path / "every"
+    assert convert_cuhksysu(raw, every, split="all") == 3
+    assert set(by_name(formats.read_cuhksysu(every))) == {"p1_s1.jpg", "p1_s16037.jpg", "p11422_s16037.jpg"}
 
 
 def test_convert_cuhksysu_missing_annotation(tmp_path):
     (tmp_path / "Image" / "SSM").mkdir(parents=True)
-    with pytest.raises(MuseError, match="Person.mat: missing"):
+    with pytest.raises(MuseError, match="Train.mat: missing"):
         convert_cuhksysu(tmp_path, tmp_path / "out")
+    with pytest.raises(MuseError, match="Person.mat: missing"):
+        convert_cuhksysu(tmp_path, tmp_path / "out", split="all")
     assert not (tmp_path / "out").exists()

@@ -24,8 +24,8 @@ def _data_manifest(a):
 def _data_convert_cuhksysu(a):
     from muse.data.convert import convert_cuhksysu
 
-    n = convert_cuhksysu(a.raw, a.out)
-    print(f"{a.out}/cropped_images: {n} crops")
+    n = convert_cuhksysu(a.raw, a.out, a.split)
+    print(f"{a.out}/cropped_images: {n} crops ({a.split} split)")
 
 
 def _data_synth(a):
@@ -253,7 +253,9 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--no-check", action="store_true", help="skip decoding every image")
     m.set_defaults(func=_data_manifest)
     c = dsub.add_parser("convert-cuhksysu", help="build cropped_images/ from the official CUHK-SYSU release")
-    c.add_argument("--raw", required=True, type=Path, help="folder with Image/SSM/ and annotation/Person.mat")
+    c.add_argument("--raw", required=True, type=Path, help="folder with Image/SSM/ and annotation/")
+    c.add_argument("--split", choices=["train", "all"], default="train",
+                   help="train: annotation/test/train_test/Train.mat (MUSE's release); all: annotation/Person.mat")
     c.add_argument("--out", required=True, type=Path)
     c.set_defaults(func=_data_convert_cuhksysu)
     s = dsub.add_parser("synth", help="write one domain of the synthetic world in its real layout")

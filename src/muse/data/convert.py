@@ -21,23 +21,41 @@ def _text(cell) -> str:
     return str(np.asarray(cell).squeeze())
 
 
-def convert_cuhksysu(raw, out) -> int:
-    """Crop every annotated appearance of ``raw/annotation/Person.mat`` from ``raw/Image/SSM/``.
+SPLITS = {  # which persons are cropped: the file under annotation/ and its variable
+    "train": ("test/train_test/Train.mat", "Train"),   # the 5,532 training identities (MUSE's release)
+    "all": ("Person.mat", "Person"),                   # all 11,934 (the literature's "protocol 2")
+}
 
-    ``Person`` is a struct array with fields ``idname`` (``p00001``), ``nAppear`` and ``scene``,
-    itself a struct array of ``imname`` (``s123.jpg``), ``idlocate`` (box x, y, w, h) and
-    ``ishard``. Appearance of person p in scene s is written as ``out/cropped_images/p{p}_s{s}.jpg``,
-    the box clipped to the image. The folder appears only when complete. Returns the crop count.
+
+def _persons(mat_path: Path, variable: str) -> list:
+    """The person records of ``variable``: a struct array (Person.mat) or a cell array of 1×1
+    structs (Train.mat), each with fields ``idname``, ``nAppear`` and ``scene``."""
+    try:
+        items = loadmat(mat_path)[variable].ravel()
+        return [item.ravel()[0] if isinstance(item, np.ndarray) else item for item in items]
+    except (KeyError, ValueError, IndexError, OSError) as e:
+        raise MuseError(f"{mat_path}: not a CUHK-SYSU {mat_path.name} ({e})") from None
+
+
+def convert_cuhksysu(raw, out, split: str = "train") -> int:
+    """Crop the annotated appearances of the persons of ``split`` from ``raw/Image/SSM/``:
+    ``train`` reads ``raw/annotation/test/train_test/Train.mat`` (the training split, as MUSE's
+    release), ``all`` reads ``raw/annotation/Person.mat`` (every person).
+
+    A person has ``idname`` (``p00001``), ``nAppear`` and ``scene``, a struct array of ``imname``
+    (``s123.jpg``), ``idlocate`` (box x, y, w, h) and ``ishard``. Appearance of person p in
+    scene s is written as ``out/cropped_images/p{p}_s{s}.jpg``, the box clipped to the image.
+    The folder appears only when complete. Returns the crop count.
     """
+    if split not in SPLITS:
+        raise MuseError(f"unknown CUHK-SYSU split '{split}': expected one of {', '.join(SPLITS)}")
     raw, out = Path(raw), Path(out)
-    mat_path, scenes = raw / "annotation" / "Person.mat", raw / "Image" / "SSM"
+    name, variable = SPLITS[split]
+    mat_path, scenes = raw / "annotation" / name, raw / "Image" / "SSM"
     for p in (mat_path, scenes):
         if not p.exists():
             raise MuseError(f"{p}: missing from the CUHK-SYSU release")
-    try:
-        persons = loadmat(mat_path)["Person"].ravel()
-    except (KeyError, ValueError, OSError) as e:
-        raise MuseError(f"{mat_path}: not a CUHK-SYSU Person.mat ({e})") from None
+    persons = _persons(mat_path, variable)
     count = 0
     with atomic_path(out) as tmp:
         crops = tmp / "cropped_images"
