@@ -49,9 +49,10 @@ def test_combine_train_offsets_ids_and_cameras():
         "CS": manifest("CS", [(11422, 0, "train")]),
     }
     train = protocols.combine_train(m, ("MA", "MS", "CS"))
-    assert list(train.domain) == ["MA", "MA", "MS", "MS", "CS"]
-    assert list(train.pid) == [1, 5, 6, 9, 11422 + 10]
-    assert list(train.camid) == [1, 6, 8, 22, 0 + 23]
+    assert list(train.domain) == ["MA", "MA", "MS", "MS", "MS", "CS"]   # MSMT17's val merged into training
+    assert list(train.pid) == [1, 5, 6, 9, 8, 11422 + 10]
+    assert list(train.camid) == [1, 6, 8, 22, 9, 0 + 23]
+    assert set(train.split) == {"train"}
     assert train.groupby("pid").domain.nunique().max() == 1
 
 

@@ -67,8 +67,8 @@ rule fig4_timing:
 
 rule fig5_ranking:
     input:
-        features=features_of(config["sweeps"]["protocol"]),
-        scores=scores_of(2, config["sweeps"]["protocol"]),
+        features=features_of(config["figure5"]["protocol"]),
+        scores=scores_of(2, config["figure5"]["protocol"]),
     output:
         report("results/figures/fig5_ranking.png", caption="../report/fig5.rst", category="Figures"),
     params:

@@ -70,7 +70,9 @@ def adaptation_domains(table: int, protocol: Protocol) -> tuple[str, ...]:
 
 
 def combine_train(manifests: dict[str, pd.DataFrame], sources) -> pd.DataFrame:
-    """The encoder's training set: the sources' ``train`` rows, pids and camids offset per source.
+    """The encoder's training set: the sources' ``train`` rows and their ``val`` rows (MSMT17's
+    ``list_val``, merged into training as the release's list loader does), all marked ``train``,
+    pids and camids offset per source.
 
     Source k's ids become ``pid + P_k`` and cameras ``camid + K_k`` with P_k, K_k the running
     totals of (max id + 1) and (max camera + 1) of the sources before it, so identities and
@@ -80,7 +82,8 @@ def combine_train(manifests: dict[str, pd.DataFrame], sources) -> pd.DataFrame:
     for d in sources:
         if d not in manifests:
             raise MuseError(f"no manifest for source domain '{d}'")
-        train = manifests[d][manifests[d].split == "train"].copy()
+        train = manifests[d][manifests[d].split.isin(["train", "val"])].copy()
+        train["split"] = "train"
         if train.empty:
             raise MuseError(f"domain '{d}' has no training images")
         train["pid"] += pid_off
