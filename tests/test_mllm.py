@@ -170,6 +170,30 @@ def test_logits_from_visual_tokens_equal_the_full_forward(tiny, tiny25, images, 
     assert full.shape == stored.shape and torch.allclose(full, stored, atol=1e-4)
 
 
+@pytest.mark.parametrize("variant", ["dap", "void"])
+def test_generate_logits_are_the_releases_generate_scores(tiny, images, variant):
+    """logits=generate stores what the release reads, generate(..., do_sample=False).scores[0] at
+    Yes/No, under a repetition penalty; raw stores the model's logits; both engines agree."""
+    model, processor, answer = M.load(tiny)
+    model.generation_config.repetition_penalty = 1.7
+    raw, gen = S.Judge(model, processor, answer, variant), S.Judge(model, processor, answer, variant, logits="generate")
+    firsts, seconds = [P.load_pair_image(p) for p in images[:3]], [P.load_pair_image(p) for p in images[3:6]]
+    enc = processor(text=[raw.text] * 3, images=[im for pair in zip(firsts, seconds) for im in pair],
+                    return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=1, do_sample=False, output_scores=True, return_dict_in_generate=True)
+    expected = out.scores[0][:, answer]
+    torch.testing.assert_close(gen.naive(firsts, seconds), expected, atol=1e-5, rtol=1e-5)
+    cached = gen.suffix(gen.prefix(gen.visual(firsts[:1])[0]), gen.visual(seconds))[:1]
+    torch.testing.assert_close(cached, expected[:1], atol=1e-4, rtol=1e-4)
+    plain = raw.naive(firsts, seconds)
+    in_prompt = [bool((raw.input_ids == a).any()) for a in answer]
+    assert in_prompt == ([True, True] if variant == "dap" else [False, False])  # DAP says: respond with "Yes"…"No"
+    assert torch.equal(plain, expected) != any(in_prompt)
+    with pytest.raises(MuseError, match="unknown logits 'sampled'"):
+        S.Judge(model, processor, answer, variant, logits="sampled")
+
+
 def test_shards_merge_to_the_single_run_and_resume(judge, images, tmp_path, monkeypatch):
     q, g = np.array(images[:5]), np.array(images)
     cand = np.array([[(i + k) % 8 for k in range(3)] for i in range(5)])

@@ -107,7 +107,7 @@ TINY_RUN = {
     "mining": {"cpos": 1, "cneg": 1},
     "mllm": {"judge": "Qwen2-VL-2B", "models": {"Qwen2-VL-2B": "tiny:qwen2_vl", "Qwen2.5-VL-7B": "tiny:qwen2_5_vl"},
              "sft": {"epochs": 1, "batch": 2, "fraction": 0.3, "prompt": "dap", "seed": 0},
-             "score": {"engine": "cached", "batch": 4, "shards": 2}},
+             "score": {"engine": "cached", "batch": 4, "shards": 2, "logits": "raw"}},
     "muse": {"C": 3, "tau": 5.0, "alpha": 0.2, "alpha_intra": 0.1},
     "rerank": {"krnn": {"k1": 3, "k2": 2, "lam": 0.3}, "ecn": {"k": 4, "t": 2, "q": 2},
                "caj": {"k1_intra": 2, "k1_inter": 3, "k2_intra": 1, "k2_inter": 1, "lam": 0.3}},

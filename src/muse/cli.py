@@ -173,10 +173,10 @@ def _score(a):
     from muse.mllm.model import load
     from muse.mllm.score import Judge, score_features
 
-    judge = Judge(*load(a.model, a.adapter), variant=a.prompt)
+    judge = Judge(*load(a.model, a.adapter), variant=a.prompt, logits=a.logits)
     rows = score_features(judge, load_features(a.features), a.C, a.out, a.shard, a.engine, a.batch, a.swap)
     write_meta(a.out, {"C": a.C, "engine": a.engine, "shard": a.shard, "swap": a.swap, "prompt": a.prompt,
-                       "rows": [rows.start, rows.stop]}, inputs=[a.features])
+                       "logits": a.logits, "rows": [rows.start, rows.stop]}, inputs=[a.features])
     print(f"{a.out}: queries {rows.start}..{rows.stop - 1}, C = {a.C}")
 
 
@@ -347,6 +347,8 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--shard", default="0/1", help="i/n: score the i-th of n query ranges")
     sc.add_argument("--swap", action="store_true", help="average with query and candidate swapped")
     sc.add_argument("--prompt", choices=VARIANTS, default="dap")
+    sc.add_argument("--logits", choices=["raw", "generate"], default="raw",
+                    help="raw: the model's logits; generate: as the release's generate().scores[0] (repetition penalty)")
     sc.add_argument("--out", required=True, type=Path)
     sc.set_defaults(func=_score)
     sm = sub.add_parser("score-merge", help="merge score shards (in query order) into one file")

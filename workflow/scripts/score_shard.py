@@ -6,6 +6,7 @@ from muse.mllm.score import Judge, score_features
 
 with logged(snakemake.log[0]):
     p = snakemake.params.score
-    judge = Judge(*load(snakemake.input.model, snakemake.input.get("adapter")), variant=snakemake.wildcards.prompt)
+    judge = Judge(*load(snakemake.input.model, snakemake.input.get("adapter")), variant=snakemake.wildcards.prompt,
+                  logits=p["logits"])
     score_features(judge, load_features(snakemake.input.features), snakemake.params.C, snakemake.output[0],
                    f"{snakemake.wildcards.shard}/{p['shards']}", p["engine"], p["batch"])

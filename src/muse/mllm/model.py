@@ -165,9 +165,12 @@ def answer_ids(tokenizer) -> tuple[int, int]:
     return tuple(out)
 
 
-def load(model_dir, adapter=None, dtype: torch.dtype = torch.float32, device=None, merge: bool = True):
+def load(model_dir, adapter=None, dtype: torch.dtype | None = None, device=None, merge: bool = True):
     """(model, processor, (yes_id, no_id)) from local directories; the LoRA ``adapter`` is merged
-    into the weights unless ``merge`` is False."""
+    into the weights unless ``merge`` is False. ``dtype`` defaults to bf16 on a GPU (as the
+    paper scores) and fp32 on the CPU."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise MuseError(f"{model_dir}: not a model directory (no config.json)")
@@ -181,5 +184,5 @@ def load(model_dir, adapter=None, dtype: torch.dtype = torch.float32, device=Non
         model = PeftModel.from_pretrained(model, adapter)
         if merge:
             model = model.merge_and_unload()
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+    model.to(device).eval()
     return model, processor, answer_ids(processor.tokenizer)

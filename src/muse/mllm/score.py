@@ -15,6 +15,11 @@ Two engines give the same logits:
 
 With ``swap`` each logit is the mean of the pair scored as (query, candidate) and as (candidate,
 query).
+
+``logits``: ``raw`` (default) stores the model's logits; ``generate`` stores them as MUSE's release
+reads them, ``generate(...).scores[0]`` with greedy decoding, i.e. after the checkpoint's
+repetition penalty θ (``generation_config.repetition_penalty``): the logit of an answer token that
+occurs in the prompt is divided by θ when positive and multiplied by θ otherwise.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ from muse.io import Features, Scores, load_scores, save_scores
 from muse.mllm.prompt import IMAGE_SIZE, PairImages, messages
 
 ENGINES = ("cached", "naive")
+LOGITS = ("raw", "generate")
 
 
 class Judge:
     """A loaded MLLM with the token layout of one prompt variant."""
 
-    def __init__(self, model, processor, answer_ids: tuple[int, int], variant: str = "dap"):
+    def __init__(self, model, processor, answer_ids: tuple[int, int], variant: str = "dap", logits: str = "raw"):
+        if logits not in LOGITS:
+            raise MuseError(f"unknown logits '{logits}': expected one of {', '.join(LOGITS)}")
         self.model, self.processor, self.answer = model, processor, list(answer_ids)
         self.dev = next(model.parameters()).device
         self.text = processor.apply_chat_template(messages(variant), add_generation_prompt=True, tokenize=False)
@@ -56,6 +64,12 @@ class Judge:
         self.query_pos, self.cand_pos = image_pos[:n], image_pos[n:]
         self.P = int(self.cand_pos[0])                       # prefix: everything before the candidate
         self.embeddings = model.get_input_embeddings()(self.input_ids)
+        theta = (model.generation_config.repetition_penalty or 1.0) if logits == "generate" else 1.0
+        self.theta = torch.tensor([theta if (self.input_ids == a).any() else 1.0 for a in self.answer], device=self.dev)
+
+    def stored(self, s: torch.Tensor) -> torch.Tensor:
+        """(B, 2) [s_yes, s_no] as stored: the raw logits, or after the repetition penalty."""
+        return torch.where(s > 0, s / self.theta, s * self.theta)
 
     # -- engines --------------------------------------------------------------------------
     def answer_logits(self, firsts: list[Image.Image], seconds: list[Image.Image]) -> torch.Tensor:
@@ -79,7 +93,7 @@ class Judge:
     @torch.no_grad()
     def naive(self, firsts: list[Image.Image], seconds: list[Image.Image]) -> torch.Tensor:
         """(B, 2) logits [s_yes, s_no] of the pairs (firsts[k], seconds[k]), full forwards."""
-        return self.answer_logits(firsts, seconds)[:, self.answer]
+        return self.stored(self.answer_logits(firsts, seconds)[:, self.answer])
 
     @torch.no_grad()
     def visual(self, images: list[Image.Image]) -> torch.Tensor:
@@ -106,7 +120,7 @@ class Judge:
         cache.batch_repeat_interleave(b)
         pos = self.positions[:, :, self.P:].expand(-1, b, -1)
         out = self.model(inputs_embeds=emb, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, self.answer].float()
+        return self.stored(out.logits[:, -1, self.answer].float())
 
 
 def _scores_for(judge: Judge, engine: str, groups, images, feats: dict, batch: int, bar) -> dict:
