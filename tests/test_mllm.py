@@ -68,6 +68,20 @@ def test_prompt_content_order_and_variants(judge):
         P.user_content("long")
 
 
+def test_release_prompt_variant():
+    """The released prompt_template.json's text, as its dataset assembles it: straight quotes,
+    rules and response format one per line after the candidate image."""
+    items = P.user_content("release")
+    assert items[0]["text"] == ('You are an expert in person recognition. I will give you a query and a candidate '
+                                'image, captioned by "Query:" and "Candidate:" independently. Please tell me whether '
+                                'the people in the two images have the same identity. Query:')
+    tail = items[-1]["text"].split("\n")
+    assert len(tail) == 10 and tail[0].startswith(" You should") and tail[1].startswith("1. appearance (e.g., age")
+    assert tail[-1] == ('Respond with "Yes" if the query and the candidate images have the same identity, '
+                        'otherwise respond with "No".')
+    assert all(ord(c) < 128 for item in items if item["type"] == "text" for c in item["text"])
+
+
 def test_images_are_resized_to_280x140(images):
     assert P.load_pair_image(images[0]).size == (140, 280)
 

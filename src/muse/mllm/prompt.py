@@ -3,9 +3,11 @@
 Content order of the user turn: task text, "Query:", query image, " Candidate:", candidate
 image, then the rules and the response format. Variants:
 
-- ``dap``: T_task + T_rule + T_resp (the default);
+- ``dap``: T_task + T_rule + T_resp (the default), as printed in Table 1;
 - ``task_resp``: T_task + T_resp;
-- ``void``: the two images only.
+- ``void``: the two images only;
+- ``release``: the DAP as MUSE's released ``prompt_template.json`` writes it: straight quotes,
+  "e.g.," in two rules, and the rule lines and the response format on separate lines.
 
 The answer ("Yes"/"No") is the assistant's reply; at inference it is left out and scored at the
 first answer position. Images are resized to 280×140 (H×W) before the processor, which then does
@@ -34,7 +36,22 @@ RULE = ("You should distinguish the people identities based on following criteri
         "4. camera angle (e.g. front view, side view, back view, etc.)")
 RESPONSE = ("Respond with \u201cYes\u201d if the query and the candidate images have the same identity, "
             "otherwise respond with \u201cNo\u201d.")
-VARIANTS = ("dap", "task_resp", "void")
+RELEASE_RULES = (" You should distinguish the people identities based on following criteria:",
+                 "1. appearance (e.g., age, gender, hair style, hair color, face, body shape, etc.)",
+                 "2. clothing and wearing (e.g. clothing type, color, style, pattern, etc.)",
+                 "3. carried objects (e.g. bags, hats, glasses, accessories, etc.)",
+                 "Please keep in mind that you should never rely on following attributes:",
+                 "1. background (e.g., location, time, etc.)",
+                 "2. human pose (e.g. standing, sitting, walking, etc.)",
+                 "3. occlusion (e.g. covered face, covered body, etc.)",
+                 "4. camera angle (e.g. front view, side view, back view, etc.)")
+
+
+def _straight(text: str) -> str:
+    return text.replace("\u201c", '"').replace("\u201d", '"')
+
+
+VARIANTS = ("dap", "task_resp", "void", "release")
 ANSWERS = ("Yes", "No")
 
 
@@ -62,9 +79,11 @@ def user_content(variant: str = "dap") -> list[dict]:
         raise MuseError(f"unknown prompt variant '{variant}': expected one of {', '.join(VARIANTS)}")
     if variant == "void":
         return [{"type": "image"}, {"type": "image"}]
-    tail = [{"type": "text", "text": f" {RULE} {RESPONSE}" if variant == "dap" else f" {RESPONSE}"}]
-    return [{"type": "text", "text": f"{TASK} Query:"}, {"type": "image"},
-            {"type": "text", "text": " Candidate:"}, {"type": "image"}, *tail]
+    task = _straight(TASK) if variant == "release" else TASK
+    tail = {"dap": f" {RULE} {RESPONSE}", "task_resp": f" {RESPONSE}",
+            "release": "\n".join([*RELEASE_RULES, _straight(RESPONSE)])}[variant]
+    return [{"type": "text", "text": f"{task} Query:"}, {"type": "image"},
+            {"type": "text", "text": " Candidate:"}, {"type": "image"}, {"type": "text", "text": tail}]
 
 
 def messages(variant: str = "dap", answer: str | None = None) -> list[dict]:
