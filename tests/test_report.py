@@ -6,7 +6,7 @@ import pytest
 from muse.io import Features, Scores
 from muse.report.paper import assemble, judge_footnote, markdown, paper_numbers
 from muse.report.tables import (ABLATION_TABLES, TABLES, Variant, ablation_rows, evaluate_ablation, evaluate_rows,
-                                standard_rows, sweep)
+                                extra_rows, standard_rows, sweep)
 from test_rerank import clustered, scores_for
 
 RERANK = {"krnn": {"k1": 10, "k2": 5, "lam": 0.3}, "ecn": {"k": 25, "t": 3, "q": 8},
@@ -46,6 +46,19 @@ def test_rows_and_alpha_zero_equals_no_fusion(case):
         assert plain["mAP"] == pytest.approx(fused["mAP"]) and plain["R1"] == fused["R1"]
     strong = evaluate_rows(f, s, standard_rows()[4:5], RERANK, alpha=0.9, tau=1.0, C=10)
     assert strong[0]["mAP"] != pytest.approx(rows[4]["mAP"])
+
+
+def test_section_5_4_4_row_at_alpha_0_1(case):
+    """Table 9 on MS+C3+CS→MA also has Baseline + MUSE at α = 0.1 (paper §5.4.4: 63.3 / 84.1),
+    evaluated as the μ row at that α, and the assembled table prints it against the paper."""
+    assert extra_rows(9, "MS+C3+CS2MA") == (("Baseline + MUSE (α = 0.1)", 0.1),) and extra_rows(9, "MA+MS+CS2C3") == ()
+    f, s = case
+    (name, alpha), = extra_rows(9, "MS+C3+CS2MA")
+    row = evaluate_rows(f, s, [(name, True, "none")], RERANK, alpha, 5.0, 10)[0]
+    assert row["alpha"] == 0.1 and row["mAP"] == evaluate_rows(f, s, standard_rows()[4:5], RERANK, 0.1, 5.0, 10)[0]["mAP"]
+    df = assemble(9, [{"protocol": "MS+C3+CS2MA", **row}])
+    line = [x for x in markdown(df, "T9").splitlines() if x.startswith(f"| {name} |")][0]
+    assert f"{100 * row['mAP']:.1f} / 63.3" in line and "/ 84.1" in line
 
 
 def test_ablation_rows_vary_one_thing_each():

@@ -41,6 +41,16 @@ ABLATION_RERANK = "krnn"
 METHOD_NAMES = {"none": "", "krnn": " + K-RNN", "ecn": " + ECN", "caj": " + CAJ"}
 
 
+# §5.4.4: Table 9's Baseline + MUSE on MS+C3+CS→MA once more with a smaller fusion rate
+EXTRA_ROWS = {(9, "MS+C3+CS2MA"): (("Baseline + MUSE (α = 0.1)", 0.1),)}
+
+
+def extra_rows(table: int, protocol: str) -> tuple[tuple[str, float], ...]:
+    """(row name, α) of the μ-distance rows (no re-ranking) a protocol of a table adds to the
+    standard ones, as reported in the paper's text."""
+    return EXTRA_ROWS.get((table, protocol), ())
+
+
 def standard_rows() -> list[tuple[str, bool, str]]:
     """(row name, uses μ-fusion, re-ranking method) of a standard table, in the paper's order."""
     return [(f"Baseline{' + MUSE' if mu else ''}{METHOD_NAMES[m]}", mu, m)
