@@ -145,7 +145,7 @@ def small_world(tmp_path_factory):
 CFG = dict(epochs=3, lr=1e-3, ids_per_batch=4, imgs_per_id=4, warmup_epochs=1, milestones=[2])
 
 
-def test_resume_after_kill_gives_the_same_weights(small_world, tmp_path, monkeypatch):
+def test_resume_after_kill_gives_the_same_weights(small_world, tmp_path, monkeypatch, capsys):
     train = small_world[small_world.split == "train"]
     full = T.train_encoder(train, TINY, tmp_path / "full", T.TrainConfig(**CFG), progress=False)
     assert not (tmp_path / "full.ckpt").exists()
@@ -165,6 +165,17 @@ def test_resume_after_kill_gives_the_same_weights(small_world, tmp_path, monkeyp
     resumed = T.train_encoder(train, TINY, tmp_path / "again", T.TrainConfig(**CFG), progress=False)
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+    # killed in epoch 3, then rerun with another learning rate: it starts over instead of mixing
+    monkeypatch.setattr(T, "identity_batches", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        T.train_encoder(train, TINY, tmp_path / "changed", T.TrainConfig(**CFG), progress=False)
+    monkeypatch.setattr(T, "identity_batches", real)
+    other = T.TrainConfig(**{**CFG, "lr": 2e-3})
+    changed = T.train_encoder(train, TINY, tmp_path / "changed", other, progress=False)
+    assert "changed.ckpt: made from other inputs or parameters; starting over" in capsys.readouterr().err
+    alone = T.train_encoder(train, TINY, tmp_path / "alone", other, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(changed.state_dict().values(), alone.state_dict().values()))
 
 
 def test_pcl_and_memory_see_the_bnneck_output(small_world, tmp_path, monkeypatch):

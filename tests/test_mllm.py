@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from muse.errors import MuseError
+from muse.io import Features, load_scores
 from muse.mllm import model as M
 from muse.mllm import prompt as P
 from muse.mllm import score as S
@@ -208,19 +209,51 @@ def test_generate_logits_are_the_releases_generate_scores(tiny, images, variant)
         S.Judge(model, processor, answer, variant, logits="sampled")
 
 
-def test_shards_merge_to_the_single_run_and_resume(judge, images, tmp_path, monkeypatch):
+def _test_set(images, seed):
+    """5 queries and 8 gallery images (the same files) with random features."""
+    rng = np.random.default_rng(seed)
+    paths = np.array(images[:5] + images)
+    return Features(rng.normal(size=(13, 4)).astype(np.float32), np.arange(13) % 4, np.arange(13) % 2, paths,
+                    np.array(["query"] * 5 + ["gallery"] * 8))
+
+
+def test_shards_merge_in_row_order_and_refuse_foreign_gaps_and_overlaps(judge, images, tmp_path):
+    f, other = _test_set(images, 0), _test_set(images, 1)
+    assert S.score_features(judge, f, 3, tmp_path / "all.npz", "0/1") == slice(0, 5)
+    single = load_scores(tmp_path / "all.npz", 5, 8, features=f)
+    shards = [tmp_path / f"s{i}.npz" for i in range(3)]
+    for i, path in enumerate(shards):
+        S.score_features(judge, f, 3, path, f"{i}/3")
+    merged = S.merge_shards(shards[::-1], tmp_path / "merged.npz", f)        # any order: by their rows
+    assert merged.rows == (0, 5) and merged.features == f.fingerprint()
+    for name in ("cand", "s_yes", "s_no"):
+        np.testing.assert_allclose(getattr(merged, name), getattr(single, name), atol=1e-6)
+    with pytest.raises(MuseError, match="s0.npz: rows 0..1 overlaps the shard before it"):
+        S.merge_shards([shards[0], shards[0], shards[1], shards[2]], tmp_path / "bad.npz", f)
+    with pytest.raises(MuseError, match="s2.npz: rows 3..4 leaves queries 2..2 unscored"):
+        S.merge_shards([shards[0], shards[2]], tmp_path / "bad.npz", f)
+    with pytest.raises(MuseError, match="shards cover 2 queries, expected 5"):
+        S.merge_shards(shards[:1], tmp_path / "bad.npz", f)
+    S.score_features(judge, other, 3, tmp_path / "foreign.npz", "1/3")
+    with pytest.raises(MuseError, match="foreign.npz: not a shard of these features"):
+        S.merge_shards([shards[0], tmp_path / "foreign.npz", shards[2]], tmp_path / "bad.npz", f)
+    assert not (tmp_path / "bad.npz").exists()
+    with pytest.raises(MuseError, match="all.npz: scored on another features file"):
+        load_scores(tmp_path / "all.npz", 5, 8, features=other)
+    with pytest.raises(MuseError, match="s1.npz: covers queries 2..2 only, not all 5"):
+        load_scores(shards[1], None, 8, features=f)
+    assert S.shard_rows(5, "2/6") == slice(2, 2)
+    with pytest.raises(MuseError, match="--shard 2/6: no queries in this shard of 5"):
+        S.score_features(judge, f, 3, tmp_path / "empty.npz", "2/6")
+
+
+def test_score_resumes_only_its_own_parts(tiny, images, tmp_path, monkeypatch, capsys):
+    """A killed run resumes its finished chunks; a rerun with another judge (or pairs) on the
+    same --out starts over instead of mixing; a second writer is refused."""
+    judge, other = S.Judge(*M.load(tiny)), S.Judge(*M.load(tiny), variant="void")
     q, g = np.array(images[:5]), np.array(images)
     cand = np.array([[(i + k) % 8 for k in range(3)] for i in range(5)])
     single = S.score_file(judge, q, g, cand, tmp_path / "all.npz", slice(0, 5), chunk=2, progress=False)
-    shards = []
-    for i in range(2):
-        rows = S.shard_rows(5, f"{i}/2")
-        S.score_file(judge, q, g, cand, tmp_path / f"s{i}.npz", rows, progress=False)
-        shards.append(tmp_path / f"s{i}.npz")
-    merged = S.merge_shards(shards, tmp_path / "merged.npz", 5, 8)
-    for f in ("cand", "s_yes", "s_no"):
-        np.testing.assert_allclose(getattr(merged, f), getattr(single, f), atol=1e-6)
-
     real, calls = S.score_queries, []
 
     def dies_on_second_chunk(*a, **k):
@@ -237,10 +270,28 @@ def test_shards_merge_to_the_single_run_and_resume(judge, images, tmp_path, monk
     again = S.score_file(judge, q, g, cand, tmp_path / "again.npz", slice(0, 5), chunk=2, progress=False)
     assert len(calls) == 4                                   # chunks 2 and 3 only, after the kill
     np.testing.assert_array_equal(again.s_yes, single.s_yes)
+
+    monkeypatch.setattr(S, "score_queries", dies_on_second_chunk)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        S.score_file(judge, q, g, cand, tmp_path / "mixed.npz", slice(0, 5), chunk=2, progress=False)
+    monkeypatch.setattr(S, "score_queries", real)
+    mixed = S.score_file(other, q, g, cand, tmp_path / "mixed.npz", slice(0, 5), chunk=2, progress=False)
+    assert "mixed.npz.parts: made from other inputs or parameters; starting over" in capsys.readouterr().err
+    alone = S.score_file(other, q, g, cand, tmp_path / "alone.npz", slice(0, 5), chunk=2, progress=False)
+    np.testing.assert_array_equal(mixed.s_yes, alone.s_yes)
+    assert not np.allclose(mixed.s_yes[:2], single.s_yes[:2])
+
+    import fcntl
+    with open(tmp_path / "busy.npz.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        with pytest.raises(MuseError, match="busy.npz.lock: another process is writing this output"):
+            S.score_file(judge, q, g, cand, tmp_path / "busy.npz", slice(0, 5), progress=False)
+    with pytest.raises(MuseError, match="--batch 0: expected a positive number"):
+        S.score_file(judge, q, g, cand, tmp_path / "b.npz", slice(0, 5), batch=0, progress=False)
+    assert not (tmp_path / "b.npz.parts").exists() and not (tmp_path / "b.npz").exists()
     with pytest.raises(MuseError, match="--shard '3'"):
         S.shard_rows(5, "3")
-    with pytest.raises(MuseError, match="shards cover 2 queries, expected 5"):
-        S.merge_shards(shards[:1], tmp_path / "bad.npz", 5, 8)
 
 
 def test_sft_lowers_validation_loss_and_writes_a_peft_adapter(tiny, images, tmp_path):
@@ -322,6 +373,19 @@ def test_sft_resumes_after_a_kill_with_the_same_adapter(tiny, images, tmp_path, 
     a = load_file(tmp_path / "full" / "adapter_model.safetensors")
     b = load_file(tmp_path / "again" / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # killed again, then rerun with other pairs: it starts over and ends as a run on those alone
+    calls.clear()
+    monkeypatch.setattr(SFT, "answer_loss", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        sft(tiny, train, tmp_path / "changed", cfg, progress=False)
+    monkeypatch.setattr(SFT, "answer_loss", real)
+    flipped = [{**r, "label": "No" if r["label"] == "Yes" else "Yes"} for r in train]
+    sft(tiny, flipped, tmp_path / "changed", cfg, progress=False)
+    sft(tiny, flipped, tmp_path / "flipped", cfg, progress=False)
+    c = load_file(tmp_path / "changed" / "adapter_model.safetensors")
+    d = load_file(tmp_path / "flipped" / "adapter_model.safetensors")
+    assert all(torch.equal(c[k], d[k]) for k in c) and not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_cli_init_tiny_and_sft(images, tmp_path):

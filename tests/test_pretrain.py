@@ -166,5 +166,5 @@ def test_a_checkpoint_of_another_recipe_is_not_resumed(corpus, tmp_path, monkeyp
     monkeypatch.setattr(PT, "pair_loss", real)
     other = PT.PretrainConfig(**{**SHORT.__dict__, "pair_lr": 1e-3})
     PT.pretrain(corpus, tmp_path / "j", other, progress=False)
-    assert "made from another corpus or recipe; starting over" in capsys.readouterr().err
+    assert "made from other inputs or parameters; starting over" in capsys.readouterr().err
     assert json.loads((tmp_path / "j" / "provenance.json").read_text())["recipe"]["pair_lr"] == 1e-3

@@ -183,3 +183,22 @@ def test_rerank_errors():
         rerank("ecn", D, k9=3)
     with pytest.raises(MuseError, match="lambda = 2"):
         rerank("krnn", D, k1=5, lam=2)
+
+
+def test_malformed_candidates_are_refused(tmp_path):
+    """Reversed (not in base-distance order), repeated or non-integer candidates: one clear error."""
+    from muse.io import Scores, load_scores, save_scores
+
+    q, g, *_ = clustered(7)
+    cand, sy, sn = scores_for(q, g, 5, 0)
+    with pytest.raises(MuseError, match="candidates of query 0 are not in order of the base distance"):
+        Distance(q, g).fuse(cand[:, ::-1].copy(), sy, sn, 0.2, 5.0, 5)
+    Distance(q, g).fuse(cand, sy, sn, 0.2, 5.0, 5)                 # in order: accepted
+    repeated = cand.copy()
+    repeated[3, 4] = repeated[3, 0]
+    save_scores(tmp_path / "r.npz", Scores(repeated, sy, sn))
+    with pytest.raises(MuseError, match="r.npz: 'cand' repeats a gallery index"):
+        load_scores(tmp_path / "r.npz", len(q), len(g))
+    np.savez(tmp_path / "f.npz", cand=cand.astype(np.float32), s_yes=sy, s_no=sn)
+    with pytest.raises(MuseError, match="f.npz: 'cand' holds float32 values, expected gallery indices"):
+        load_scores(tmp_path / "f.npz", len(q), len(g))

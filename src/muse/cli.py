@@ -52,12 +52,13 @@ def _evaluate(a):
     from muse.io import load_features, load_scores, write_json
     from muse.rerank import params_for, rerank_features
 
-    q, g = load_features(a.features).query_gallery(a.features)
+    f = load_features(a.features)
+    q, g = f.query_gallery(a.features)
     overrides = {k: getattr(a, k) for k in _RERANK_OPTIONS if getattr(a, k) is not None}
     params = {"features": str(a.features), "rerank": a.rerank, **params_for(a.rerank, overrides)}
     fusion = None
     if a.scores is not None:
-        s = load_scores(a.scores, len(q.pids), len(g.pids))
+        s = load_scores(a.scores, len(q.pids), len(g.pids), features=f)
         C = s.width if a.C is None else a.C
         fusion = (s, a.alpha, a.tau, C)
         params.update(scores=str(a.scores), alpha=a.alpha, tau=a.tau, C=C)
@@ -170,10 +171,9 @@ def _sft(a):
 
 def _score(a):
     from muse.io import load_features, write_meta
-    from muse.mllm.model import load
-    from muse.mllm.score import Judge, score_features
+    from muse.mllm.score import load_judge, score_features
 
-    judge = Judge(*load(a.model, a.adapter), variant=a.prompt, logits=a.logits)
+    judge = load_judge(a.model, a.adapter, a.prompt, a.logits)
     rows = score_features(judge, load_features(a.features), a.C, a.out, a.shard, a.engine, a.batch, a.swap)
     write_meta(a.out, {"C": a.C, "engine": a.engine, "shard": a.shard, "swap": a.swap, "prompt": a.prompt,
                        "logits": a.logits, "rows": [rows.start, rows.stop]}, inputs=[a.features])
@@ -185,7 +185,7 @@ def _score_merge(a):
     from muse.mllm.score import merge_shards
 
     f = load_features(a.features)
-    merged = merge_shards(a.shards, a.out, *f.test_sizes)
+    merged = merge_shards(a.shards, a.out, f)
     print(f"{a.out}: {merged.cand.shape[0]} queries × {merged.width} candidates")
 
 

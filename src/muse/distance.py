@@ -97,7 +97,12 @@ class Distance:
         gj = torch.as_tensor(np.asarray(cand[:, :C], np.int64), device=self.dev).reshape(-1) + self.Q
         logits = [torch.as_tensor(np.asarray(s[:, :C]), device=self.dev, dtype=self.f.dtype).reshape(-1)
                   for s in (s_yes, s_no)]
-        fused = mu_fuse(self.pairs(qi, gj), *logits, alpha, tau)
+        base = self.pairs(qi, gj)
+        late = (base.reshape(self.Q, C).diff(dim=1) < -1e-4).any(dim=1).nonzero()
+        if len(late):
+            raise MuseError(f"the scores' candidates of query {int(late[0])} are not in order of the base distance: "
+                            "scored on other features?")
+        fused = mu_fuse(base, *logits, alpha, tau)
         rows, cols, vals = torch.cat([qi, gj]), torch.cat([gj, qi]), torch.cat([fused, fused])
         order = torch.argsort(rows * self.N + cols)
         self.keys = (rows * self.N + cols)[order]           # (row, col) of each override, sorted

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -23,11 +24,13 @@ _TRACKED_PACKAGES = ("muse", "numpy", "torch", "transformers", "peft", "open_cli
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
+    """Yield a temporary sibling of ``path``; move it onto ``path`` only if the block succeeds.
 
-    Works for files and directories alike: whatever the block writes at the yielded path is
-    moved into place in one ``os.replace`` (directories: the old one is removed first), so a
-    reader never sees a half-written artefact and a killed writer leaves only a ``*.tmp`` name.
+    Works for files and directories alike, so that a reader never sees a half-written artefact
+    and a killed writer leaves only a ``*.tmp`` name: a file or a new directory is moved in with
+    one ``os.replace``; a directory replacing an existing one is swapped with it in one atomic
+    exchange (Linux ``renameat2(RENAME_EXCHANGE)``), so that ``path`` holds the whole old or the
+    whole new directory at every moment, and the old one is deleted afterwards.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,11 +38,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = tmp / path.name
     try:
         yield target
-        if target.is_dir() and path.is_dir():
-            shutil.rmtree(path)
-        os.replace(target, path)
+        if target.is_dir() and path.is_dir() and not path.is_symlink():
+            _exchange(target, path)
+        else:
+            os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two paths atomically (``renameat2`` with ``RENAME_EXCHANGE``)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+        err = ctypes.get_errno()
+        raise MuseError(f"{b}: cannot replace the directory atomically ({os.strerror(err)})")
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -68,6 +83,42 @@ def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
             while block := fh.read(chunk):
                 h.update(block)
     return h.hexdigest()
+
+
+def digest(*parts) -> str:
+    """SHA-256 of JSON-able values and arrays (their dtype, shape and bytes), in order."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray) and part.dtype.kind in "OUS":
+            h.update(f"str{part.shape}".encode() + "\0".join(map(str, part.ravel())).encode())
+        elif isinstance(part, np.ndarray):
+            a = np.ascontiguousarray(part)
+            h.update(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=_jsonable).encode())
+    return h.hexdigest()
+
+
+def files_digest(path: str | os.PathLike | None) -> str | None:
+    """A cheap identity of a file or directory (e.g. a multi-GB checkpoint): the digest of its
+    files' relative paths, sizes and modification times; None for None."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.exists():
+        raise MuseError(f"{path}: not found")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return digest([[str(f.relative_to(path)) if path.is_dir() else f.name, f.stat().st_size, f.stat().st_mtime_ns]
+                   for f in files])
+
+
+def resumable(checkpoint: str | os.PathLike, found: str | None, expected: str) -> bool:
+    """Whether a checkpoint made from inputs with fingerprint ``found`` may be resumed under
+    ``expected``; when not, says so on stderr (the caller starts over)."""
+    if found == expected:
+        return True
+    print(f"{checkpoint}: made from other inputs or parameters; starting over", file=sys.stderr)
+    return False
 
 
 def provenance(config: dict | None = None, inputs: list | tuple = ()) -> dict:
@@ -108,6 +159,10 @@ class Features:
     camids: np.ndarray
     paths: np.ndarray
     split: np.ndarray
+
+    def fingerprint(self) -> str:
+        """The identity of these rows: :func:`digest` of features, ids, cameras and paths."""
+        return digest(self.feats, self.pids, self.camids, self.paths, self.split)
 
     def subset(self, name: str) -> "Features":
         """The rows whose split is ``name`` ("query", "gallery" or "train")."""
@@ -177,11 +232,16 @@ def load_features(path) -> Features:
 @dataclass(frozen=True)
 class Scores:
     """A pair-scores file (DESIGN §5): per query, gallery candidates ``cand`` (Q, Cmax) sorted by
-    base distance and the MLLM's logits ``s_yes``, ``s_no`` (Q, Cmax)."""
+    base distance and the MLLM's logits ``s_yes``, ``s_no`` (Q, Cmax). ``rows`` (first, stop) are
+    the query rows of the features file they cover and ``features`` its fingerprint
+    (:meth:`Features.fingerprint`); both are written by ``muse score`` and checked by merges and
+    evaluations (None in a file written by hand)."""
 
     cand: np.ndarray
     s_yes: np.ndarray
     s_no: np.ndarray
+    rows: tuple[int, int] | None = None
+    features: str | None = None
 
     @property
     def width(self) -> int:
@@ -198,19 +258,30 @@ _SCORE_FIELDS = ("cand", "s_yes", "s_no")
 
 def save_scores(path, scores: Scores) -> None:
     """Write a pair-scores ``.npz`` atomically."""
+    extra = {} if scores.rows is None else {"rows": np.asarray(scores.rows, np.int64)}
+    if scores.features is not None:
+        extra["features"] = np.asarray(scores.features)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, cand=scores.cand.astype(np.int32), s_yes=scores.s_yes.astype(np.float32),
-                     s_no=scores.s_no.astype(np.float32))
+                     s_no=scores.s_no.astype(np.float32), **extra)
 
 
-def load_scores(path, Q: int | None, G: int) -> Scores:
+def load_scores(path, Q: int | None, G: int, features: "Features | None" = None) -> Scores:
     """Read a pair-scores ``.npz`` and check it against a test set of Q queries (any number when
-    None, e.g. a shard) and G gallery images."""
+    None, e.g. a shard) and G gallery images: shapes, finite logits, integer candidates that are
+    distinct gallery indices. With ``features`` (the test set's file), a file that names its
+    features must name these, and cover all their queries."""
     path = Path(path)
-    s = Scores(**_load_npz(path, _SCORE_FIELDS, "scores"))
+    arrays = _load_npz(path, _SCORE_FIELDS, "scores")
+    with np.load(path, allow_pickle=False) as z:
+        rows = tuple(int(x) for x in z["rows"]) if "rows" in z.files else None
+        fp = str(z["features"]) if "features" in z.files else None
+    s = Scores(**arrays, rows=rows, features=fp)
     if s.cand.ndim != 2 or (Q is not None and s.cand.shape[0] != Q):
         raise MuseError(f"{path}: 'cand' has shape {s.cand.shape}, expected ({Q}, C) for the {Q} queries")
+    if s.cand.dtype.kind not in "iu":
+        raise MuseError(f"{path}: 'cand' holds {s.cand.dtype} values, expected gallery indices (integers)")
     for f in ("s_yes", "s_no"):
         if getattr(s, f).shape != s.cand.shape:
             raise MuseError(f"{path}: '{f}' has shape {getattr(s, f).shape}, expected {s.cand.shape}")
@@ -218,4 +289,10 @@ def load_scores(path, Q: int | None, G: int) -> Scores:
             raise MuseError(f"{path}: '{f}' contains NaN or inf")
     if s.cand.size and (s.cand.min() < 0 or s.cand.max() >= G):
         raise MuseError(f"{path}: 'cand' holds gallery indices outside [0, {G})")
+    if s.cand.size and (np.diff(np.sort(s.cand, axis=1), axis=1) == 0).any():
+        raise MuseError(f"{path}: 'cand' repeats a gallery index within a query's candidates")
+    if features is not None and s.features is not None and s.features != features.fingerprint():
+        raise MuseError(f"{path}: scored on another features file than the one given")
+    if features is not None and s.rows is not None and s.rows != (0, features.test_sizes[0]):
+        raise MuseError(f"{path}: covers queries {s.rows[0]}..{s.rows[1] - 1} only, not all {features.test_sizes[0]}")
     return s

@@ -5,7 +5,7 @@ from muse.report.tables import evaluate_rows, extra_rows, standard_rows
 
 with logged(snakemake.log[0]):
     f = load_features(snakemake.input.features)
-    scores = load_scores(snakemake.input.scores, *f.test_sizes)
+    scores = load_scores(snakemake.input.scores, *f.test_sizes, features=f)
     args = snakemake.params.rerank, snakemake.params.tau, snakemake.params.C
     rows = evaluate_rows(f, scores, standard_rows(), args[0], snakemake.params.alpha, *args[1:])
     for name, alpha in extra_rows(int(snakemake.wildcards.table), snakemake.wildcards.protocol):

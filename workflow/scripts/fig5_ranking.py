@@ -6,7 +6,7 @@ from muse.report.tables import rankings
 
 with logged(snakemake.log[0]):
     f = load_features(snakemake.input.features)
-    scores = load_scores(snakemake.input.scores, *f.test_sizes)
+    scores = load_scores(snakemake.input.scores, *f.test_sizes, features=f)
     method, m = snakemake.params.sweeps["rerank"], snakemake.params.muse
     r = rankings(f, scores, method, snakemake.params.rerank, m["alpha"], m["tau"], m["C"])
     ranking_figure(r["query"], [(method, r["rows"][0]), (f"MUSE + {method}", r["rows"][1])], snakemake.output[0])

@@ -5,4 +5,4 @@ from muse.mllm.score import merge_shards
 
 with logged(snakemake.log[0]):
     f = load_features(snakemake.input.features)
-    merge_shards(snakemake.input.shards, snakemake.output[0], *f.test_sizes)
+    merge_shards(snakemake.input.shards, snakemake.output[0], f)

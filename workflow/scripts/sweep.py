@@ -9,7 +9,7 @@ from muse.report.tables import sweep
 with logged(snakemake.log[0]):
     cfg, param = snakemake.params.sweeps, snakemake.wildcards.param
     f = load_features(snakemake.input.features)
-    scores = load_scores(snakemake.input.scores, *f.test_sizes)
+    scores = load_scores(snakemake.input.scores, *f.test_sizes, features=f)
     rows = sweep(f, scores, param, cfg[param], snakemake.params.base, cfg["rerank"], snakemake.params.rerank)
     with atomic_path(snakemake.output.csv) as tmp:
         pd.DataFrame([{k: r[k] for k in ("param", "value", "mAP", "R1", "R5", "R10", "mINP")} for r in rows]

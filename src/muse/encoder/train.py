@@ -10,8 +10,10 @@
 - AdamW; the learning rate warms up linearly from ``warmup_factor`` over ``warmup_epochs`` and is
   multiplied by ``lr_gamma`` at each milestone; P×K batches; horizontal flip only.
 
-A checkpoint is written after every epoch; a killed run resumes from it and, since each epoch's
-batches and flips are drawn from (seed, epoch), ends with the same weights.
+A checkpoint is written after every epoch with the fingerprint of the training rows, the model
+config, the recipe and the initial weights; a killed run resumes from it only if they are
+unchanged and, since each epoch's batches and flips are drawn from (seed, epoch), ends with the
+same weights.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from muse.encoder.data import Images, identity_batches
 from muse.encoder.features import embed
 from muse.encoder.model import ReIDEncoder, load_clip_visual
 from muse.errors import MuseError
-from muse.io import atomic_path
+from muse.io import atomic_path, digest, files_digest, resumable
 
 
 @dataclass
@@ -113,13 +115,16 @@ def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weight
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda")
     start = 0
+    fingerprint = digest(train.path.to_numpy(str), train.pid.to_numpy(np.int64), train.camid.to_numpy(np.int64), clip,
+                         {k: v for k, v in asdict(cfg).items() if k != "workers"}, files_digest(weights))
     if ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start = state["epoch"]
-        print(f"resuming {out} after epoch {start}", file=sys.stderr)
+        if resumable(ckpt, state.get("fingerprint"), fingerprint):
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            start = state["epoch"]
+            print(f"resuming {out} after epoch {start}", file=sys.stderr)
     paths = train.path.tolist()
     y_all = torch.as_tensor(labels)
     for epoch in range(start, cfg.epochs):
@@ -150,7 +155,7 @@ def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weight
               file=sys.stderr, flush=True)
         with atomic_path(ckpt) as tmp:
             torch.save({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scaler": scaler.state_dict()}, tmp)
+                        "scaler": scaler.state_dict(), "fingerprint": fingerprint}, tmp)
     model.cpu().eval().save_pretrained(out)
     ckpt.unlink(missing_ok=True)
     return model

@@ -49,7 +49,7 @@ from tqdm import tqdm
 from muse.config import from_section
 from muse.errors import MuseError
 from muse.evaluate import roc_auc
-from muse.io import atomic_path, sha256
+from muse.io import atomic_path, digest, resumable, sha256
 from muse.mllm.prompt import ANSWERS, VARIANTS, PairImages
 from muse.mllm.sft import answer_loss as pair_loss
 from muse.mllm.sft import answer_target_loss, read_pairs
@@ -273,13 +273,11 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
     optimiser = None
     if (ckpt / "state.pt").is_file():
         state = torch.load(ckpt / "state.pt", weights_only=True)
-        if json.loads(state["fingerprint"]) == fingerprint:
+        if resumable(ckpt, digest(json.loads(state["fingerprint"])), digest(fingerprint)):
             model.load_state_dict(state["model"])
             start, history = (state["stage"], state["step"]), json.loads(state["history"])
             optimiser = state["optimizer"] or None
             print(f"resuming {out} at stage {stages[min(start[0], 2)][0]}, step {start[1]}", file=sys.stderr)
-        else:
-            print(f"{ckpt}: made from another corpus or recipe; starting over", file=sys.stderr)
     model.train()
     for si, (name, steps, peak, params) in enumerate(stages):
         if si < start[0] or steps == 0:

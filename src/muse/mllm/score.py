@@ -24,6 +24,7 @@ occurs in the prompt is divided by θ when positive and multiplied by θ otherwi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import sys
@@ -37,7 +38,7 @@ from tqdm import tqdm
 
 from muse.distance import Distance
 from muse.errors import MuseError
-from muse.io import Features, Scores, load_scores, save_scores
+from muse.io import Features, Scores, digest, files_digest, load_scores, resumable, save_scores
 from muse.mllm.prompt import IMAGE_SIZE, PairImages, messages
 
 ENGINES = ("cached", "naive")
@@ -47,10 +48,14 @@ LOGITS = ("raw", "generate")
 class Judge:
     """A loaded MLLM with the token layout of one prompt variant."""
 
-    def __init__(self, model, processor, answer_ids: tuple[int, int], variant: str = "dap", logits: str = "raw"):
+    def __init__(self, model, processor, answer_ids: tuple[int, int], variant: str = "dap", logits: str = "raw",
+                 source: str | None = None):
+        """``source``: the identity of the model and adapter files (:func:`load_judge`); without
+        it, the digest of the weights stands in when a fingerprint is needed."""
         if logits not in LOGITS:
             raise MuseError(f"unknown logits '{logits}': expected one of {', '.join(LOGITS)}")
         self.model, self.processor, self.answer = model, processor, list(answer_ids)
+        self._source = source
         self.dev = next(model.parameters()).device
         self.text = processor.apply_chat_template(messages(variant), add_generation_prompt=True, tokenize=False)
         blank = Image.new("RGB", IMAGE_SIZE[::-1])
@@ -66,6 +71,16 @@ class Judge:
         self.embeddings = model.get_input_embeddings()(self.input_ids)
         theta = (model.generation_config.repetition_penalty or 1.0) if logits == "generate" else 1.0
         self.theta = torch.tensor([theta if (self.input_ids == a).any() else 1.0 for a in self.answer], device=self.dev)
+
+    @property
+    def source(self) -> str:
+        if self._source is None:
+            self._source = digest(*(t.detach().float().cpu().numpy() for t in self.model.state_dict().values()))
+        return self._source
+
+    def fingerprint(self) -> str:
+        """What the logits depend on besides the pairs: weights, prompt and the logits' form."""
+        return digest(self.source, self.text, self.theta.tolist())
 
     def stored(self, s: torch.Tensor) -> torch.Tensor:
         """(B, 2) [s_yes, s_no] as stored: the raw logits, or after the repetition penalty."""
@@ -121,6 +136,15 @@ class Judge:
         pos = self.positions[:, :, self.P:].expand(-1, b, -1)
         out = self.model(inputs_embeds=emb, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
         return self.stored(out.logits[:, -1, self.answer].float())
+
+
+def load_judge(model_dir, adapter=None, variant: str = "dap", logits: str = "raw") -> Judge:
+    """The judge of a local model directory and optional LoRA adapter (merged), its ``source``
+    the cheap identity (:func:`muse.io.files_digest`) of both."""
+    from muse.mllm.model import load
+
+    return Judge(*load(model_dir, adapter), variant=variant, logits=logits,
+                 source=digest(files_digest(model_dir), files_digest(adapter)))
 
 
 def _scores_for(judge: Judge, engine: str, groups, images, feats: dict, batch: int, bar) -> dict:
@@ -186,43 +210,99 @@ def shard_rows(Q: int, shard: str) -> slice:
 
 
 def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slice, engine: str = "cached",
-               batch: int = 8, swap: bool = False, chunk: int = 64, progress: bool = True) -> Scores:
-    """Score the query ``rows`` and write them to ``out``; finished chunks of ``chunk`` queries are
-    kept in ``<out>.parts/`` so that a killed run resumes where it stopped."""
+               batch: int = 8, swap: bool = False, chunk: int = 64, progress: bool = True,
+               features: str | None = None, offset: int = 0) -> Scores:
+    """Score the query ``rows`` and write them to ``out``, recording the rows (shifted by
+    ``offset``, the index of ``q_paths[0]`` among the test set's queries) and the ``features``
+    fingerprint. Finished chunks of ``chunk`` queries are kept in ``<out>.parts/`` with the
+    fingerprint of the judge and the pairs, so that a killed run resumes where it stopped, and a
+    run with anything else changed starts over; ``<out>.lock`` refuses a second writer."""
+    if batch < 1:
+        raise MuseError(f"--batch {batch}: expected a positive number of pairs per forward")
     out = Path(out)
     parts = Path(f"{out}.parts")
-    parts.mkdir(parents=True, exist_ok=True)
-    pieces = []
-    for start in range(rows.start, rows.stop, chunk):
-        stop = min(start + chunk, rows.stop)
-        part = parts / f"{start:08d}-{stop:08d}.npz"
-        if part.exists():
-            pieces.append(load_scores(part, stop - start, len(g_paths)))
-            continue
-        sy, sn = score_queries(judge, q_paths[start:stop], g_paths, cand[start:stop], engine, batch, swap, progress)
-        pieces.append(Scores(cand[start:stop], sy, sn))
-        save_scores(part, pieces[-1])
-    merged = Scores.concat(pieces)
-    save_scores(out, merged)
-    shutil.rmtree(parts)
+    fingerprint = digest(judge.fingerprint(), np.asarray(q_paths), np.asarray(g_paths), cand, rows.start,
+                         rows.stop, engine, swap, chunk)
+    with _exclusive(Path(f"{out}.lock")):
+        stamp = parts / "fingerprint"
+        if parts.exists() and not resumable(parts, stamp.read_text() if stamp.is_file() else None, fingerprint):
+            shutil.rmtree(parts)
+        parts.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fingerprint)
+        pieces = []
+        for start in range(rows.start, rows.stop, chunk):
+            stop = min(start + chunk, rows.stop)
+            part = parts / f"{start:08d}-{stop:08d}.npz"
+            if part.exists():
+                pieces.append(load_scores(part, stop - start, len(g_paths)))
+                continue
+            sy, sn = score_queries(judge, q_paths[start:stop], g_paths, cand[start:stop], engine, batch, swap, progress)
+            pieces.append(Scores(cand[start:stop], sy, sn))
+            save_scores(part, pieces[-1])
+        merged = Scores.concat(pieces)
+        merged = Scores(merged.cand, merged.s_yes, merged.s_no, rows=(offset + rows.start, offset + rows.stop),
+                        features=features)
+        save_scores(out, merged)
+        shutil.rmtree(parts)
     return merged
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path):
+    """Hold an exclusive lock on ``lock`` (released by the OS if the process dies)."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MuseError(f"{lock}: another process is writing this output") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
 
 def score_features(judge: Judge, features: Features, C: int, out, shard: str = "0/1", engine: str = "cached",
                    batch: int = 8, swap: bool = False) -> slice:
     """Score shard ``shard`` (i/n) of a test set's queries against their top-``C`` gallery
-    candidates by the base distance, into ``out``; returns the shard's query rows."""
+    candidates by the base distance, into ``out`` (with its query rows and the features'
+    fingerprint); returns the shard's query rows."""
     q, g = features.query_gallery()
     rows = shard_rows(len(q.pids), shard)
+    if rows.stop == rows.start:
+        raise MuseError(f"--shard {shard}: no queries in this shard of {len(q.pids)}; use fewer shards")
     cand = Distance(q.feats[rows], g.feats).top_candidates(C)     # this shard's queries only
-    score_file(judge, q.paths[rows], g.paths, cand, out, slice(0, len(cand)), engine, batch, swap)
+    score_file(judge, q.paths[rows], g.paths, cand, out, slice(0, len(cand)), engine, batch, swap,
+               features=features.fingerprint(), offset=rows.start)
     return rows
 
 
-def merge_shards(shards, out, Q: int, G: int) -> Scores:
-    """Concatenate shard files (in query order) into one scores file covering all Q queries."""
-    merged = Scores.concat([load_scores(path, None, G) for path in shards])
-    if len(merged.cand) != Q:
-        raise MuseError(f"shards cover {len(merged.cand)} queries, expected {Q}")
+def merge_shards(shards, out, features: Features) -> Scores:
+    """One scores file covering all queries of ``features`` from shard files, in the order of
+    their query rows; shards of other features, gaps and overlaps are errors."""
+    Q, G = features.test_sizes
+    fp = features.fingerprint()
+    pieces = []
+    for path in shards:
+        s = load_scores(path, None, G)
+        if s.rows is None or s.features != fp:
+            raise MuseError(f"{path}: not a shard of these features (scored on another features file, or "
+                            "written without its query rows)")
+        if s.rows[1] - s.rows[0] != len(s.cand):
+            raise MuseError(f"{path}: holds {len(s.cand)} queries but says rows {s.rows[0]}..{s.rows[1] - 1}")
+        pieces.append((s.rows, path, s))
+    pieces.sort(key=lambda x: x[0])
+    end = 0
+    for (start, stop), path, _ in pieces:
+        if start != end:
+            what = "overlaps the shard before it" if start < end else f"leaves queries {end}..{start - 1} unscored"
+            raise MuseError(f"{path}: rows {start}..{stop - 1} {what}")
+        end = stop
+    if end != Q:
+        raise MuseError(f"shards cover {end} queries, expected {Q}")
+    merged = Scores.concat([s for *_, s in pieces])
+    merged = Scores(merged.cand, merged.s_yes, merged.s_no, rows=(0, Q), features=fp)
     save_scores(out, merged)
     return merged

@@ -10,7 +10,8 @@ language model (``q, k, v, o, gate, up, down`` projections); ``vision_attention`
 vision blocks' attention (``qkv``, ``proj``). Modules are selected by a regular expression so that
 the patch-embedding Conv3d (also named ``proj``) and the merger are left alone. AdamW, cosine schedule from ``lr`` to ``lr_min`` over all steps, batch
 ``batch`` pairs; bf16 on GPU, fp32 on CPU; several GPUs when launched with ``accelerate`` or
-``torchrun``. A checkpoint after every epoch lets a killed run resume with the same result.
+``torchrun``. A checkpoint after every epoch (with the fingerprint of the model, the pairs and the
+recipe) lets a killed run resume with the same result; another fingerprint starts over.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from muse.errors import MuseError
-from muse.io import atomic_path
+from muse.io import atomic_path, digest, files_digest, resumable
 from muse.mllm.prompt import ANSWERS, PairImages
 
 def lora_targets(vision_attention: bool = False) -> str:
@@ -129,6 +130,7 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
     judge = Judge(acc.unwrap_model(model).base_model.model, processor, yes_no, cfg.prompt)
     judge.model = model                                   # train through the (wrapped) adapter
     images = PairImages()
+    fingerprint = digest(files_digest(model_dir), train, val, asdict(cfg))
     if cfg.fraction < 1.0:
         keep = np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:max(1, round(cfg.fraction * len(train)))]
         train = [train[i] for i in sorted(keep)]
@@ -138,10 +140,11 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
     start, history = 0, []
     if ckpt.exists():
         state = torch.load(ckpt / "state.pt", map_location=acc.device, weights_only=True)
-        set_peft_model_state_dict(acc.unwrap_model(model), state["adapter"])
-        opt.load_state_dict(state["optimizer"])
-        start, history = state["epoch"], json.loads((ckpt / "history.json").read_text())
-        print(f"resuming {out} after epoch {start}", file=sys.stderr)
+        if resumable(ckpt, state.get("fingerprint"), fingerprint):
+            set_peft_model_state_dict(acc.unwrap_model(model), state["adapter"])
+            opt.load_state_dict(state["optimizer"])
+            start, history = state["epoch"], json.loads((ckpt / "history.json").read_text())
+            print(f"resuming {out} after epoch {start}", file=sys.stderr)
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 100_003 + epoch)        # LoRA dropout: fixed by (seed, epoch)
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
@@ -169,7 +172,7 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
             with atomic_path(ckpt) as tmp:
                 tmp.mkdir()
                 torch.save({"epoch": epoch + 1, "adapter": get_peft_model_state_dict(acc.unwrap_model(model)),
-                            "optimizer": opt.state_dict()}, tmp / "state.pt")
+                            "optimizer": opt.state_dict(), "fingerprint": fingerprint}, tmp / "state.pt")
                 (tmp / "history.json").write_text(json.dumps(history))
         acc.wait_for_everyone()
     if acc.is_main_process:

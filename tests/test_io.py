@@ -1,0 +1,79 @@
+"""Artefact I/O: atomic replacement of files and directories under kills, digests."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from muse.io import atomic_path, digest, files_digest
+
+WRITER = """
+import os, shutil, sys
+from pathlib import Path
+from muse.io import atomic_path
+out, n, stage = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+if stage == "deleting":          # killed half-way through removing a directory
+    def dying(p, *a, **k):
+        files = sorted(f for f in Path(p).rglob("*") if f.is_file())
+        for f in files[:len(files) // 2]:
+            f.unlink()
+        os.kill(os.getpid(), 9)
+    shutil.rmtree = dying
+with atomic_path(out) as tmp:
+    tmp.mkdir()
+    for i in range(n):
+        (tmp / f"{i:05d}").write_text("new")
+        if stage == "writing" and i == n // 2:
+            os.kill(os.getpid(), 9)
+    if stage == "before-swap":
+        os.kill(os.getpid(), 9)
+if stage == "after-swap":
+    os.kill(os.getpid(), 9)
+"""
+
+
+def _old(path, n):
+    path.mkdir()
+    for i in range(n):
+        (path / f"{i:05d}").write_text("old")
+
+
+@pytest.mark.parametrize("stage", ["writing", "before-swap", "deleting", "after-swap", "none"])
+def test_directory_replacement_is_whole_old_or_whole_new(tmp_path, stage):
+    """A writer killed at any step leaves the whole old directory or the whole new one at the
+    path, never a mixture or nothing."""
+    out = tmp_path / "artefact"
+    _old(out, 2000)
+    res = subprocess.run([sys.executable, "-c", WRITER, str(out), "3000", stage], capture_output=True, text=True)
+    assert res.returncode == (0 if stage == "none" else -signal.SIGKILL), res.stderr
+    contents = {p.read_text() for p in out.iterdir()}
+    n = len(list(out.iterdir()))
+    if stage in ("writing", "before-swap"):
+        assert contents == {"old"} and n == 2000
+    else:
+        assert contents == {"new"} and n == 3000
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "artefact"]
+    assert all(name.startswith(".artefact.") and name.endswith(".tmp") for name in leftovers)
+
+
+def test_failed_block_keeps_the_old_file(tmp_path):
+    out = tmp_path / "f.txt"
+    out.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(out) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError
+    assert out.read_text() == "old" and os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_digests(tmp_path):
+    assert digest(np.array(["a", "b"])) == digest(np.array(["a", "b"], dtype=object)) != digest(np.array(["ab"]))
+    assert digest(np.arange(3)) != digest(np.arange(3.0)) and digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w").write_text("1")
+    before = files_digest(tmp_path / "m")
+    (tmp_path / "m" / "w").write_text("22")
+    assert files_digest(tmp_path / "m") != before and files_digest(None) is None
