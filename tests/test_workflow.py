@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -190,7 +191,7 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
     assert "synth_world" not in out and "init_tiny_mllm" not in out
     assert "shard7" in out                      # 8 scoring shards per (protocol, adapter)
     assert all(f"sweeps/{p}.png" in out for p in ("C", "alpha", "tau"))
-    assert "accelerate launch --multi_gpu --num_processes 4 -m muse.cli sft" in out    # one job, 4 GPUs
+    assert f"{sys.executable} -m accelerate.commands.launch --multi_gpu --num_processes 4 -m muse.cli sft" in out  # one job, 4 GPUs, this interpreter
 
 
 def test_lint_passes(tmp_path):

@@ -1,7 +1,10 @@
 # Validation of the config and input functions shared by the rules.
+import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -110,8 +113,11 @@ def score_inputs(w):
 
 
 def sft_launch(gpus):
-    """One process, or one per GPU through accelerate for a multi-GPU fine-tuning job."""
-    return "python" if gpus <= 1 else f"accelerate launch --multi_gpu --num_processes {gpus}"
+    """One process, or one per GPU through accelerate for a multi-GPU fine-tuning job; the
+    interpreter running the workflow (that of the rule's conda environment with --use-conda)."""
+    with_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    python = "python" if with_conda else shlex.quote(sys.executable)
+    return python if gpus <= 1 else f"{python} -m accelerate.commands.launch --multi_gpu --num_processes {gpus}"
 
 
 SFT_GPUS = config["mllm"].get("sft_gpus", 1) if config["gpu"] else 0
