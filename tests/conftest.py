@@ -1,3 +1,6 @@
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,3 +28,17 @@ def market(tmp_path) -> Path:
         write_image(root / "bounding_box_test" / name)
     (root / "bounding_box_test" / "Thumbs.db").write_bytes(b"\0\1")
     return root
+
+
+def muse(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def fails_with_one_line(res, *fragments):
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if re.match(r"muse( [\w-]+)*: error: ", ln)]
+    assert len(errors) == 1 and res.stderr.rstrip().endswith(errors[0]), res.stderr
+    assert "Traceback" not in res.stderr
+    for f in fragments:
+        assert f in errors[0], errors[0]

@@ -1,30 +1,14 @@
 """The `muse` command: outputs on good input, one clear line and no output on bad input."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import write_image
+from conftest import fails_with_one_line, muse, write_image
 from muse.evaluate import roc_auc
 from muse.io import Features, load_features, save_features
 from test_evaluate import random_case, reference
-
-
-def muse(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd)
-
-
-def fails_with_one_line(res, *fragments):
-    assert res.returncode != 0
-    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("muse: error: ")]
-    assert len(errors) == 1 and res.stderr.rstrip().endswith(errors[0]), res.stderr
-    assert "Traceback" not in res.stderr
-    for f in fragments:
-        assert f in errors[0], errors[0]
 
 
 def test_manifest_writes_csv_and_sidecar(market, tmp_path):

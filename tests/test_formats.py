@@ -1,5 +1,7 @@
 """Dataset readers on tiny folders in the real layouts."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -63,6 +65,19 @@ def write_msmt(root, release):
             write_image(folder / line.split()[0])
         (root / f"list_{split}.txt").write_text("\n".join(lines) + "\n")
     return lists
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("0000/0000_000_01_0303morning_0015_0.jpg 0", "is listed twice (also list_train.txt:1)"),
+    ("../0000_000_01_0303morning_0015_0.jpg 0", "leaves the dataset folder"),
+    ("/etc/0000_000_01_0303morning_0015_0.jpg 0", "leaves the dataset folder"),
+])
+def test_msmt17_list_duplicates_and_escapes(tmp_path, line, fragment):
+    write_msmt(tmp_path, "v2")
+    listing = tmp_path / "list_val.txt"
+    listing.write_text(listing.read_text() + line + "\n")
+    with pytest.raises(MuseError, match=f"list_val.txt:2: .*{re.escape(fragment)}"):
+        formats.read_msmt17(tmp_path)
 
 
 @pytest.mark.parametrize("release", ["v1", "v2"])

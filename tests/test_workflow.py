@@ -66,6 +66,12 @@ def test_data_rules_build_manifests_then_nothing_to_do(workdir):
     (lambda c: c.update(colour="red"), "colour"),
     (lambda c: c["datasets"]["MA"].update(format="viper"), "viper"),
     (lambda c: c["world"]["domains"]["MA"].update(train_ids=0), "train_ids"),
+    (lambda c: c["rerank"]["krnn"].update(k1=0), "rerank.krnn: krnn k1 = 0"),
+    (lambda c: c["rerank"]["caj"].update(lam=5), "rerank.caj: caj lambda = 5"),
+    (lambda c: c["rerank"]["ecn"].update(kk=3), "rerank.ecn: re-ranking 'ecn' has no parameter 'kk'"),
+    (lambda c: c["encoder"].update(weights="/nonexistent/ViT-B-16.pt"), "encoder.weights: /nonexistent/ViT-B-16.pt"),
+    (lambda c: c["mllm"]["models"].update({"../escape": "tiny:qwen2_vl"}), "name '../escape'"),
+    (lambda c: c["mining"].update(val_ids=1.0), "val_ids"),
 ])
 def test_config_errors_name_the_key(workdir, edit, fragment):
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())

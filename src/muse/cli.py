@@ -10,6 +10,24 @@ from pathlib import Path
 from muse.errors import MuseError, report
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error of muse."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _data_manifest(a):
     from muse.data.formats import manifest, write_manifest
     from muse.io import write_meta
@@ -57,11 +75,16 @@ def _evaluate(a):
     overrides = {k: getattr(a, k) for k in _RERANK_OPTIONS if getattr(a, k) is not None}
     params = {"features": str(a.features), "rerank": a.rerank, **params_for(a.rerank, overrides)}
     fusion = None
-    if a.scores is not None:
+    if a.scores is None:
+        given = [f"--{k}" for k in ("alpha", "tau", "C") if getattr(a, k) is not None]
+        if given:
+            raise MuseError(f"{', '.join(given)} without --scores: μ-fusion needs the MLLM's scores")
+    else:
         s = load_scores(a.scores, len(q.pids), len(g.pids), features=f)
         C = s.width if a.C is None else a.C
-        fusion = (s, a.alpha, a.tau, C)
-        params.update(scores=str(a.scores), alpha=a.alpha, tau=a.tau, C=C)
+        alpha, tau = 0.2 if a.alpha is None else a.alpha, 5.0 if a.tau is None else a.tau
+        fusion = (s, alpha, tau, C)
+        params.update(scores=str(a.scores), alpha=alpha, tau=tau, C=C)
     blocks = rerank_features(q, g, a.rerank, overrides, fusion, block=a.block)
     metrics = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
     result = {k: metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP", "num_queries")}
@@ -92,7 +115,10 @@ def _train_encoder(a):
     manifests = {}
     for path in a.manifest:
         df = read_manifest(path)
-        manifests[df.domain.iloc[0]] = df
+        domain = df.domain.iloc[0]
+        if domain in manifests:
+            raise MuseError(f"{path}: a second --manifest of domain {domain}")
+        manifests[domain] = df
     train = combine_train(manifests, list(manifests))
     train_encoder(train, clip_from_config(enc), a.out, config_from(enc["train"]), weights=enc["weights"])
     write_meta(a.out, enc, inputs=a.manifest)
@@ -154,15 +180,17 @@ def _mllm_pretrain(a):
 
 
 # SFTConfig fields settable from the command line (the rest of the recipe: muse.mllm.sft)
-SFT_OPTIONS = {"epochs": int, "lr": float, "lr_min": float, "weight_decay": float, "batch": int, "rank": int,
-               "lora_alpha": int, "lora_dropout": float, "fraction": float, "val_every": int, "seed": int}
+SFT_OPTIONS = {"epochs": positive, "lr": float, "lr_min": float, "weight_decay": float, "batch": positive,
+               "rank": positive, "lora_alpha": positive, "lora_dropout": float, "fraction": float,
+               "val_every": positive, "seed": int}
 
 
 def _sft(a):
     from muse.io import write_meta
     from muse.mllm.sft import SFTConfig, read_pairs, sft
 
-    cfg = SFTConfig(**{k: getattr(a, k) for k in ("prompt", "vision_attention", *SFT_OPTIONS) if getattr(a, k) is not None})
+    given = ("prompt", "vision_attention", *SFT_OPTIONS)
+    cfg = SFTConfig(**{k: getattr(a, k) for k in given if getattr(a, k) is not None})
     val = read_pairs(a.val_pairs) if a.val_pairs else None
     history = sft(a.model, read_pairs(a.pairs), a.out, cfg, val=val)
     write_meta(a.out, {"sft": cfg.__dict__}, inputs=[a.pairs] + ([a.val_pairs] if a.val_pairs else []))
@@ -239,7 +267,7 @@ def _bench_dg(a):
 def parser() -> argparse.ArgumentParser:
     from muse.mllm.prompt import VARIANTS
 
-    p = argparse.ArgumentParser(prog="muse", description=__doc__)
+    p = _Parser(prog="muse", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="datasets: manifests, conversion, the synthetic world")
@@ -269,12 +297,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--features", required=True, type=Path)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--out", type=Path, help="also write the JSON result here")
-    e.add_argument("--block", type=int, default=256, help="queries per distance block")
+    e.add_argument("--block", type=positive, default=256, help="queries per distance block")
     e.add_argument("--rerank", default="none", choices=["none", "krnn", "ecn", "caj"])
     e.add_argument("--scores", type=Path, help="pair-scores file: apply μ-fusion before re-ranking")
-    e.add_argument("--alpha", type=float, default=0.2, help="μ-fusion weight α (default 0.2)")
-    e.add_argument("--tau", type=float, default=5.0, help="temperature τ (default 5)")
-    e.add_argument("--C", type=int, help="candidates fused per query (default: all stored)")
+    e.add_argument("--alpha", type=float, help="μ-fusion weight α (default 0.2; with --scores)")
+    e.add_argument("--tau", type=float, help="temperature τ (default 5; with --scores)")
+    e.add_argument("--C", type=positive, help="candidates fused per query (default: all stored; with --scores)")
     g = e.add_argument_group("re-ranking parameters (defaults: the original papers')")
     for name, kind in _RERANK_OPTIONS.items():
         g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
@@ -291,7 +319,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--encoder", required=True, type=Path)
     x.add_argument("--manifest", required=True, type=Path)
     x.add_argument("--splits", default="query,gallery", help="comma-separated splits (default query,gallery)")
-    x.add_argument("--batch", type=int, default=128)
+    x.add_argument("--batch", type=positive, default=128)
     x.add_argument("--out", required=True, type=Path)
     x.set_defaults(func=_extract)
 
@@ -341,14 +369,15 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--model", required=True, type=Path)
     sc.add_argument("--adapter", type=Path, help="LoRA adapter (none: zero-shot)")
     sc.add_argument("--features", required=True, type=Path, help="query/gallery features; image paths come from it")
-    sc.add_argument("--C", type=int, required=True, help="candidates per query (the largest any table needs)")
+    sc.add_argument("--C", type=positive, required=True, help="candidates per query (the largest any table needs)")
     sc.add_argument("--engine", choices=["cached", "naive"], default="cached")
-    sc.add_argument("--batch", type=int, default=8, help="pairs per forward")
+    sc.add_argument("--batch", type=positive, default=8, help="pairs per forward")
     sc.add_argument("--shard", default="0/1", help="i/n: score the i-th of n query ranges")
     sc.add_argument("--swap", action="store_true", help="average with query and candidate swapped")
     sc.add_argument("--prompt", choices=VARIANTS, default="dap")
     sc.add_argument("--logits", choices=["raw", "generate"], default="raw",
-                    help="raw: the model's logits; generate: as the release's generate().scores[0] (repetition penalty)")
+                    help="raw: the model's logits; generate: as the release's generate().scores[0] "
+                         "(repetition penalty)")
     sc.add_argument("--out", required=True, type=Path)
     sc.set_defaults(func=_score)
     sm = sub.add_parser("score-merge", help="merge score shards (in query order) into one file")
@@ -362,7 +391,7 @@ def parser() -> argparse.ArgumentParser:
     be = bsub.add_parser("evaluate", help="evaluation of random features")
     be.add_argument("--size", choices=["market", "msmt17"], default="msmt17")
     be.add_argument("--dim", type=int, default=512)
-    be.add_argument("--block", type=int, default=256)
+    be.add_argument("--block", type=positive, default=256)
     be.set_defaults(func=_bench_evaluate)
     br = bsub.add_parser("rerank", help="μ-fusion + re-ranking + evaluation of clustered random features")
     br.add_argument("--size", choices=["market", "msmt17"], default="market")
@@ -379,8 +408,8 @@ def parser() -> argparse.ArgumentParser:
     bs = bsub.add_parser("score", help="pairs/s of the scoring engines and their max logit difference")
     bs.add_argument("--model", type=Path, help="model directory (default: a fresh tiny model)")
     bs.add_argument("--queries", type=int, default=8)
-    bs.add_argument("--C", type=int, default=40)
-    bs.add_argument("--batch", type=int, default=8)
+    bs.add_argument("--C", type=positive, default=40)
+    bs.add_argument("--batch", type=positive, default=8)
     bs.set_defaults(func=_bench_score)
     return p
 

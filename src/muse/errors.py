@@ -5,6 +5,11 @@ from __future__ import annotations
 import contextlib
 import sys
 
+from PIL import Image
+
+
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
 
 class MuseError(Exception):
     """Bad input or configuration: the message names the file or key and what was expected.
@@ -33,3 +38,14 @@ def logged(log_path):
             raise SystemExit(1) from None
         finally:
             sys.stderr = original
+
+
+@contextlib.contextmanager
+def readable_image(path):
+    """Turn a failure to decode the image at ``path`` (broken, truncated, a decompression bomb)
+    into one :class:`MuseError` line naming it."""
+    try:
+        yield
+    except IMAGE_ERRORS as e:
+        reason = str(e).replace(f" '{path}'", "")
+        raise MuseError(f"{path}: unreadable image ({reason})") from None

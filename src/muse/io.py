@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +41,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield target
         if target.is_dir() and path.is_dir() and not path.is_symlink():
             _exchange(target, path)
+        elif path.is_dir() and not path.is_symlink():
+            raise MuseError(f"{path}: is a directory; expected the path of a file to write")
         else:
             os.replace(target, path)
     finally:
@@ -55,6 +58,24 @@ def _exchange(a: Path, b: Path) -> None:
     if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
         err = ctypes.get_errno()
         raise MuseError(f"{b}: cannot replace the directory atomically ({os.strerror(err)})")
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path):
+    """Hold an exclusive lock on the file ``lock`` (released by the OS if the process dies), or
+    refuse in one line while another process holds it: one writer per output."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MuseError(f"{lock}: another process is writing this output") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -206,8 +227,8 @@ def _load_npz(path: Path, fields, what: str) -> dict:
             if missing:
                 raise MuseError(f"{path}: missing array(s) {', '.join(missing)}")
             return {f: z[f] for f in fields}
-    except (OSError, ValueError) as e:
-        raise MuseError(f"{path}: not a readable .npz ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise MuseError(f"{path}: not a readable .npz ({e or type(e).__name__})") from None
 
 
 def load_features(path) -> Features:
@@ -223,6 +244,10 @@ def load_features(path) -> Features:
             raise MuseError(f"{path}: '{f}' has shape {arrays[f].shape}, expected ({n},)")
     if not np.isfinite(feats).all():
         raise MuseError(f"{path}: 'feats' contains NaN or inf")
+    zero = int((~feats.any(axis=1)).sum())
+    if n > 1 and (zero or not np.ptp(feats, axis=0).any()):
+        what = f"{zero} of {n} rows are all zero" if zero else "all rows are equal"
+        print(f"muse: warning: {path}: 'feats' is degenerate ({what}): their distances tie", file=sys.stderr)
     arrays["feats"] = feats.astype(np.float32, copy=False)
     arrays["split"] = arrays["split"].astype(str)
     arrays["paths"] = arrays["paths"].astype(str)

@@ -34,8 +34,10 @@ def dataset_root(wildcards):
 import re
 
 from muse.data.protocols import adaptation_domains, get as get_protocol
+from muse.errors import MuseError
 from muse.mining import STRATEGIES
 from muse.mllm.prompt import VARIANTS
+from muse.rerank import params_for
 from muse.report.tables import ABLATION_TABLES, TABLES, Variant, ablation_rows
 
 MLLMS = config["mllm"]["models"]
@@ -47,6 +49,15 @@ _BUILT = [f"{kind}:{arch}" for kind in ("tiny", "pretrained") for arch in SMALL_
 for _name, _source in MLLMS.items():
     if _source.startswith(("tiny", "pretrained")) and _source not in _BUILT:
         raise WorkflowError(f"mllm.models.{_name}: {_source} is not one of {', '.join(_BUILT)} or a directory")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", _name):
+        raise WorkflowError(f"mllm.models: name {_name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
+for _method, _params in config["rerank"].items():
+    try:
+        params_for(_method, _params)
+    except MuseError as e:
+        raise WorkflowError(f"rerank.{_method}: {e}")
+if config["encoder"].get("weights") and not Path(config["encoder"]["weights"]).is_file():
+    raise WorkflowError(f"encoder.weights: {config['encoder']['weights']} is not a file")
 
 
 wildcard_constraints:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy.io import loadmat
+from scipy.io.matlab import MatReadError
 from tqdm import tqdm
 
-from muse.errors import MuseError
+from muse.errors import MuseError, readable_image
 from muse.io import atomic_path
 
 _PERSON = re.compile(r"p(\d+)")
@@ -33,7 +34,7 @@ def _persons(mat_path: Path, variable: str) -> list:
     try:
         items = loadmat(mat_path)[variable].ravel()
         return [item.ravel()[0] if isinstance(item, np.ndarray) else item for item in items]
-    except (KeyError, ValueError, IndexError, OSError) as e:
+    except (KeyError, ValueError, IndexError, OSError, MatReadError) as e:
         raise MuseError(f"{mat_path}: not a CUHK-SYSU {mat_path.name} ({e})") from None
 
 
@@ -71,12 +72,8 @@ def convert_cuhksysu(raw, out, split: str = "train") -> int:
                 if s is None:
                     raise MuseError(f"{mat_path}: scene name {imname!r} is not of the form s<number>.jpg")
                 x, y, w, h = np.asarray(scene["idlocate"], dtype=float).ravel()[:4]
-                try:
-                    with Image.open(scenes / imname) as im:
-                        box = (max(0, int(x)), max(0, int(y)),
-                               min(im.width, int(x + w)), min(im.height, int(y + h)))
-                        im.convert("RGB").crop(box).save(crops / f"p{int(m[1])}_s{int(s[1])}.jpg", quality=95)
-                except OSError as e:
-                    raise MuseError(f"{scenes / imname}: unreadable scene image ({e})") from None
+                with readable_image(scenes / imname), Image.open(scenes / imname) as im:
+                    box = (max(0, int(x)), max(0, int(y)), min(im.width, int(x + w)), min(im.height, int(y + h)))
+                    im.convert("RGB").crop(box).save(crops / f"p{int(m[1])}_s{int(s[1])}.jpg", quality=95)
                 count += 1
     return count

@@ -30,7 +30,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from muse.errors import MuseError
+from muse.errors import MuseError, readable_image
 from muse.io import atomic_path
 
 MANIFEST_COLUMNS = ["path", "pid", "camid", "split", "domain"]
@@ -115,7 +115,7 @@ def read_msmt17(root) -> list[Record]:
     if folders is None:
         raise MuseError(f"{root}: missing 'mask_train_v2/' (V2) or 'train/' (V1) folder")
     _require_dir(folders[1], "test")
-    records = []
+    records, seen = [], {}
     for split, which in _MSMT_LISTS.items():
         listing = root / f"list_{split}.txt"
         if not listing.is_file():
@@ -127,7 +127,12 @@ def read_msmt17(root) -> list[Record]:
             parts = line.split()
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
                 raise MuseError(f"{listing}:{n}: expected 'relative/path.jpg pid', got {line!r}")
+            if Path(parts[0]).is_absolute() or ".." in Path(parts[0]).parts:
+                raise MuseError(f"{listing}:{n}: {parts[0]!r} leaves the dataset folder")
             path = folders[which] / parts[0]
+            if str(path) in seen:
+                raise MuseError(f"{listing}:{n}: {parts[0]} is listed twice (also {seen[str(path)]})")
+            seen[str(path)] = f"{listing.name}:{n}"
             fields = path.name.split("_")
             if len(fields) < 3 or not fields[2].isdigit():
                 raise MuseError(f"{path}: file name has no camera in its third '_' field")
@@ -170,12 +175,8 @@ def read(fmt: str, root, **options) -> list[Record]:
 def check_images(records: list[Record], progress: bool = True) -> None:
     """Decode every image fully; the first unreadable one is an error naming its path."""
     for r in tqdm(records, desc="checking images", unit="img", disable=not progress):
-        try:
-            with Image.open(r.path) as im:
-                im.load()
-        except (OSError, SyntaxError, ValueError) as e:
-            reason = str(e).replace(f" '{r.path}'", "")
-            raise MuseError(f"{r.path}: unreadable image ({reason})") from None
+        with readable_image(r.path), Image.open(r.path) as im:
+            im.load()
 
 
 def manifest(fmt: str, root, domain: str | None = None, check: bool = True, progress: bool = True,
@@ -200,7 +201,13 @@ def read_manifest(path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise MuseError(f"{path}: manifest not found")
-    df = pd.read_csv(path, dtype={"path": str, "pid": int, "camid": int, "split": str, "domain": str})
+    try:
+        df = pd.read_csv(path, dtype={"path": str, "pid": int, "camid": int, "split": str, "domain": str})
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise MuseError(f"{path}: not a manifest (columns {', '.join(MANIFEST_COLUMNS)}; pid, camid integers): "
+                        f"{str(e).splitlines()[0]}") from None
     if list(df.columns) != MANIFEST_COLUMNS:
         raise MuseError(f"{path}: columns {list(df.columns)}, expected {MANIFEST_COLUMNS}")
+    if df.empty:
+        raise MuseError(f"{path}: no rows")
     return df

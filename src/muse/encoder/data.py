@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from muse.errors import MuseError
+from muse.errors import readable_image
 
 MEAN = STD = 0.5
 
@@ -15,11 +15,8 @@ MEAN = STD = 0.5
 def load_image(path: str, size: tuple[int, int], resample=Image.BILINEAR) -> torch.Tensor:
     """(3, H, W) float tensor: RGB, resized to ``size`` = (H, W) (bilinear unless ``resample``),
     scaled to (x − 0.5)/0.5."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB").resize((size[1], size[0]), resample)
-    except OSError as e:
-        raise MuseError(f"{path}: unreadable image ({e})") from None
+    with readable_image(path), Image.open(path) as im:
+        im = im.convert("RGB").resize((size[1], size[0]), resample)
     x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (x - MEAN) / STD
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from muse.errors import MuseError
+from muse.errors import MuseError, readable_image
 
 IMAGE_SIZE = (280, 140)  # H, W
 
@@ -57,11 +57,8 @@ ANSWERS = ("Yes", "No")
 
 def load_pair_image(path: str) -> Image.Image:
     """An RGB image resized to 280×140 (H×W)."""
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB").resize((IMAGE_SIZE[1], IMAGE_SIZE[0]), Image.BICUBIC)
-    except OSError as e:
-        raise MuseError(f"{path}: unreadable image ({e})") from None
+    with readable_image(path), Image.open(path) as im:
+        return im.convert("RGB").resize((IMAGE_SIZE[1], IMAGE_SIZE[0]), Image.BICUBIC)
 
 
 class PairImages(dict):

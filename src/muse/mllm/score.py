@@ -24,7 +24,6 @@ occurs in the prompt is divided by θ when positive and multiplied by θ otherwi
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import shutil
 import sys
@@ -38,7 +37,7 @@ from tqdm import tqdm
 
 from muse.distance import Distance
 from muse.errors import MuseError
-from muse.io import Features, Scores, digest, files_digest, load_scores, resumable, save_scores
+from muse.io import Features, Scores, digest, exclusive, files_digest, load_scores, resumable, save_scores
 from muse.mllm.prompt import IMAGE_SIZE, PairImages, messages
 
 ENGINES = ("cached", "naive")
@@ -223,7 +222,7 @@ def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slic
     parts = Path(f"{out}.parts")
     fingerprint = digest(judge.fingerprint(), np.asarray(q_paths), np.asarray(g_paths), cand, rows.start,
                          rows.stop, engine, swap, chunk)
-    with _exclusive(Path(f"{out}.lock")):
+    with exclusive(Path(f"{out}.lock")):
         stamp = parts / "fingerprint"
         if parts.exists() and not resumable(parts, stamp.read_text() if stamp.is_file() else None, fingerprint):
             shutil.rmtree(parts)
@@ -245,23 +244,6 @@ def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slic
         save_scores(out, merged)
         shutil.rmtree(parts)
     return merged
-
-
-@contextlib.contextmanager
-def _exclusive(lock: Path):
-    """Hold an exclusive lock on ``lock`` (released by the OS if the process dies)."""
-    import fcntl
-
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise MuseError(f"{lock}: another process is writing this output") from None
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
 
 
 def score_features(judge: Judge, features: Features, C: int, out, shard: str = "0/1", engine: str = "cached",

@@ -1,0 +1,79 @@
+"""Bad input: every case gets one line naming the offending file or key, a non-zero exit, and
+leaves no partial output behind."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import fails_with_one_line, muse, write_image
+from muse.io import Features, save_features
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Good and broken input files, written once."""
+    d = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    n = 20
+    save_features(d / "f.npz", Features(rng.normal(size=(n, 4)).astype(np.float32), np.arange(n) % 5,
+                                        np.arange(n) % 2, np.array([f"{i}.jpg" for i in range(n)]),
+                                        np.array(["query"] * 5 + ["gallery"] * 15)))
+    whole = (d / "f.npz").read_bytes()
+    (d / "truncated.npz").write_bytes(whole[:len(whole) // 2])
+    (d / "empty.npz").write_bytes(b"")
+    np.savez(d / "pickled.npz", feats=np.array([object()], dtype=object))
+    (d / "header.csv").write_text("path,pid,camid,split,domain\n")
+    (d / "pid.csv").write_text("path,pid,camid,split,domain\na.jpg,seven,1,train,MA\n")
+    (d / "pairs.jsonl").write_text('{"query": "a.jpg", "candidate": "b.jpg", "label": "Yes"}\n')
+    root = d / "market"
+    for folder in ("bounding_box_train", "query", "bounding_box_test"):
+        write_image(root / folder / "0001_c1s1_000001_00.jpg")
+    Image.new("L", (20000, 20000)).save(root / "bounding_box_train" / "0002_c2s1_000001_00.jpg")   # a bomb
+    cs = d / "cuhksysu"
+    (cs / "Image" / "SSM").mkdir(parents=True)
+    (cs / "annotation" / "test" / "train_test").mkdir(parents=True)
+    (cs / "annotation" / "test" / "train_test" / "Train.mat").write_bytes(b"MATLAB garbage")
+    (d / "config.yaml").write_text("encoder: {clip: {}, image_size: [32, 16], weights: null, batch: 4, train: {}}\n")
+    (d / "outdir").mkdir()
+    return d
+
+
+CASES = {
+    "truncated npz": (["evaluate", "--features", "truncated.npz"], ["truncated.npz: not a readable .npz"], []),
+    "empty npz": (["evaluate", "--features", "empty.npz"], ["empty.npz: not a readable .npz"], []),
+    "pickle": (["evaluate", "--features", "pickled.npz"], ["pickled.npz"], []),
+    "block 0": (["evaluate", "--features", "f.npz", "--block", "0"], ["--block", "positive integer"], []),
+    "alpha without scores": (["evaluate", "--features", "f.npz", "--alpha", "0.5"], ["--alpha without --scores"], []),
+    "out is a directory": (["evaluate", "--features", "f.npz", "--out", "outdir"], ["outdir: is a directory"], []),
+    "header-only manifest": (["train-encoder", "--manifest", "header.csv", "--config", "config.yaml", "--out", "enc"],
+                             ["header.csv: no rows"], ["enc", "enc.ckpt"]),
+    "non-integer pid": (["train-encoder", "--manifest", "pid.csv", "--config", "config.yaml", "--out", "enc"],
+                        ["pid.csv: not a manifest", "seven"], ["enc"]),
+    "same domain twice": (["train-encoder", "--manifest", "market.csv", "--manifest", "market.csv", "--config",
+                           "config.yaml", "--out", "enc"], ["market.csv: a second --manifest of domain MA"], ["enc"]),
+    "decompression bomb": (["data", "manifest", "--format", "market1501", "--root", "market", "--out", "m.csv"],
+                           ["0002_c2s1_000001_00.jpg: unreadable image", "decompression bomb"], ["m.csv"]),
+    "garbage mat": (["data", "convert-cuhksysu", "--raw", "cuhksysu", "--out", "cs"],
+                    ["Train.mat: not a CUHK-SYSU Train.mat"], ["cs"]),
+    "score batch 0": (["score", "--model", "nowhere", "--features", "f.npz", "--C", "3", "--batch", "0", "--out",
+                       "s.npz"], ["--batch", "positive integer"], ["s.npz", "s.npz.parts"]),
+    "score empty shard": (["score", "--model", "tiny", "--features", "f.npz", "--C", "3", "--shard", "2/6", "--out",
+                           "s.npz"], ["--shard 2/6: no queries in this shard of 5"], ["s.npz", "s.npz.parts"]),
+    "sft epochs 0": (["sft", "--model", "tiny", "--pairs", "pairs.jsonl", "--epochs", "0", "--out", "a"],
+                     ["--epochs", "positive integer"], ["a", "a.ckpt"]),
+    "sft fraction 0": (["sft", "--model", "tiny", "--pairs", "pairs.jsonl", "--fraction", "0", "--out", "a"],
+                       ["sft fraction = 0.0"], ["a", "a.ckpt"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_one_line_and_nothing_left(inputs, tmp_path_factory, case):
+    args, fragments, outputs = CASES[case]
+    if "market.csv" in args and not (inputs / "market.csv").exists():
+        (inputs / "market.csv").write_text("path,pid,camid,split,domain\na.jpg,1,1,train,MA\n")
+    if "tiny" in args and not (inputs / "tiny").exists():
+        assert muse("mllm", "init-tiny", "--out", inputs / "tiny").returncode == 0
+    fails_with_one_line(muse(*args, cwd=inputs), *fragments)
+    for out in outputs:
+        assert not (inputs / out).exists(), out
+    assert not list(inputs.glob(".*.tmp"))
