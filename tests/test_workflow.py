@@ -188,6 +188,8 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
         cfg["mllm"]["models"][name] = str(tmp_path / "models" / name)
         (tmp_path / "models" / name).mkdir(parents=True)
     cfg["mllm"]["sft_gpus"] = 4
+    cfg["encoder"]["weights"] = str(tmp_path / "models" / "ViT-B-16.pt")
+    (tmp_path / "models" / "ViT-B-16.pt").write_bytes(b"")
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(cfg))
     res = snakemake(tmp_path, "-n", "-p", "--configfile", "paper.yaml")
     assert res.returncode == 0, res.stderr[-2000:] + res.stdout[-2000:]
