@@ -1,4 +1,4 @@
-"""The shipped pretrained judge's signal reaches the ranking: on a small world it improves the
+"""Each shipped pretrained judge's signal reaches the ranking: on a small world it improves the
 base ranking through μ-fusion, and the same logits swapped (Yes↔No) or given to the wrong
 candidates do not."""
 
@@ -17,8 +17,8 @@ from muse.mllm.score import Judge, score_queries
 C, ALPHA, TAU = 10, 0.2, 1.0      # τ = 1: the small judge's logit gaps are a few units, not a real MLLM's tens
 
 
-@pytest.fixture(scope="module")
-def scored(tmp_path_factory):
+@pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
+def scored(tmp_path_factory, request):
     """A small MA test set, thumbnail features (a weak base distance) and the judge's logits."""
     root = tmp_path_factory.mktemp("world") / "MA"
     generate_domain("MA", root, Sizes(train_ids=1, test_ids=24, cameras=4, cams_per_id=(2, 3),
@@ -30,7 +30,7 @@ def scored(tmp_path_factory):
                      df.split.to_numpy())
     q, g = feats.subset("query"), feats.subset("gallery")
     cand = Distance(q.feats, g.feats).top_candidates(C)
-    judge = Judge(*load(pretrained_dir("qwen2_vl")))
+    judge = Judge(*load(pretrained_dir(request.param)))
     s_yes, s_no = score_queries(judge, q.paths, g.paths, cand, progress=False)
     return q, g, Scores(cand, s_yes, s_no)
 

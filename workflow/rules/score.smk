@@ -1,43 +1,72 @@
-# μ-scoring: MLLM logits of each query's top-C candidates, sharded by query range, gathered.
+# μ-scoring: MLLM logits of each query's top-C candidates. With mllm.score.shards = n > 1, each
+# scores file is n jobs over query ranges, gathered; with 1, one job writes it.
 # Zero-shot scoring (Table 6) uses the MLLM as it is; otherwise the adapter of <tuning>/<prompt>.
 
-
-rule score_shard:
-    input:
-        unpack(score_inputs),
-    output:
-        "results/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.npz",
-    params:
-        C=stored_C(),
-        score=config["mllm"]["score"],
-    resources:
-        gpu=config["gpu"],
-        mem_mb=32000,
-        runtime=720,
-    log:
-        "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.log",
-    benchmark:
-        "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.tsv"
-    conda:
-        "../envs/muse.yaml"
-    script:
-        "../scripts/score_shard.py"
+SHARDS = config["mllm"]["score"]["shards"]
 
 
-rule score_gather:
-    input:
-        features=lambda w: features_of(w.protocol),
-        shards=expand(
-            "results/scores/{{mllm}}/{{tuning}}/{{prompt}}/{{protocol}}.shard{shard}.npz",
-            shard=range(config["mllm"]["score"]["shards"]),
-        ),
-    output:
-        "results/scores/{mllm}/{tuning}/{prompt}/{protocol}.npz",
-    log:
-        "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.gather.log",
-    benchmark:
-        "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.gather.tsv"
-    conda:
-        "../envs/muse.yaml"
-    script:
-        "../scripts/score_gather.py"
+if SHARDS == 1:
+
+    rule score:
+        input:
+            unpack(score_inputs),
+        output:
+            "results/scores/{mllm}/{tuning}/{prompt}/{protocol}.npz",
+        params:
+            C=stored_C(),
+            score=config["mllm"]["score"],
+            shard="0/1",
+        resources:
+            gpu=config["gpu"],
+            mem_mb=32000,
+            runtime=720,
+        log:
+            "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.log",
+        benchmark:
+            "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.tsv"
+        conda:
+            "../envs/muse.yaml"
+        script:
+            "../scripts/score_shard.py"
+
+else:
+
+    rule score_shard:
+        input:
+            unpack(score_inputs),
+        output:
+            "results/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.npz",
+        params:
+            C=stored_C(),
+            score=config["mllm"]["score"],
+            shard=lambda w: f"{w.shard}/{SHARDS}",
+        resources:
+            gpu=config["gpu"],
+            mem_mb=32000,
+            runtime=720,
+        log:
+            "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.log",
+        benchmark:
+            "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.tsv"
+        conda:
+            "../envs/muse.yaml"
+        script:
+            "../scripts/score_shard.py"
+
+    rule score_gather:
+        input:
+            features=lambda w: features_of(w.protocol),
+            shards=expand(
+                "results/scores/{{mllm}}/{{tuning}}/{{prompt}}/{{protocol}}.shard{shard}.npz",
+                shard=range(SHARDS),
+            ),
+        output:
+            "results/scores/{mllm}/{tuning}/{prompt}/{protocol}.npz",
+        log:
+            "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.gather.log",
+        benchmark:
+            "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.gather.tsv"
+        conda:
+            "../envs/muse.yaml"
+        script:
+            "../scripts/score_gather.py"
