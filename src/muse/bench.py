@@ -85,17 +85,18 @@ def bench_rerank(size: str = "market", method: str = "krnn", d: int = 512, fused
 
 
 def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = False) -> list[dict]:
-    """Train one encoder per domain (its training split) and test it on every test domain, with
-    the base distance and with K-RNN: the world's domain-generalisation matrix."""
+    """Train one encoder per domain (its training set, as the pipeline's) and test it on every
+    test domain, with the base distance and with K-RNN: the world's domain-generalisation matrix."""
     from pathlib import Path
 
+    from muse.data.protocols import combine_train
     from muse.encoder.features import extract
     from muse.encoder.model import clip_from_config
     from muse.encoder.train import config_from, train_encoder
 
     rows = []
     for src, df in manifests.items():
-        model = train_encoder(df[df.split == "train"], clip_from_config(encoder_cfg), Path(work_dir) / src,
+        model = train_encoder(combine_train(manifests, [src]), clip_from_config(encoder_cfg), Path(work_dir) / src,
                               config_from(encoder_cfg["train"]), weights=encoder_cfg["weights"], progress=progress)
         for tgt, test in manifests.items():
             test = test[test.split.isin(["query", "gallery"])]
