@@ -1,8 +1,6 @@
 """MLLM judge: prompt, tiny model, LoRA targets, answer-only loss, engine equality, shards, SFT."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import muse
 from muse.errors import MuseError
 from muse.io import Features, load_scores
 from muse.mllm import model as M
@@ -326,13 +325,12 @@ def test_cli_score_and_merge(tiny, images, tmp_path):
     save_features(tmp_path / "f.npz", Features(rng.normal(size=(n, 8)).astype(np.float32), np.arange(n) % 4,
                                                np.arange(n) % 3, np.array(images), np.array(["query"] * 3 + ["gallery"] * 5)))
 
-    def muse(*args):
-        return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True)
-
     for i in range(2):
         res = muse("score", "--model", tiny, "--features", tmp_path / "f.npz", "--C", 4, "--shard", f"{i}/2",
                    "--out", tmp_path / f"s{i}.npz")
         assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "s0.npz.meta.json").read_text())["config"]
+    assert meta["model"] == str(tiny) and meta["adapter"] is None and len(meta["judge"]) == 64
     res = muse("score-merge", "--features", tmp_path / "f.npz", "--shards", tmp_path / "s0.npz", tmp_path / "s1.npz",
                "--out", tmp_path / "s.npz")
     assert res.returncode == 0, res.stderr
@@ -389,9 +387,6 @@ def test_sft_resumes_after_a_kill_with_the_same_adapter(tiny, images, tmp_path, 
 
 
 def test_cli_init_tiny_and_sft(images, tmp_path):
-    def muse(*args):
-        return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True)
-
     assert muse("mllm", "init-tiny", "--out", tmp_path / "tiny").returncode == 0
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"query": images[k], "candidate": images[k - 1], "label": "No"}) + "\n"

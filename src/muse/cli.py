@@ -204,7 +204,8 @@ def _score(a):
     judge = load_judge(a.model, a.adapter, a.prompt, a.logits)
     rows = score_features(judge, load_features(a.features), a.C, a.out, a.shard, a.engine, a.batch, a.swap)
     write_meta(a.out, {"C": a.C, "engine": a.engine, "shard": a.shard, "swap": a.swap, "prompt": a.prompt,
-                       "logits": a.logits, "rows": [rows.start, rows.stop]}, inputs=[a.features])
+                       "logits": a.logits, "rows": [rows.start, rows.stop], "model": str(a.model),
+                       "adapter": a.adapter and str(a.adapter), "judge": judge.source}, inputs=[a.features])
     print(f"{a.out}: queries {rows.start}..{rows.stop - 1}, C = {a.C}")
 
 
