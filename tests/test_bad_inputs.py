@@ -57,6 +57,8 @@ CASES = {
                     ["Train.mat: not a CUHK-SYSU Train.mat"], ["cs"]),
     "score batch 0": (["score", "--model", "nowhere", "--features", "f.npz", "--C", "3", "--batch", "0", "--out",
                        "s.npz"], ["--batch", "positive integer"], ["s.npz", "s.npz.parts"]),
+    "score out is a directory": (["score", "--model", "tiny", "--features", "f.npz", "--C", "3", "--out", "outdir"],
+                                 ["outdir: is a directory"], ["outdir.parts", "outdir.lock"]),
     "score empty shard": (["score", "--model", "tiny", "--features", "f.npz", "--C", "3", "--shard", "2/6", "--out",
                            "s.npz"], ["--shard 2/6: no queries in this shard of 5"], ["s.npz", "s.npz.parts"]),
     "sft epochs 0": (["sft", "--model", "tiny", "--pairs", "pairs.jsonl", "--epochs", "0", "--out", "a"],

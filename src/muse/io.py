@@ -41,12 +41,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield target
         if target.is_dir() and path.is_dir() and not path.is_symlink():
             _exchange(target, path)
-        elif path.is_dir() and not path.is_symlink():
-            raise MuseError(f"{path}: is a directory; expected the path of a file to write")
         else:
-            os.replace(target, path)
+            os.replace(target, file_output(path) if target.is_file() else path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_output(path: str | os.PathLike) -> Path:
+    """``path`` as the destination of a file; an existing directory there is an error."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise MuseError(f"{path}: is a directory; expected the path of a file to write")
+    return path
 
 
 def _exchange(a: Path, b: Path) -> None:

@@ -37,7 +37,8 @@ from tqdm import tqdm
 
 from muse.distance import Distance
 from muse.errors import MuseError
-from muse.io import Features, Scores, digest, exclusive, files_digest, load_scores, resumable, save_scores
+from muse.io import (Features, Scores, digest, exclusive, file_output, files_digest, load_scores, resumable,
+                     save_scores)
 from muse.mllm.prompt import IMAGE_SIZE, PairImages, messages
 
 ENGINES = ("cached", "naive")
@@ -218,7 +219,7 @@ def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slic
     run with anything else changed starts over; ``<out>.lock`` refuses a second writer."""
     if batch < 1:
         raise MuseError(f"--batch {batch}: expected a positive number of pairs per forward")
-    out = Path(out)
+    out = file_output(out)
     parts = Path(f"{out}.parts")
     fingerprint = digest(judge.fingerprint(), np.asarray(q_paths), np.asarray(g_paths), cand, rows.start,
                          rows.stop, engine, swap, chunk)
