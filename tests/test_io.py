@@ -88,3 +88,23 @@ def test_degenerate_features_warn(tmp_path, capsys, feats, what):
                                                np.array(list("abcd")), np.array(["query", "gallery"] * 2)))
     load_features(tmp_path / "f.npz")
     assert f"'feats' is degenerate ({what})" in capsys.readouterr().err
+
+
+def test_directory_replacement_without_atomic_exchange(tmp_path, monkeypatch):
+    """Where renameat2 cannot exchange (EINVAL), the old directory is renamed aside instead."""
+    import ctypes
+    import errno
+
+    class NoExchange:
+        def renameat2(self, *args):
+            ctypes.set_errno(errno.EINVAL)
+            return -1
+
+    real = ctypes.CDLL
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: NoExchange() if a[:1] == (None,) else real(*a, **k))
+    out = tmp_path / "artefact"
+    _old(out, 3)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        (tmp / "new").write_text("new")
+    assert [p.name for p in out.iterdir()] == ["new"] and os.listdir(tmp_path) == ["artefact"]

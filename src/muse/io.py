@@ -56,14 +56,23 @@ def file_output(path: str | os.PathLike) -> Path:
 
 
 def _exchange(a: Path, b: Path) -> None:
-    """Swap two paths atomically (``renameat2`` with ``RENAME_EXCHANGE``)."""
+    """Swap two paths atomically (``renameat2`` with ``RENAME_EXCHANGE``). Where the file system
+    cannot (some network file systems), ``b`` is renamed aside, ``a`` moved in and the old one
+    left at ``a``: a kill between the two renames then leaves both whole, but not at ``b``."""
     import ctypes
+    import errno
 
     libc = ctypes.CDLL(None, use_errno=True)
     at_fdcwd, rename_exchange = -100, 2
-    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
-        err = ctypes.get_errno()
-        raise MuseError(f"{b}: cannot replace the directory atomically ({os.strerror(err)})")
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return
+    err = ctypes.get_errno()
+    if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        raise MuseError(f"{b}: cannot replace the directory ({os.strerror(err)})")
+    aside = a.with_name(a.name + ".old")
+    os.replace(b, aside)
+    os.replace(a, b)
+    os.replace(aside, a)
 
 
 @contextlib.contextmanager
