@@ -108,3 +108,21 @@ def test_directory_replacement_without_atomic_exchange(tmp_path, monkeypatch):
         tmp.mkdir()
         (tmp / "new").write_text("new")
     assert [p.name for p in out.iterdir()] == ["new"] and os.listdir(tmp_path) == ["artefact"]
+
+
+def test_one_writer_per_output_rank_zero_holds_the_lock(tmp_path, monkeypatch):
+    """A second writer of the same output is refused; the other ranks of one launch share rank 0's lock."""
+    from muse.errors import MuseError
+    from muse.io import exclusive, one_writer
+
+    @one_writer
+    def write(text, out):
+        out.write_text(text)
+
+    lock = tmp_path / "o.txt.lock"
+    with exclusive(lock):
+        with pytest.raises(MuseError, match="o.txt.lock: another process is writing this output"):
+            write("x", out=tmp_path / "o.txt")
+        monkeypatch.setenv("RANK", "1")
+        write("from rank 1", tmp_path / "o.txt")
+    assert (tmp_path / "o.txt").read_text() == "from rank 1" and not lock.exists()

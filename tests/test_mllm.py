@@ -224,7 +224,7 @@ def test_shards_merge_in_row_order_and_refuse_foreign_gaps_and_overlaps(judge, i
     for i, path in enumerate(shards):
         S.score_features(judge, f, 3, path, f"{i}/3")
     merged = S.merge_shards(shards[::-1], tmp_path / "merged.npz", f)        # any order: by their rows
-    assert merged.rows == (0, 5) and merged.features == f.fingerprint()
+    assert merged.rows == (0, 5) and merged.features == f.fingerprint
     for name in ("cand", "s_yes", "s_no"):
         np.testing.assert_allclose(getattr(merged, name), getattr(single, name), atol=1e-6)
     with pytest.raises(MuseError, match="s0.npz: rows 0..1 overlaps the shard before it"):

@@ -6,7 +6,7 @@ import pytest
 from muse.io import Features, Scores
 from muse.report.paper import assemble, judge_footnote, markdown, paper_numbers
 from muse.report.tables import (ABLATION_TABLES, TABLES, Variant, ablation_rows, evaluate_ablation, evaluate_rows,
-                                extra_rows, standard_rows, sweep)
+                                evaluate_table, extra_rows, standard_rows, sweep)
 from test_rerank import clustered, scores_for
 
 RERANK = {"krnn": {"k1": 10, "k2": 5, "lam": 0.3}, "ecn": {"k": 25, "t": 3, "q": 8},
@@ -54,7 +54,9 @@ def test_section_5_4_4_row_at_alpha_0_1(case):
     assert extra_rows(9, "MS+C3+CS2MA") == (("Baseline + MUSE (α = 0.1)", 0.1),) and extra_rows(9, "MA+MS+CS2C3") == ()
     f, s = case
     (name, alpha), = extra_rows(9, "MS+C3+CS2MA")
-    row = evaluate_rows(f, s, [(name, True, "none")], RERANK, alpha, 5.0, 10)[0]
+    rows = evaluate_table(f, s, 9, "MS+C3+CS2MA", RERANK, 0.2, 5.0, 10)
+    assert [r["row"] for r in rows] == [r for r, _, _ in standard_rows()] + [name]
+    row = rows[-1]
     assert row["alpha"] == 0.1 and row["mAP"] == evaluate_rows(f, s, standard_rows()[4:5], RERANK, 0.1, 5.0, 10)[0]["mAP"]
     df = assemble(9, [{"protocol": "MS+C3+CS2MA", **row}])
     line = [x for x in markdown(df, "T9").splitlines() if x.startswith(f"| {name} |")][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -78,9 +79,13 @@ def _exchange(a: Path, b: Path) -> None:
 @contextlib.contextmanager
 def exclusive(lock: Path):
     """Hold an exclusive lock on the file ``lock`` (released by the OS if the process dies), or
-    refuse in one line while another process holds it: one writer per output."""
+    refuse in one line while another process holds it: one writer per output. Of the processes
+    of one distributed launch (``RANK`` set), rank 0 holds it for all."""
     import fcntl
 
+    if int(os.environ.get("RANK", "0")) > 0:
+        yield
+        return
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as fh:
         try:
@@ -91,6 +96,20 @@ def exclusive(lock: Path):
             yield
         finally:
             lock.unlink(missing_ok=True)
+
+
+def one_writer(fn):
+    """Run ``fn`` holding ``<out>.lock`` (:func:`exclusive`), ``out`` being its argument of that name."""
+    import inspect
+
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        with exclusive(Path(f"{signature.bind(*args, **kwargs).arguments['out']}.lock")):
+            return fn(*args, **kwargs)
+
+    return locked
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -196,8 +215,10 @@ class Features:
     paths: np.ndarray
     split: np.ndarray
 
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """The identity of these rows: :func:`digest` of features, ids, cameras and paths."""
+        """The identity of these rows: :func:`digest` of features, ids, cameras and paths
+        (computed once per object)."""
         return digest(self.feats, self.pids, self.camids, self.paths, self.split)
 
     def subset(self, name: str) -> "Features":
@@ -232,8 +253,9 @@ def save_features(path, feats: Features) -> None:
             np.savez(fh, **{f: getattr(feats, f) for f in _FEATURE_FIELDS})
 
 
-def _load_npz(path: Path, fields, what: str) -> dict:
-    """The named arrays of an ``.npz`` file; a missing file, array or a broken archive is an error."""
+def _load_npz(path: Path, fields, what: str, optional=()) -> dict:
+    """The named arrays of an ``.npz`` file, and those of ``optional`` that it holds; a missing
+    file, array or a broken archive is an error."""
     if not path.is_file():
         raise MuseError(f"{path}: {what} file not found")
     try:
@@ -241,7 +263,7 @@ def _load_npz(path: Path, fields, what: str) -> dict:
             missing = [f for f in fields if f not in z.files]
             if missing:
                 raise MuseError(f"{path}: missing array(s) {', '.join(missing)}")
-            return {f: z[f] for f in fields}
+            return {f: z[f] for f in (*fields, *optional) if f in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise MuseError(f"{path}: not a readable .npz ({e or type(e).__name__})") from None
 
@@ -288,9 +310,10 @@ class Scores:
         return self.cand.shape[1]
 
     @classmethod
-    def concat(cls, pieces: list["Scores"]) -> "Scores":
-        """Row blocks (in query order) as one file's arrays."""
-        return cls(*(np.concatenate([getattr(p, f) for p in pieces]) for f in _SCORE_FIELDS))
+    def concat(cls, pieces: list["Scores"], rows: tuple[int, int] | None = None,
+               features: str | None = None) -> "Scores":
+        """Row blocks (in query order) as one file's arrays, covering ``rows`` of ``features``."""
+        return cls(*(np.concatenate([getattr(p, f) for p in pieces]) for f in _SCORE_FIELDS), rows, features)
 
 
 _SCORE_FIELDS = ("cand", "s_yes", "s_no")
@@ -313,11 +336,12 @@ def load_scores(path, Q: int | None, G: int, features: "Features | None" = None)
     distinct gallery indices. With ``features`` (the test set's file), a file that names its
     features must name these, and cover all their queries."""
     path = Path(path)
-    arrays = _load_npz(path, _SCORE_FIELDS, "scores")
-    with np.load(path, allow_pickle=False) as z:
-        rows = tuple(int(x) for x in z["rows"]) if "rows" in z.files else None
-        fp = str(z["features"]) if "features" in z.files else None
-    s = Scores(**arrays, rows=rows, features=fp)
+    arrays = _load_npz(path, _SCORE_FIELDS, "scores", optional=("rows", "features"))
+    if "rows" in arrays:
+        arrays["rows"] = tuple(int(x) for x in arrays["rows"])
+    if "features" in arrays:
+        arrays["features"] = str(arrays["features"])
+    s = Scores(**arrays)
     if s.cand.ndim != 2 or (Q is not None and s.cand.shape[0] != Q):
         raise MuseError(f"{path}: 'cand' has shape {s.cand.shape}, expected ({Q}, C) for the {Q} queries")
     if s.cand.dtype.kind not in "iu":
@@ -331,7 +355,7 @@ def load_scores(path, Q: int | None, G: int, features: "Features | None" = None)
         raise MuseError(f"{path}: 'cand' holds gallery indices outside [0, {G})")
     if s.cand.size and (np.diff(np.sort(s.cand, axis=1), axis=1) == 0).any():
         raise MuseError(f"{path}: 'cand' repeats a gallery index within a query's candidates")
-    if features is not None and s.features is not None and s.features != features.fingerprint():
+    if features is not None and s.features is not None and s.features != features.fingerprint:
         raise MuseError(f"{path}: scored on another features file than the one given")
     if features is not None and s.rows is not None and s.rows != (0, features.test_sizes[0]):
         raise MuseError(f"{path}: covers queries {s.rows[0]}..{s.rows[1] - 1} only, not all {features.test_sizes[0]}")

@@ -33,7 +33,7 @@ from muse.encoder.data import Images, identity_batches
 from muse.encoder.features import embed
 from muse.encoder.model import ReIDEncoder, load_clip_visual
 from muse.errors import MuseError
-from muse.io import atomic_path, digest, exclusive, files_digest, resumable
+from muse.io import atomic_path, digest, files_digest, one_writer, resumable
 
 
 @dataclass
@@ -94,11 +94,13 @@ def relabel(pids: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.unique(pids), pids)
 
 
+@one_writer
 def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weights=None,
                   progress: bool = True) -> ReIDEncoder:
     """Train on the manifest rows ``train`` and save the encoder at ``out`` (directory).
 
-    The checkpoint ``<out>.ckpt`` is kept while training and removed when ``out`` is written.
+    The checkpoint ``<out>.ckpt`` is kept while training and removed when ``out`` is written;
+    one writer at a time (``<out>.lock``).
     """
     out, ckpt = Path(out), Path(f"{out}.ckpt")
     labels = relabel(train.pid.to_numpy())
@@ -114,54 +116,53 @@ def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weight
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda")
-    with exclusive(Path(f"{out}.lock")):
-        start = 0
-        recipe = {k: v for k, v in asdict(cfg).items() if k != "workers"}
-        fingerprint = digest(train.path.to_numpy(str), train.pid.to_numpy(np.int64), train.camid.to_numpy(np.int64),
-                             clip, recipe, files_digest(weights))
-        if ckpt.exists():
-            state = torch.load(ckpt, map_location=dev, weights_only=True)
-            if resumable(ckpt, state.get("fingerprint"), fingerprint):
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                scaler.load_state_dict(state["scaler"])
-                start = state["epoch"]
-                print(f"resuming {out} after epoch {start}", file=sys.stderr)
-        paths = train.path.tolist()
-        y_all = torch.as_tensor(labels)
-        for epoch in range(start, cfg.epochs):
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * lr_factor(epoch, cfg)
-            feats = torch.as_tensor(embed(model, paths, workers=cfg.workers, progress=False))
-            memory = centroids(feats, y_all, K).to(dev)
-            epoch_seed = cfg.seed * 100_003 + epoch                # batches and flips of this epoch
-            batches = identity_batches(labels, cfg.ids_per_batch, cfg.imgs_per_id, seed=epoch_seed)
-            loader = DataLoader(Images(paths, model.image_size, flip_seed=epoch_seed),
-                                batch_sampler=batches, num_workers=cfg.workers)
-            model.train()
-            total = 0.0
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress)
-            for x, idx in bar:
-                y = y_all[idx].to(dev)
-                with torch.autocast(dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
-                    f_bn, logits = model(x.to(dev))
-                f = F.normalize(f_bn.float(), dim=1)
-                loss = id_loss(logits.float(), y, cfg.label_smoothing) + pcl_loss(f, y, memory, cfg.pcl_temperature)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                update_memory(memory, f.detach(), y, cfg.pcl_momentum)
-                total += float(loss.detach())
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            print(f"epoch {epoch + 1}: mean loss {total / max(1, len(batches)):.4f}, lr {opt.param_groups[0]['lr']:.2e}",
-                  file=sys.stderr, flush=True)
-            with atomic_path(ckpt) as tmp:
-                torch.save({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scaler": scaler.state_dict(), "fingerprint": fingerprint}, tmp)
-        model.cpu().eval().save_pretrained(out)
-        ckpt.unlink(missing_ok=True)
-        return model
+    start = 0
+    recipe = {k: v for k, v in asdict(cfg).items() if k != "workers"}
+    fingerprint = digest(train.path.to_numpy(str), train.pid.to_numpy(np.int64), train.camid.to_numpy(np.int64),
+                         clip, recipe, files_digest(weights))
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=dev, weights_only=True)
+        if resumable(ckpt, state.get("fingerprint"), fingerprint):
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            start = state["epoch"]
+            print(f"resuming {out} after epoch {start}", file=sys.stderr)
+    paths = train.path.tolist()
+    y_all = torch.as_tensor(labels)
+    for epoch in range(start, cfg.epochs):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * lr_factor(epoch, cfg)
+        feats = torch.as_tensor(embed(model, paths, workers=cfg.workers, progress=False))
+        memory = centroids(feats, y_all, K).to(dev)
+        epoch_seed = cfg.seed * 100_003 + epoch                # batches and flips of this epoch
+        batches = identity_batches(labels, cfg.ids_per_batch, cfg.imgs_per_id, seed=epoch_seed)
+        loader = DataLoader(Images(paths, model.image_size, flip_seed=epoch_seed),
+                            batch_sampler=batches, num_workers=cfg.workers)
+        model.train()
+        total = 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress)
+        for x, idx in bar:
+            y = y_all[idx].to(dev)
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
+                f_bn, logits = model(x.to(dev))
+            f = F.normalize(f_bn.float(), dim=1)
+            loss = id_loss(logits.float(), y, cfg.label_smoothing) + pcl_loss(f, y, memory, cfg.pcl_temperature)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            update_memory(memory, f.detach(), y, cfg.pcl_momentum)
+            total += float(loss.detach())
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        print(f"epoch {epoch + 1}: mean loss {total / max(1, len(batches)):.4f}, lr {opt.param_groups[0]['lr']:.2e}",
+              file=sys.stderr, flush=True)
+        with atomic_path(ckpt) as tmp:
+            torch.save({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scaler": scaler.state_dict(), "fingerprint": fingerprint}, tmp)
+    model.cpu().eval().save_pretrained(out)
+    ckpt.unlink(missing_ok=True)
+    return model
 
 
 def config_from(d: dict) -> TrainConfig:

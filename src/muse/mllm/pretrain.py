@@ -258,7 +258,8 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     corpus = _Corpus(corpus_dir)
-    fingerprint = {"corpus": corpus.fingerprint(), "recipe": asdict(cfg)}
+    corpus_sha256 = corpus.fingerprint()
+    fingerprint = digest(corpus_sha256, asdict(cfg))
     model, processor = build_small(cfg.arch, cfg.size, cfg.seed)
     answer = answer_ids(processor.tokenizer)
     judges = {p: Judge(model, processor, answer, p) for p in cfg.prompts}
@@ -273,7 +274,7 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
     optimiser = None
     if (ckpt / "state.pt").is_file():
         state = torch.load(ckpt / "state.pt", weights_only=True)
-        if resumable(ckpt, digest(json.loads(state["fingerprint"])), digest(fingerprint)):
+        if resumable(ckpt, state.get("fingerprint"), fingerprint):
             model.load_state_dict(state["model"])
             start, history = (state["stage"], state["step"]), json.loads(state["history"])
             optimiser = state["optimizer"] or None
@@ -321,7 +322,7 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
                 with atomic_path(ckpt) as tmp:
                     tmp.mkdir()
                     torch.save({"stage": done[0], "step": done[1], "model": model.state_dict(),
-                                "optimizer": opt.state_dict() if done[1] else {}, "fingerprint": json.dumps(fingerprint),
+                                "optimizer": opt.state_dict() if done[1] else {}, "fingerprint": fingerprint,
                                 "history": json.dumps(history)}, tmp / "state.pt")
         bar.close()
         optimiser = None
@@ -329,7 +330,7 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
         p.requires_grad_(True)
     metrics = {**held_out(model, processor, answer, corpus, cfg),
                "loss": held_out_loss(model, processor, answer, corpus, cfg)}
-    record = {"command": command or " ".join(sys.argv), "corpus": str(corpus_dir), "corpus_sha256": fingerprint["corpus"],
+    record = {"command": command or " ".join(sys.argv), "corpus": str(corpus_dir), "corpus_sha256": corpus_sha256,
               "recipe": asdict(cfg), "history": history, "held_out": metrics,
               "wall_time_s": round(time.time() - t0, 1),
               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",

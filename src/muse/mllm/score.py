@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from muse.distance import Distance
 from muse.errors import MuseError
-from muse.io import (Features, Scores, digest, exclusive, file_output, files_digest, load_scores, resumable,
+from muse.io import (Features, Scores, digest, file_output, files_digest, load_scores, one_writer, resumable,
                      save_scores)
 from muse.mllm.prompt import IMAGE_SIZE, PairImages, messages
 
@@ -209,6 +209,7 @@ def shard_rows(Q: int, shard: str) -> slice:
     return slice(int(bounds[i]), int(bounds[i + 1]))
 
 
+@one_writer
 def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slice, engine: str = "cached",
                batch: int = 8, swap: bool = False, chunk: int = 64, progress: bool = True,
                features: str | None = None, offset: int = 0) -> Scores:
@@ -223,27 +224,24 @@ def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slic
     parts = Path(f"{out}.parts")
     fingerprint = digest(judge.fingerprint(), np.asarray(q_paths), np.asarray(g_paths), cand, rows.start,
                          rows.stop, engine, swap, chunk)
-    with exclusive(Path(f"{out}.lock")):
-        stamp = parts / "fingerprint"
-        if parts.exists() and not resumable(parts, stamp.read_text() if stamp.is_file() else None, fingerprint):
-            shutil.rmtree(parts)
-        parts.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(fingerprint)
-        pieces = []
-        for start in range(rows.start, rows.stop, chunk):
-            stop = min(start + chunk, rows.stop)
-            part = parts / f"{start:08d}-{stop:08d}.npz"
-            if part.exists():
-                pieces.append(load_scores(part, stop - start, len(g_paths)))
-                continue
-            sy, sn = score_queries(judge, q_paths[start:stop], g_paths, cand[start:stop], engine, batch, swap, progress)
-            pieces.append(Scores(cand[start:stop], sy, sn))
-            save_scores(part, pieces[-1])
-        merged = Scores.concat(pieces)
-        merged = Scores(merged.cand, merged.s_yes, merged.s_no, rows=(offset + rows.start, offset + rows.stop),
-                        features=features)
-        save_scores(out, merged)
+    stamp = parts / "fingerprint"
+    if parts.exists() and not resumable(parts, stamp.read_text() if stamp.is_file() else None, fingerprint):
         shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    pieces = []
+    for start in range(rows.start, rows.stop, chunk):
+        stop = min(start + chunk, rows.stop)
+        part = parts / f"{start:08d}-{stop:08d}.npz"
+        if part.exists():
+            pieces.append(load_scores(part, stop - start, len(g_paths)))
+            continue
+        sy, sn = score_queries(judge, q_paths[start:stop], g_paths, cand[start:stop], engine, batch, swap, progress)
+        pieces.append(Scores(cand[start:stop], sy, sn))
+        save_scores(part, pieces[-1])
+    merged = Scores.concat(pieces, rows=(offset + rows.start, offset + rows.stop), features=features)
+    save_scores(out, merged)
+    shutil.rmtree(parts)
     return merged
 
 
@@ -258,7 +256,7 @@ def score_features(judge: Judge, features: Features, C: int, out, shard: str = "
         raise MuseError(f"--shard {shard}: no queries in this shard of {len(q.pids)}; use fewer shards")
     cand = Distance(q.feats[rows], g.feats).top_candidates(C)     # this shard's queries only
     score_file(judge, q.paths[rows], g.paths, cand, out, slice(0, len(cand)), engine, batch, swap,
-               features=features.fingerprint(), offset=rows.start)
+               features=features.fingerprint, offset=rows.start)
     return rows
 
 
@@ -266,7 +264,7 @@ def merge_shards(shards, out, features: Features) -> Scores:
     """One scores file covering all queries of ``features`` from shard files, in the order of
     their query rows; shards of other features, gaps and overlaps are errors."""
     Q, G = features.test_sizes
-    fp = features.fingerprint()
+    fp = features.fingerprint
     pieces = []
     for path in shards:
         s = load_scores(path, None, G)
@@ -285,7 +283,6 @@ def merge_shards(shards, out, features: Features) -> Scores:
         end = stop
     if end != Q:
         raise MuseError(f"shards cover {end} queries, expected {Q}")
-    merged = Scores.concat([s for *_, s in pieces])
-    merged = Scores(merged.cand, merged.s_yes, merged.s_no, rows=(0, Q), features=fp)
+    merged = Scores.concat([s for *_, s in pieces], rows=(0, Q), features=fp)
     save_scores(out, merged)
     return merged

@@ -16,7 +16,6 @@ recipe) lets a killed run resume with the same result; another fingerprint start
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from muse.errors import MuseError
-from muse.io import atomic_path, digest, exclusive, files_digest, resumable
+from muse.io import atomic_path, digest, files_digest, one_writer, resumable
 from muse.mllm.prompt import ANSWERS, PairImages
 
 def lora_targets(vision_attention: bool = False) -> str:
@@ -121,10 +120,12 @@ def _validate(judge, val, images, batch) -> float:
     return sum(losses) / len(val)
 
 
+@one_writer
 def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | None = None,
         progress: bool = True) -> list[dict]:
     """Fine-tune and save the LoRA adapter at ``out``; returns the per-epoch history
-    (train loss, validation loss). The checkpoint ``<out>.ckpt`` is removed when ``out`` is written."""
+    (train loss, validation loss). The checkpoint ``<out>.ckpt`` is removed when ``out`` is written;
+    one writer at a time (``<out>.lock``, held by rank 0 of a distributed launch)."""
     from accelerate import Accelerator
     from peft import set_peft_model_state_dict, get_peft_model_state_dict
 
@@ -145,51 +146,50 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
     if cfg.fraction < 1.0:
         keep = np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:max(1, round(cfg.fraction * len(train)))]
         train = [train[i] for i in sorted(keep)]
-    with exclusive(Path(f"{out}.lock")) if acc.is_main_process else contextlib.nullcontext():
-        out, ckpt = Path(out), Path(f"{out}.ckpt")
-        steps_per_epoch = math.ceil(len(train) / (cfg.batch * acc.num_processes))
-        total = steps_per_epoch * cfg.epochs
-        start, history = 0, []
-        if ckpt.exists():
-            state = torch.load(ckpt / "state.pt", map_location=acc.device, weights_only=True)
-            if resumable(ckpt, state.get("fingerprint"), fingerprint):
-                set_peft_model_state_dict(acc.unwrap_model(model), state["adapter"])
-                opt.load_state_dict(state["optimizer"])
-                start, history = state["epoch"], json.loads((ckpt / "history.json").read_text())
-                print(f"resuming {out} after epoch {start}", file=sys.stderr)
-        for epoch in range(start, cfg.epochs):
-            torch.manual_seed(cfg.seed * 100_003 + epoch)        # LoRA dropout: fixed by (seed, epoch)
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
-            mine = order[acc.process_index::acc.num_processes]
-            model.train()
-            total_loss = 0.0
-            bar = tqdm(range(0, len(mine), cfg.batch), desc=f"sft epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                       disable=not (progress and acc.is_main_process))
-            for k, s in enumerate(bar):
-                for g in opt.param_groups:
-                    g["lr"] = cosine_lr(epoch * steps_per_epoch + k, total, cfg)
-                loss = answer_loss(judge, [train[i] for i in mine[s:s + cfg.batch]], images)
-                opt.zero_grad(set_to_none=True)
-                acc.backward(loss)
-                opt.step()
-                value = float(loss.detach())
-                total_loss += value
-                bar.set_postfix(loss=f"{value:.4f}")
-            record = {"epoch": epoch + 1, "train_loss": total_loss / max(1, len(bar))}
-            if val and (epoch + 1) % cfg.val_every == 0:
-                record["val_loss"] = _validate(judge, val, images, cfg.batch)
-            history.append(record)
-            print(json.dumps(record), file=sys.stderr, flush=True)
-            if acc.is_main_process:
-                with atomic_path(ckpt) as tmp:
-                    tmp.mkdir()
-                    torch.save({"epoch": epoch + 1, "adapter": get_peft_model_state_dict(acc.unwrap_model(model)),
-                                "optimizer": opt.state_dict(), "fingerprint": fingerprint}, tmp / "state.pt")
-                    (tmp / "history.json").write_text(json.dumps(history))
-            acc.wait_for_everyone()
+    out, ckpt = Path(out), Path(f"{out}.ckpt")
+    steps_per_epoch = math.ceil(len(train) / (cfg.batch * acc.num_processes))
+    total = steps_per_epoch * cfg.epochs
+    start, history = 0, []
+    if ckpt.exists():
+        state = torch.load(ckpt / "state.pt", map_location=acc.device, weights_only=True)
+        if resumable(ckpt, state.get("fingerprint"), fingerprint):
+            set_peft_model_state_dict(acc.unwrap_model(model), state["adapter"])
+            opt.load_state_dict(state["optimizer"])
+            start, history = state["epoch"], json.loads((ckpt / "history.json").read_text())
+            print(f"resuming {out} after epoch {start}", file=sys.stderr)
+    for epoch in range(start, cfg.epochs):
+        torch.manual_seed(cfg.seed * 100_003 + epoch)        # LoRA dropout: fixed by (seed, epoch)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
+        mine = order[acc.process_index::acc.num_processes]
+        model.train()
+        total_loss = 0.0
+        bar = tqdm(range(0, len(mine), cfg.batch), desc=f"sft epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not (progress and acc.is_main_process))
+        for k, s in enumerate(bar):
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(epoch * steps_per_epoch + k, total, cfg)
+            loss = answer_loss(judge, [train[i] for i in mine[s:s + cfg.batch]], images)
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            opt.step()
+            value = float(loss.detach())
+            total_loss += value
+            bar.set_postfix(loss=f"{value:.4f}")
+        record = {"epoch": epoch + 1, "train_loss": total_loss / max(1, len(bar))}
+        if val and (epoch + 1) % cfg.val_every == 0:
+            record["val_loss"] = _validate(judge, val, images, cfg.batch)
+        history.append(record)
+        print(json.dumps(record), file=sys.stderr, flush=True)
         if acc.is_main_process:
-            with atomic_path(out) as tmp:
-                acc.unwrap_model(model).save_pretrained(tmp)
-                (tmp / "sft_config.json").write_text(json.dumps({**asdict(cfg), "history": history}, indent=2))
-            shutil.rmtree(ckpt)
-        return history
+            with atomic_path(ckpt) as tmp:
+                tmp.mkdir()
+                torch.save({"epoch": epoch + 1, "adapter": get_peft_model_state_dict(acc.unwrap_model(model)),
+                            "optimizer": opt.state_dict(), "fingerprint": fingerprint}, tmp / "state.pt")
+                (tmp / "history.json").write_text(json.dumps(history))
+        acc.wait_for_everyone()
+    if acc.is_main_process:
+        with atomic_path(out) as tmp:
+            acc.unwrap_model(model).save_pretrained(tmp)
+            (tmp / "sft_config.json").write_text(json.dumps({**asdict(cfg), "history": history}, indent=2))
+        shutil.rmtree(ckpt)
+    return history

@@ -98,6 +98,15 @@ def evaluate_rows(features: Features, scores: Scores | None, rows, rerank_params
     return out
 
 
+def evaluate_table(features: Features, scores: Scores, table: int, protocol: str, rerank_params: dict,
+                   alpha: float, tau: float, C: int) -> list[dict]:
+    """The standard rows of ``table`` on ``protocol``, then its :func:`extra_rows` at their own α."""
+    rows = evaluate_rows(features, scores, standard_rows(), rerank_params, alpha, tau, C)
+    for name, row_alpha in extra_rows(table, protocol):
+        rows += evaluate_rows(features, scores, [(name, True, "none")], rerank_params, row_alpha, tau, C)
+    return rows
+
+
 def evaluate_ablation(features: Features, named_scores: dict[str, Scores], rerank_params: dict, alpha: float,
                       tau: float, C: int) -> list[dict]:
     """Baseline + K-RNN, then one μ-distance + K-RNN row per (row name → that judge's scores)."""
