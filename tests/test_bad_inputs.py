@@ -74,7 +74,7 @@ def test_one_line_and_nothing_left(inputs, tmp_path_factory, case):
     if "market.csv" in args and not (inputs / "market.csv").exists():
         (inputs / "market.csv").write_text("path,pid,camid,split,domain\na.jpg,1,1,train,MA\n")
     if "tiny" in args and not (inputs / "tiny").exists():
-        assert muse("mllm", "init-tiny", "--out", inputs / "tiny").returncode == 0
+        assert muse("mllm", "init", "--out", inputs / "tiny").returncode == 0
     fails_with_one_line(muse(*args, cwd=inputs), *fragments)
     for out in outputs:
         assert not (inputs / out).exists(), out

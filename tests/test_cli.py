@@ -219,7 +219,7 @@ def test_sft_command_sets_every_field_of_the_recipe():
     from muse.cli import SFT_OPTIONS, parser
     from muse.mllm.sft import SFTConfig
 
-    assert {"prompt", "vision_attention", *SFT_OPTIONS} == {f.name for f in fields(SFTConfig)}
+    assert {"prompt", "vision_attention", "gradient_checkpointing", *SFT_OPTIONS} == {f.name for f in fields(SFTConfig)}
     a = parser().parse_args(["sft", "--model", "m", "--pairs", "p", "--out", "o", "--fraction", "0.5",
                                    "--lr-min", "1e-6", "--lora-dropout", "0.1"])
     assert (a.fraction, a.lr_min, a.lora_dropout, a.rank) == (0.5, 1e-6, 0.1, None)

@@ -22,12 +22,12 @@ PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "muse-arxiv-2
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return M.init_tiny(tmp_path_factory.mktemp("mllm") / "tiny")
+    return M.init(tmp_path_factory.mktemp("mllm") / "tiny")
 
 
 @pytest.fixture(scope="module")
 def tiny25(tmp_path_factory):
-    return M.init_tiny(tmp_path_factory.mktemp("mllm") / "tiny25", arch="qwen2_5_vl")
+    return M.init(tmp_path_factory.mktemp("mllm") / "tiny25", arch="qwen2_5_vl")
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_tiny_qwen2_5_vl_is_the_real_class_with_window_attention(tiny25):
     assert type(processor).__name__ == "Qwen2_5_VLProcessor"
     assert model.config.vision_config.fullatt_block_indexes == [1] and model.config.vision_config.window_size == 56
     with pytest.raises(MuseError, match="unknown MLLM architecture 'llava'"):
-        M.init_tiny(Path(tiny25).parent / "x", arch="llava")
+        M.init(Path(tiny25).parent / "x", arch="llava")
 
 
 def test_multi_token_answer_is_refused(judge, monkeypatch):
@@ -309,6 +309,25 @@ def test_sft_lowers_validation_loss_and_writes_a_peft_adapter(tiny, images, tmp_
     assert isinstance(PeftModel.from_pretrained(model, tmp_path / "adapter"), PeftModel)
 
 
+def test_sft_with_gradient_checkpointing_learns_the_same_adapter(tiny, images, tmp_path, monkeypatch):
+    """Recomputing activations in the backward pass (dropout included) changes memory, not the
+    adapter; the option reaches the model."""
+    from safetensors.torch import load_file
+
+    loaded, real = [], M.load
+    monkeypatch.setattr(M, "load", lambda *a, **k: loaded.append(real(*a, **k)) or loaded[-1])
+    train = [{"query": images[k], "candidate": images[(k * 3) % 8], "label": "Yes" if k % 2 else "No"}
+             for k in range(4)]
+    for checkpointing in (False, True):
+        sft(tiny, train, tmp_path / str(checkpointing),
+            SFTConfig(epochs=2, lr=1e-3, batch=2, gradient_checkpointing=checkpointing), progress=False)
+    assert [m.is_gradient_checkpointing for m, _, _ in loaded] == [False, True]
+    plain, recomputed = (load_file(tmp_path / str(c) / "adapter_model.safetensors") for c in (False, True))
+    assert plain.keys() == recomputed.keys() and any(v.abs().max() > 0 for k, v in plain.items() if "lora_B" in k)
+    for k in plain:
+        torch.testing.assert_close(recomputed[k], plain[k], rtol=1e-4, atol=1e-6)
+
+
 def test_read_pairs_errors(tmp_path):
     (tmp_path / "p.jsonl").write_text('{"query": "a", "candidate": "b", "label": "Maybe"}\n')
     with pytest.raises(MuseError, match="p.jsonl:1: expected"):
@@ -387,7 +406,7 @@ def test_sft_resumes_after_a_kill_with_the_same_adapter(tiny, images, tmp_path, 
 
 
 def test_cli_init_tiny_and_sft(images, tmp_path):
-    assert muse("mllm", "init-tiny", "--out", tmp_path / "tiny").returncode == 0
+    assert muse("mllm", "init", "--out", tmp_path / "tiny").returncode == 0
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"query": images[k], "candidate": images[k - 1], "label": "No"}) + "\n"
                              for k in range(4)))

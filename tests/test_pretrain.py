@@ -122,9 +122,9 @@ SHORT = PT.PretrainConfig(size="tiny", vision_steps=12, vision_groups=2, llm_ste
 def test_short_recipe_lowers_the_held_out_loss_and_resumes_after_a_kill(corpus, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from muse.mllm.model import answer_ids, build_small
+    from muse.mllm.model import answer_ids, build
 
-    model, processor = build_small("qwen2_vl", "tiny", SHORT.seed)
+    model, processor = build("qwen2_vl", "tiny", SHORT.seed)
     before = PT.held_out_loss(model, processor, answer_ids(processor.tokenizer), PT._Corpus(corpus), SHORT)
     record = PT.pretrain(corpus, tmp_path / "full", SHORT, progress=False)
     after = record["held_out"]["loss"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import resource
+import sys
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ from muse.rerank import rerank, rerank_features
 SIZES = {
     "market": dict(Q=3368, G=15913, ids=750, cams=6),
     "msmt17": dict(Q=11659, G=82161, ids=3060, cams=15),
+    "tiny": dict(Q=100, G=500, ids=50, cams=6),                 # smoke tests
 }
 
 
@@ -110,52 +112,254 @@ def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = Fals
     return rows
 
 
-def bench_score(model_dir=None, queries: int = 8, C: int = 40, batch: int = 8, seed: int = 0) -> dict:
+def _judge(arch: str, size: str, model_dir=None, device=None, dtype=None):
+    """A judge of a model directory, or of a model of ``arch`` and ``size`` built in memory."""
+    from muse.mllm.model import answer_ids, build, load
+    from muse.mllm.score import Judge
+
+    if model_dir is not None:
+        return Judge(*load(model_dir, dtype=dtype, device=device))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    model, processor = build(arch, size, dtype=dtype, device=device)
+    return Judge(model.eval(), processor, answer_ids(processor.tokenizer))
+
+
+def _sync(judge) -> None:
+    if judge.dev.type == "cuda":
+        torch.cuda.synchronize(judge.dev)
+
+
+def _random_images(folder, n: int, seed: int = 0) -> list[str]:
+    """``n`` random 128×64 RGB images (a Re-ID crop's size) written as PNG files."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(n):
+        paths.append(f"{folder}/{k}.png")
+        Image.fromarray(rng.integers(0, 255, (128, 64, 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+def pair_flops(judge, queries: int, C: int) -> dict:
+    """Floating-point operations per pair of the two engines on ``queries`` queries that share
+    their ``C`` candidates, from the parameter counts and the prompt's token layout (T tokens,
+    P of them before the candidate image): a linear layer (or the patch embedding) costs 2 FLOPs
+    per weight and token, attention 4·d per (token, context token) pair, computed densely (the
+    causal mask and Qwen2.5-VL's windows are not skipped). Naive: 2 images and T tokens per pair.
+    Cached: each image once, the prefix once per query, the T − P suffix tokens per pair. Their
+    ratio bounds what reuse can save on a FLOP-bound machine."""
+    core = judge.model.model
+    vis, llm = core.visual, core.language_model
+    tokens = len(judge.cand_pos)
+    patches = tokens * vis.spatial_merge_size ** 2
+    n_params = lambda m: sum(p.numel() for p in m.parameters())       # noqa: E731
+    v_width = vis.blocks[0].attn.qkv.in_features
+    image = (2 * (n_params(vis.patch_embed) + n_params(vis.blocks)) * patches + 2 * n_params(vis.merger) * tokens
+             + 4 * patches ** 2 * v_width * len(vis.blocks))
+    cfg = llm.config
+    d_attn = cfg.num_attention_heads * (cfg.hidden_size // cfg.num_attention_heads)
+    layers = n_params(llm.layers)
+
+    def text(n: int, before: int) -> float:           # n tokens after `before` cached ones
+        return 2 * layers * n + 4 * cfg.num_hidden_layers * d_attn * n * (before + n)
+
+    T, P = judge.input_ids.shape[1], judge.P
+    head = 2 * cfg.hidden_size * judge.model.lm_head.out_features
+    naive = 2 * image + text(T, 0) + head
+    pairs = queries * C
+    cached = (queries + C) / pairs * image + queries / pairs * text(P, 0) + text(T - P, P) + head
+    g = lambda x: float(f"{x / 1e9:.4g}")                              # noqa: E731
+    return {"image_gflop": g(image), "llm_gflop_per_token": g(2 * layers), "naive_gflop_per_pair": g(naive),
+            "cached_gflop_per_pair": g(cached), "bound_cached_vs_naive": round(naive / cached, 2)}
+
+
+def _ms_per_pair(judge, q, g, cand, engine: str, batch: int) -> tuple[float, np.ndarray]:
+    from muse.mllm.score import score_queries
+
+    _sync(judge)
+    t0 = time.perf_counter()
+    logits = np.stack(score_queries(judge, q, g, cand, engine, batch, progress=False))
+    _sync(judge)
+    return (time.perf_counter() - t0) * 1000 / cand.size, logits
+
+
+def _split_ms(judge, paths, repeats: int = 5) -> dict:
+    """Figure 4: one pair's vision encoder (both images) and LLM decoder (prefix + suffix) time."""
+    from muse.mllm.prompt import load_pair_image
+
+    pair = [load_pair_image(p) for p in paths[:2]]
+    images = [judge.visual([im]) for im in pair]
+    out = {}
+    for name, step in (("vision_encoder", lambda: judge.visual(pair)),
+                       ("llm_decoder", lambda: judge.suffix(judge.prefix(images[0][0]), images[1]))):
+        step()
+        _sync(judge)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        _sync(judge)
+        out[name] = round((time.perf_counter() - t0) / repeats * 1000, 2)
+    return out
+
+
+def bench_score(model_dir=None, arch: str = "qwen2_vl", size: str = "tiny", queries: int = 8, C: int = 40,
+                batch: int = 8, seed: int = 0, device=None, dtype=None) -> dict:
     """pairs/s of the scoring engines on the same model, machine and pairs — naive with batch 1
     (the paper's setting), naive at ``batch`` and cached at ``batch`` — their max logit
-    difference, and the token composition and vision/LLM time split of one pair (Figure 4)."""
+    difference, the FLOP bound of the cached engine's saving (:func:`pair_flops`), and the token
+    composition and vision/LLM time split of one pair (Figure 4). The model is the directory
+    ``model_dir`` or one of ``arch`` and ``size`` built in memory with random weights; the
+    ``queries`` share their ``C`` candidates, as neighbouring queries of a test set largely do."""
+    import tempfile
+
+    judge = _judge(arch, size, model_dir, device, dtype)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = _random_images(tmp, queries + C, seed)
+        q, g = paths[:queries], np.array(paths[queries:])
+        cand = np.tile(np.arange(C), (queries, 1))
+        ms, logits = {}, {}
+        for name, engine, b in (("naive_b1", "naive", 1), (f"naive_b{batch}", "naive", batch),
+                                (f"cached_b{batch}", "cached", batch)):
+            ms[name], logits[name] = _ms_per_pair(judge, q, g, cand, engine, b)
+        split = _split_ms(judge, paths)
+    diff = max(float(np.abs(v - logits["naive_b1"]).max()) for v in logits.values())
+    n_vision = len(judge.query_pos) + len(judge.cand_pos)
+    return {"benchmark": "score", "model": str(model_dir) if model_dir else f"{arch} {size} (random weights)",
+            "dtype": str(judge.model.dtype).removeprefix("torch."), "pairs": queries * C,
+            "pairs_per_s": {k: float(f"{1000 / v:.4g}") for k, v in ms.items()},
+            "ms_per_pair": {k: float(f"{v:.4g}") for k, v in ms.items()},
+            "speedup_cached_vs_naive_b1": round(ms["naive_b1"] / ms[f"cached_b{batch}"], 2),
+            "speedup_cached_vs_naive_same_batch": round(ms[f"naive_b{batch}"] / ms[f"cached_b{batch}"], 2),
+            "max_abs_logit_diff": diff,
+            "tokens": {"vision": n_vision, "text": judge.input_ids.shape[1] - n_vision, "prefix": judge.P},
+            "flops": pair_flops(judge, queries, C), "one_pair_ms": split, "machine": machine()}
+
+
+# -- one command for a GPU machine ----------------------------------------------------------------
+
+def _gpu_score(arch: str, size: str, device, queries: int, C: int, batches, naive_batches, paths) -> dict:
+    """ms/pair of the engines for one judge built in bf16 on ``device`` (fp32 on a CPU)."""
+    judge = _judge(arch, size, None, device)
+    gpu = judge.dev.type == "cuda"
+    if gpu:
+        torch.cuda.reset_peak_memory_stats(judge.dev)
+    q, g = paths[:queries], np.array(paths[queries:queries + C])
+    cand = np.tile(np.arange(C), (queries, 1))
+    _ms_per_pair(judge, q[:1], g, cand[:1, :max(batches)], "cached", max(batches))       # warm-up
+    _ms_per_pair(judge, q[:1], g, cand[:1, :2], "naive", 1)
+    out = {"model": f"{arch} {size}", "dtype": str(judge.model.dtype).removeprefix("torch."),
+           "attention": judge.model.config._attn_implementation, "C": C, "ms_per_pair": {}}
+    ref = None
+    for b in naive_batches:
+        rows = 1 if b == 1 else min(queries, 2)            # naive is slow: fewer queries suffice
+        ms, logits = _ms_per_pair(judge, q[:rows], g, cand[:rows], "naive", b)
+        out["ms_per_pair"][f"naive_b{b}"] = round(ms, 2)
+        ref = logits if ref is None else ref
+    for b in batches:
+        ms, logits = _ms_per_pair(judge, q, g, cand, "cached", b)
+        out["ms_per_pair"][f"cached_b{b}"] = round(ms, 2)
+        if ref is not None:
+            rows = ref.shape[1]
+            out["max_abs_logit_diff_vs_naive"] = max(out.get("max_abs_logit_diff_vs_naive", 0.0),
+                                                     float(np.abs(logits[:, :rows] - ref).max()))
+    out["one_pair_ms"] = _split_ms(judge, paths)
+    out["tokens"] = {"total": judge.input_ids.shape[1], "vision": 2 * len(judge.cand_pos), "prefix": judge.P}
+    out["flops"] = pair_flops(judge, queries, C)
+    if gpu:
+        out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated(judge.dev) / 2**30, 2)
+    del judge
+    if gpu:
+        torch.cuda.empty_cache()
+    return out
+
+
+def _gpu_rerank(size: str, method: str) -> dict:
+    """Time of the evaluation (``method="evaluate"``) or of μ-fusion + re-ranking + evaluation."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    r = bench_evaluate(size) if method == "evaluate" else bench_rerank(size, method)
+    out = {k: r[k] for k in ("Q", "G", "seconds", "mAP")}
+    if torch.cuda.is_available():
+        out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return out
+
+
+def _gpu_encoder(device, batch: int, steps: int) -> dict:
+    """Feature extraction throughput of the Re-ID encoder with CLIP ViT-B/16 at 256×128 (random
+    weights, images already in memory; bf16 autocast on a GPU, as :func:`muse.encoder.features.embed`)."""
+    from muse.encoder.model import ReIDEncoder, clip_config
+
+    dev = torch.device(device)
+    model = ReIDEncoder(clip_config("ViT-B-16", (256, 128)), num_classes=751).to(dev).eval()
+    x = torch.randn(batch, 3, 256, 128, device=dev)
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        model(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            f = model(x)
+        float(f.float().sum())                             # waits for the device
+    return {"model": "ViT-B-16 at 256x128", "batch": batch, "images_per_s": round(batch * steps / (time.perf_counter() - t0), 1)}
+
+
+GPU_PLANS = {
+    # size: judges (arch, size, queries, batches, naive batches), re-ranking size, encoder (batch, steps)
+    "full": ([("qwen2_vl", "2b", 4, (8, 16, 40), (1, 8)), ("qwen2_5_vl", "7b", 2, (40,), ())],
+             "msmt17", (256, 20), 40),
+    "tiny": ([("qwen2_vl", "tiny", 2, (4, 8), (1, 4)), ("qwen2_5_vl", "tiny", 2, (8,), ())], "tiny", (4, 2), 8),
+}
+
+
+def bench_gpu(device=None, size: str = "full", out=None) -> dict:
+    """The GPU benchmark in one command: the judges' ms/pair (naive batch 1 and 8, cached at
+    batches 8, 16 and C = 40; Qwen2-VL-2B and Qwen2.5-VL-7B built in bf16 directly on the device),
+    peak GPU memory, the Figure 4 split, K-RNN, ECN and CA-Jaccard and the evaluation at MSMT17
+    size, and the encoder's feature-extraction rate. ``size="tiny"`` runs the same steps with tiny
+    models and a small test set (a smoke test that fits a CPU). Each section is written to
+    ``out/bench_gpu.json`` and ``out/bench_gpu.md`` as soon as it is done; a section that fails
+    (e.g. out of memory) records its error and the others still run."""
+    import json
     import tempfile
     from pathlib import Path
 
-    from PIL import Image
+    judges, rerank_size, (enc_batch, enc_steps), C = GPU_PLANS[size]
+    device = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    report = {"benchmark": "gpu", "size": size, "machine": machine(), "device": device, "sections": {}}
 
-    from muse.mllm.model import init_tiny, load
-    from muse.mllm.prompt import load_pair_image
-    from muse.mllm.score import Judge, score_queries
+    def run(name, fn, *args):
+        t0 = time.perf_counter()
+        try:
+            report["sections"][name] = fn(*args)
+        except Exception as e:                                           # recorded, and the next section runs
+            report["sections"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        report["sections"][name]["section_s"] = round(time.perf_counter() - t0, 1)
+        if out is not None:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / "bench_gpu.json").write_text(json.dumps(report, indent=2))
+            (Path(out) / "bench_gpu.md").write_text(gpu_markdown(report))
+        print(f"{name}: {json.dumps(report['sections'][name])}", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        if model_dir is None:
-            model_dir = init_tiny(tmp / "tiny")
-        rng = np.random.default_rng(seed)
-        paths = []
-        for k in range(queries + C):
-            paths.append(str(tmp / f"{k}.png"))
-            Image.fromarray(rng.integers(0, 255, (128, 64, 3), dtype=np.uint8)).save(paths[-1])
-        judge = Judge(*load(model_dir))
-        q, g = paths[:queries], np.array(paths[queries:])
-        cand = np.tile(np.arange(C), (queries, 1))
-        runs, logits = {}, {}
-        for name, engine, b in (("naive_b1", "naive", 1), (f"naive_b{batch}", "naive", batch),
-                                (f"cached_b{batch}", "cached", batch)):
-            t0 = time.perf_counter()
-            logits[name] = np.stack(score_queries(judge, q, g, cand, engine, b, progress=False))
-            runs[name] = round(queries * C / (time.perf_counter() - t0), 1)
-        diff = max(float(np.abs(v - logits["naive_b1"]).max()) for v in logits.values())
-        pair = [load_pair_image(p) for p in paths[:2]]
-        images = [judge.visual([im]) for im in pair]
-        t0 = time.perf_counter()
-        for _ in range(5):
-            judge.visual(pair)
-        vision_ms = (time.perf_counter() - t0) / 5 * 1000
-        t0 = time.perf_counter()
-        for _ in range(5):
-            judge.suffix(judge.prefix(images[0][0]), images[1])
-        llm_ms = (time.perf_counter() - t0) / 5 * 1000
-    n_vision = len(judge.query_pos) + len(judge.cand_pos)
-    return {"benchmark": "score", "pairs": queries * C, "pairs_per_s": runs,
-            "speedup_cached_vs_naive_b1": round(runs[f"cached_b{batch}"] / runs["naive_b1"], 2),
-            "speedup_cached_vs_naive_same_batch": round(runs[f"cached_b{batch}"] / runs[f"naive_b{batch}"], 2),
-            "max_abs_logit_diff": diff, "tokens": {"vision": n_vision, "text": judge.input_ids.shape[1] - n_vision},
-            "one_pair_ms": {"vision_encoder": round(vision_ms, 2), "llm_decoder": round(llm_ms, 2)},
-            "machine": machine()}
+        paths = _random_images(tmp, max(q for _, _, q, _, _ in judges) + C)
+        for arch, judge_size, queries, batches, naive_batches in judges:
+            run(f"score {arch} {judge_size}", _gpu_score, arch, judge_size, device, queries, C, batches, naive_batches,
+                paths)
+    run("encoder", _gpu_encoder, device, enc_batch, enc_steps)
+    for method in ("evaluate", "krnn", "ecn", "caj"):
+        run(f"{method} {rerank_size}", _gpu_rerank, rerank_size, method)
+    return report
+
+
+def gpu_markdown(report: dict) -> str:
+    """The report as Markdown: one table of figures per section."""
+    lines = [f"# GPU benchmark ({report['size']})", "", f"Machine: {report['machine']}; device: {report['device']}.", ""]
+    for name, figures in report["sections"].items():
+        lines += [f"## {name}", "", "| figure | value |", "|---|---|"]
+        flat = {}
+        for k, v in figures.items():
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()} if isinstance(v, dict) else {k: v})
+        lines += [f"| {k} | {v} |" for k, v in flat.items()] + [""]
+    return "\n".join(lines)

@@ -150,10 +150,10 @@ def _mine(a):
         print(f"{out}: {len(records)} pairs")
 
 
-def _mllm_init_tiny(a):
-    from muse.mllm.model import init_tiny
+def _mllm_init(a):
+    from muse.mllm.model import init
 
-    init_tiny(a.out, seed=a.seed, arch=a.arch, size=a.size)
+    init(a.out, arch=a.arch, size=a.size, seed=a.seed)
     print(f"{a.out}: {a.size} {a.arch} checkpoint (random weights)")
 
 
@@ -189,7 +189,7 @@ def _sft(a):
     from muse.io import write_meta
     from muse.mllm.sft import SFTConfig, read_pairs, sft
 
-    given = ("prompt", "vision_attention", *SFT_OPTIONS)
+    given = ("prompt", "vision_attention", "gradient_checkpointing", *SFT_OPTIONS)
     cfg = SFTConfig(**{k: getattr(a, k) for k in given if getattr(a, k) is not None})
     val = read_pairs(a.val_pairs) if a.val_pairs else None
     history = sft(a.model, read_pairs(a.pairs), a.out, cfg, val=val)
@@ -221,7 +221,16 @@ def _score_merge(a):
 def _bench_score(a):
     from muse.bench import bench_score
 
-    print(json.dumps(bench_score(a.model, a.queries, a.C, a.batch)))
+    print(json.dumps(bench_score(a.model, a.arch, a.size, a.queries, a.C, a.batch, device=a.device)))
+
+
+def _bench_gpu(a):
+    from muse.bench import bench_gpu
+
+    report = bench_gpu(a.device, a.size, a.out)
+    print(json.dumps(report))
+    if any("error" in s for s in report["sections"].values()):
+        raise MuseError(f"bench gpu: a section failed (see {a.out / 'bench_gpu.md'})")
 
 
 def _bench_evaluate(a):
@@ -337,12 +346,14 @@ def parser() -> argparse.ArgumentParser:
 
     ml = sub.add_parser("mllm", help="MLLM checkpoints")
     mlsub = ml.add_subparsers(dest="mllm_command", required=True)
-    it = mlsub.add_parser("init-tiny", help="write a tiny Qwen2-VL or Qwen2.5-VL checkpoint (model + offline processor)")
+    it = mlsub.add_parser("init", help="write a Qwen2-VL or Qwen2.5-VL checkpoint with random weights (model + "
+                                       "offline processor)")
     it.add_argument("--out", required=True, type=Path)
     it.add_argument("--arch", default="qwen2_vl", help="qwen2_vl or qwen2_5_vl")
-    it.add_argument("--size", default="tiny", help="tiny (tests) or small (the pretrained judges' size)")
+    it.add_argument("--size", default="tiny", help="tiny (tests), small (the pretrained judges' size), or the "
+                                                   "published 2b (qwen2_vl) or 7b (qwen2_5_vl), laid out as a download")
     it.add_argument("--seed", type=int, default=0)
-    it.set_defaults(func=_mllm_init_tiny)
+    it.set_defaults(func=_mllm_init)
     oc = mlsub.add_parser("corpus", help="write the open-world pair corpus that the small judges are pretrained on")
     oc.add_argument("--config", default=Path("config.yaml"), type=Path, help="reads its `pretrain.corpus` section")
     oc.add_argument("--out", required=True, type=Path)
@@ -363,6 +374,8 @@ def parser() -> argparse.ArgumentParser:
         ft.add_argument(f"--{name.replace('_', '-')}", type=kind)
     ft.add_argument("--vision-attention", action="store_true", default=None,
                     help="also adapt the vision blocks' attention (the release adapts their MLPs only)")
+    ft.add_argument("--gradient-checkpointing", action="store_true", default=None,
+                    help="recompute activations in the backward pass (same gradients, less memory)")
     ft.add_argument("--out", required=True, type=Path, help="adapter directory (peft)")
     ft.set_defaults(func=_sft)
 
@@ -407,11 +420,20 @@ def parser() -> argparse.ArgumentParser:
     bd.add_argument("--work", type=Path, default=Path("results/bench_dg"), help="where the encoders go")
     bd.set_defaults(func=_bench_dg)
     bs = bsub.add_parser("score", help="pairs/s of the scoring engines and their max logit difference")
-    bs.add_argument("--model", type=Path, help="model directory (default: a fresh tiny model)")
+    bs.add_argument("--model", type=Path, help="model directory (default: one of --arch and --size built in memory)")
+    bs.add_argument("--arch", default="qwen2_vl", help="qwen2_vl or qwen2_5_vl")
+    bs.add_argument("--size", default="tiny", help="tiny, small, 2b (qwen2_vl) or 7b (qwen2_5_vl)")
+    bs.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     bs.add_argument("--queries", type=int, default=8)
     bs.add_argument("--C", type=positive, default=40)
     bs.add_argument("--batch", type=positive, default=8)
     bs.set_defaults(func=_bench_score)
+    bg = bsub.add_parser("gpu", help="judges, re-ranking, evaluation and encoder on a GPU, as JSON + Markdown")
+    bg.add_argument("--device", help="cuda (default when there is one) or cpu")
+    bg.add_argument("--size", choices=["full", "tiny"], default="full",
+                    help="full: Qwen2-VL-2B, Qwen2.5-VL-7B, MSMT17 size; tiny: a smoke test of the same steps")
+    bg.add_argument("--out", type=Path, default=Path("results/bench_gpu"), help="folder of bench_gpu.json and .md")
+    bg.set_defaults(func=_bench_gpu)
     return p
 
 

@@ -1,6 +1,6 @@
-"""rule init_tiny_mllm -> muse.mllm.model.init_tiny"""
+"""rule init_tiny_mllm -> muse.mllm.model.init"""
 from muse.errors import logged
-from muse.mllm.model import init_tiny
+from muse.mllm.model import init
 
 with logged(snakemake.log[0]):
-    init_tiny(snakemake.output[0], arch=snakemake.params.arch)
+    init(snakemake.output[0], arch=snakemake.params.arch, size="tiny")

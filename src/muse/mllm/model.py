@@ -12,11 +12,12 @@ image and video processors and its chat template.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (AutoModelForImageTextToText, AutoProcessor, Qwen2_5_VLConfig,
                           Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2TokenizerFast, Qwen2VLConfig,
                           Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
@@ -24,7 +25,7 @@ from transformers import (AutoModelForImageTextToText, AutoProcessor, Qwen2_5_VL
 
 from muse.errors import MuseError
 from muse.io import atomic_path
-from muse.mllm.prompt import ANSWERS, RESPONSE, RULE, TASK
+from muse.mllm.prompt import ANSWERS, RESPONSE, RULE, TASK, VARIANTS, messages
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
            "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
@@ -75,6 +76,30 @@ def _vision(arch: str, width: int, depth: int, heads: int, out: int) -> dict:
 # model starts at std 1/√width: at 0.02 it stays on the 50/50 plateau for thousands of pairs.
 SIZES = {"tiny": (64, 2, 4, None, 32, 2, 2), "small": (128, 2, 4, 128 ** -0.5, 128, 4, 4)}
 
+# The published checkpoints, (arch, size) -> (name, text config, vision config), as their
+# config.json gives them. Their tokenizer has 151,643 regular tokens, then the special tokens
+# from <|endoftext|> = 151643 to <|video_pad|> = 151656; the embedding has `vocab_size` rows.
+_ROPE = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]}
+PUBLISHED = {
+    ("qwen2_vl", "2b"): ("Qwen2-VL-2B-Instruct",
+                         {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                          "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936,
+                          "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_parameters": _ROPE},
+                         {"depth": 32, "embed_dim": 1280, "num_heads": 16, "mlp_ratio": 4, "hidden_size": 1536,
+                          **PATCHES}, True),
+    ("qwen2_5_vl", "7b"): ("Qwen2.5-VL-7B-Instruct",
+                           {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                            "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+                            "max_position_embeddings": 128000, "rms_norm_eps": 1e-6, "rope_parameters": _ROPE},
+                           {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+                            "out_hidden_size": 3584, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+                            "hidden_act": "silu", **PATCHES}, False),
+}
+REGULAR_TOKENS = 151643
+# generation_config.json of the published checkpoints (greedy in effect: top_k 1)
+GENERATION = {"bos_token_id": 151643, "pad_token_id": 151643, "eos_token_id": [151645, 151643], "do_sample": True,
+              "repetition_penalty": 1.05, "temperature": 0.1, "top_p": 0.001, "top_k": 1}
+
 
 def small_config(arch: str, size: str = "tiny") -> tuple[dict, dict]:
     """(text config, vision config) of a small model of ``arch``."""
@@ -82,68 +107,134 @@ def small_config(arch: str, size: str = "tiny") -> tuple[dict, dict]:
     return _text(width, layers, heads, init), _vision(arch, v_width, v_depth, v_heads, width)
 
 
-def _byte_level_bpe() -> Tokenizer:
-    """Byte-level BPE whose merges spell, left to right, every word of the prompt and chat template
-    (with and without a leading space), so each is one token; anything else falls back to bytes."""
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    words = set(re.findall(r"[A-Za-z]+", " ".join([TASK, RULE, RESPONSE, "Query Candidate system user assistant "
-                                                   "You are a helpful assistant", *ANSWERS])))
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    merges = []
-    pieces = [(w[:end - 1], w[end - 1]) for w in sorted(words) for end in range(2, len(w) + 1)]
-    spaced = [("\u0120", w) for w in sorted(words)]            # Ġ marks a leading space
-    for left, right in pieces + spaced:
-        if left + right not in vocab:
-            vocab[left + right] = len(vocab)
-            merges.append((left, right))
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+def _words() -> list[str]:
+    return sorted(set(re.findall(r"[A-Za-z]+", " ".join([TASK, RULE, RESPONSE, "Query Candidate system user assistant "
+                                                         "You are a helpful assistant", *ANSWERS]))))
+
+
+def _byte_level(bpe: models.BPE) -> Tokenizer:
+    tok = Tokenizer(bpe)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     return tok
 
 
-def tiny_processor(arch: str = "qwen2_vl"):
-    tokenizer = Qwen2TokenizerFast(tokenizer_object=_byte_level_bpe(), eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", additional_special_tokens=SPECIAL,
-                                   model_max_length=4096)
+def _byte_level_bpe() -> Tokenizer:
+    """The small sizes' byte-level BPE: merges that spell, left to right, every word of the prompt
+    and chat template (with and without a leading space), "Yes" and "No" among them in one token;
+    anything else falls back to shorter pieces and bytes."""
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    merges = []
+    pieces = [(w[:end - 1], w[end - 1]) for w in _words() for end in range(2, len(w) + 1)]
+    spaced = [("\u0120", w) for w in _words()]                # Ġ marks a leading space
+    for left, right in pieces + spaced:
+        if left + right not in vocab:
+            vocab[left + right] = len(vocab)
+            merges.append((left, right))
+    return _byte_level(models.BPE(vocab=vocab, merges=merges))
+
+
+def _published_bpe() -> Tokenizer:
+    """A byte-level BPE of the published vocabulary's size (:data:`REGULAR_TOKENS`): merges learnt
+    on the prompts and chat template, so that every word, number and punctuation run of them is one
+    token as in the real vocabulary, then pairs of bytes and longer strings (ranked after, so that
+    the learnt segmentation is kept) until the size is reached."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    texts = [m["text"] for v in VARIANTS for turn in messages(v) for m in turn["content"] if m["type"] == "text"]
+    texts += [" ".join(_words()), "\n".join(_words()), "system\nYou are a helpful assistant.\nuser\nassistant\n"]
+    learner = _byte_level(models.BPE())
+    learner.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=REGULAR_TOKENS, initial_alphabet=alphabet,
+                                                            show_progress=False))
+    model = json.loads(learner.to_str())["model"]
+    vocab, merges = model["vocab"], [tuple(m) for m in model["merges"]]
+    lefts, grown = alphabet, []
+    while len(vocab) < REGULAR_TOKENS:
+        for left in lefts:
+            for ch in alphabet:
+                if len(vocab) < REGULAR_TOKENS and left + ch not in vocab:
+                    vocab[left + ch] = len(vocab)
+                    merges.append((left, ch))
+                    grown.append(left + ch)
+        lefts, grown = grown, []
+    return _byte_level(models.BPE(vocab=vocab, merges=merges))
+
+
+def make_processor(arch: str = "qwen2_vl", size: str = "tiny"):
+    """The offline processor of a model of ``arch`` and ``size``: a small vocabulary for the small
+    sizes, the published one's size and special-token ids otherwise; Qwen2-VL's image and video
+    processors (for a published size with its pixel bounds, 3,136 to 12,845,056) and the chat
+    template."""
+    published = size not in SIZES
+    bpe = _published_bpe() if published else _byte_level_bpe()
+    if published:                                               # the published ids, in this order
+        bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])
+    tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe,
+                                   eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=SPECIAL, model_max_length=32768 if published else 4096)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL})
-    pixels = 280 * 140
-    return ARCHS[arch][2](image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels),
-                            tokenizer=tokenizer,
-                            video_processor=Qwen2VLVideoProcessor(min_pixels=pixels, max_pixels=pixels),
-                            chat_template=CHAT_TEMPLATE)
+    pixels = (3136, 12845056) if published else (280 * 140, 280 * 140)
+    return ARCHS[arch][2](image_processor=Qwen2VLImageProcessor(min_pixels=pixels[0], max_pixels=pixels[1]),
+                          tokenizer=tokenizer,
+                          video_processor=Qwen2VLVideoProcessor(min_pixels=pixels[0], max_pixels=pixels[1]),
+                          chat_template=CHAT_TEMPLATE)
 
 
-def init_tiny(out, seed: int = 0, arch: str = "qwen2_vl", size: str = "tiny") -> Path:
-    """Write a small checkpoint directory (model + processor) of ``arch`` (a key of :data:`ARCHS`)
-    and ``size`` (a key of :data:`SIZES`) at ``out``, with random weights."""
-    model, processor = build_small(arch, size, seed)
-    with atomic_path(out) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-    return Path(out)
-
-
-def build_small(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0):
-    """(model, processor) of a small ``arch`` model of ``size``, randomly initialised from ``seed``."""
+def _check(arch: str, size: str) -> None:
     if arch not in ARCHS:
         raise MuseError(f"unknown MLLM architecture '{arch}': expected one of {', '.join(ARCHS)}")
-    if size not in SIZES:
-        raise MuseError(f"unknown model size '{size}': expected one of {', '.join(SIZES)}")
+    sizes = [*SIZES, *(s for a, s in PUBLISHED if a == arch)]
+    if size not in sizes:
+        raise MuseError(f"unknown model size '{size}' for {arch}: expected one of {', '.join(sizes)}")
+
+
+def build(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0, dtype: torch.dtype | None = None,
+          device=None):
+    """(model, processor) of ``arch`` at ``size`` (a key of :data:`SIZES`, or a published size of
+    :data:`PUBLISHED`), randomly initialised from ``seed``; a published size is built directly in
+    ``dtype`` (default fp32) on ``device`` (``"meta"``: the architecture without its weights)."""
+    _check(arch, size)
     config_cls, model_cls, _ = ARCHS[arch]
-    text, vision = small_config(arch, size)
-    processor = tiny_processor(arch)
+    processor = make_processor(arch, size)
     tok = processor.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}
+    if size in SIZES:
+        (text, vision), tied = small_config(arch, size), False
+        text = {**text, "vocab_size": len(tok)}
+    else:
+        _, text, vision, tied = PUBLISHED[arch, size]
     config = config_cls(
-        text_config={**text, "vocab_size": len(tok), "bos_token_id": ids["<|endoftext|>"],
-                     "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
-        vision_config=vision,
+        text_config={**text, "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+                     "pad_token_id": ids["<|endoftext|>"]},
+        vision_config=vision, tie_word_embeddings=tied,
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
-    return model_cls(config), processor
+    if size in SIZES:
+        return model_cls(config).to(device=device or "cpu", dtype=dtype or torch.float32), processor
+    with torch.device(device or "cpu"):
+        model = model_cls._from_config(config, dtype=dtype or torch.float32, attn_implementation="sdpa")
+    model.generation_config.update(**GENERATION)
+    return model, processor
+
+
+def init(out, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0) -> Path:
+    """Write a checkpoint of ``arch`` at ``size`` with random weights at ``out``. A published size
+    is laid out as its download: bf16 safetensors in shards of at most 4 GB with
+    ``model.safetensors.index.json``, ``config.json``, ``generation_config.json``,
+    ``preprocessor_config.json``, the tokenizer's files and ``chat_template.json``."""
+    published = size not in SIZES
+    model, processor = build(arch, size, seed, dtype=torch.bfloat16 if published else None)
+    with atomic_path(out) as tmp:
+        if published:
+            model.save_pretrained(tmp, max_shard_size="4GB")
+            processor.image_processor.save_pretrained(tmp)
+            processor.tokenizer.save_pretrained(tmp)
+            (tmp / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2))
+        else:
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+    return Path(out)
 
 
 def pretrained_dir(arch: str) -> Path:
@@ -168,14 +259,15 @@ def answer_ids(tokenizer) -> tuple[int, int]:
 def load(model_dir, adapter=None, dtype: torch.dtype | None = None, device=None, merge: bool = True):
     """(model, processor, (yes_id, no_id)) from local directories; the LoRA ``adapter`` is merged
     into the weights unless ``merge`` is False. ``dtype`` defaults to bf16 on a GPU (as the
-    paper scores) and fp32 on the CPU."""
+    paper scores) and fp32 on the CPU; attention is PyTorch's SDPA."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise MuseError(f"{model_dir}: not a model directory (no config.json)")
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, local_files_only=True, dtype=dtype)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, local_files_only=True, dtype=dtype,
+                                                        attn_implementation="sdpa")
     if adapter is not None:
         from peft import PeftModel
 

@@ -252,7 +252,7 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
     """Pretrain a small judge of ``cfg.arch`` on the corpus at ``corpus_dir`` and write it at ``out``
     (model, processor, ``provenance.json``, whose ``command`` is ``command`` or the process's
     argv); returns the provenance record."""
-    from muse.mllm.model import answer_ids, build_small
+    from muse.mllm.model import answer_ids, build
     from muse.mllm.score import Judge
 
     t0 = time.time()
@@ -260,7 +260,7 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
     corpus = _Corpus(corpus_dir)
     corpus_sha256 = corpus.fingerprint()
     fingerprint = digest(corpus_sha256, asdict(cfg))
-    model, processor = build_small(cfg.arch, cfg.size, cfg.seed)
+    model, processor = build(cfg.arch, cfg.size, cfg.seed)
     answer = answer_ids(processor.tokenizer)
     judges = {p: Judge(model, processor, answer, p) for p in cfg.prompts}
     visual = list(model.model.visual.parameters())

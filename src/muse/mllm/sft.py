@@ -8,10 +8,14 @@ LoRA (r = 16, α = 32, dropout 0.05) adapts, as the release, the MLPs of the vis
 (``fc1``, ``fc2`` in Qwen2-VL; ``gate``, ``up``, ``down`` in Qwen2.5-VL) and the linear layers of the
 language model (``q, k, v, o, gate, up, down`` projections); ``vision_attention`` also adapts the
 vision blocks' attention (``qkv``, ``proj``). Modules are selected by a regular expression so that
-the patch-embedding Conv3d (also named ``proj``) and the merger are left alone. AdamW, cosine schedule from ``lr`` to ``lr_min`` over all steps, batch
-``batch`` pairs; bf16 on GPU, fp32 on CPU; several GPUs when launched with ``accelerate`` or
-``torchrun``. A checkpoint after every epoch (with the fingerprint of the model, the pairs and the
-recipe) lets a killed run resume with the same result; another fingerprint starts over.
+the patch-embedding Conv3d (also named ``proj``) and the merger are left alone. AdamW, cosine
+schedule from ``lr`` to ``lr_min`` over all steps, batch ``batch`` pairs; bf16 on GPU, fp32 on CPU;
+several GPUs when launched with ``accelerate`` or ``torchrun``. ``gradient_checkpointing``
+recomputes each vision block's and decoder layer's activations in the backward pass instead of
+keeping them: the same gradients in about 1.4× the time (one step of the 2B in fp32 on a CPU:
+14.3 GB peak without, 13.1 GB with, the latter set by loading the weights). A checkpoint after
+every epoch (with the fingerprint of the model, the pairs and the recipe) lets a killed run resume
+with the same result; another fingerprint starts over.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class SFTConfig:
     fraction: float = 1.0       # keep this random share of the training pairs (MUSE: 0.5)
     val_every: int = 5          # validation loss every this many epochs (MUSE: 5), with validation pairs
     vision_attention: bool = False  # also adapt the vision blocks' attention (MUSE: no)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: same gradients, less memory
     seed: int = 0
 
     def __post_init__(self):
@@ -135,6 +140,8 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
     acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
     torch.manual_seed(cfg.seed)
     base, processor, yes_no = load(model_dir, device=acc.device)
+    if cfg.gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = lora_model(base, cfg)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)

@@ -1,0 +1,57 @@
+"""Benchmarks: the FLOP model of the scoring engines against torch's FLOP counter, and the GPU
+benchmark's smoke mode end to end on the CPU."""
+
+import json
+
+import numpy as np
+import pytest
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from conftest import muse
+from muse.bench import _judge, _random_images, bench_score, pair_flops
+from muse.mllm.prompt import load_pair_image
+
+
+def test_pair_flops_equal_the_counted_flops_of_both_engines(tmp_path):
+    """Naive: one pair's forward; cached: 2 queries sharing 2 candidates (4 images' visual tokens,
+    2 prefixes, 2 batched suffixes), per pair; counted by torch with dense (math) attention."""
+    judge = _judge("qwen2_vl", "tiny")
+    ims = [load_pair_image(p) for p in _random_images(tmp_path, 4)]
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as naive:
+        judge.naive([ims[0]], [ims[1]])
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as cached:
+        v = judge.visual(ims)
+        for q in range(2):
+            judge.suffix(judge.prefix(v[q]), v[2:])
+    model = pair_flops(judge, queries=2, C=2)
+    assert model["naive_gflop_per_pair"] == pytest.approx(naive.get_total_flops() / 1e9, rel=0.01)
+    assert model["cached_gflop_per_pair"] == pytest.approx(cached.get_total_flops() / 4 / 1e9, rel=0.01)
+    assert model["bound_cached_vs_naive"] == pytest.approx(naive.get_total_flops() / (cached.get_total_flops() / 4),
+                                                           rel=0.02)
+
+
+def test_bench_score_compares_the_engines_on_one_model():
+    out = bench_score(size="tiny", queries=2, C=4, batch=4)
+    assert set(out["pairs_per_s"]) == {"naive_b1", "naive_b4", "cached_b4"}
+    assert all(v > 0 for v in out["pairs_per_s"].values()) and out["max_abs_logit_diff"] <= 1e-4
+    assert out["tokens"]["vision"] == 100 and 0 < out["tokens"]["prefix"] < out["tokens"]["vision"] + out["tokens"]["text"]
+    assert out["flops"]["bound_cached_vs_naive"] > 1
+
+
+def test_bench_gpu_smoke_mode_runs_every_section_on_the_cpu(tmp_path):
+    res = muse("bench", "gpu", "--device", "cpu", "--size", "tiny", "--out", tmp_path)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "bench_gpu.json").read_text())
+    sections = report["sections"]
+    assert list(sections) == ["score qwen2_vl tiny", "score qwen2_5_vl tiny", "encoder", "evaluate tiny",
+                              "krnn tiny", "ecn tiny", "caj tiny"]
+    assert not any("error" in s for s in sections.values())
+    score = sections["score qwen2_vl tiny"]
+    assert set(score["ms_per_pair"]) == {"naive_b1", "naive_b4", "cached_b4", "cached_b8"}
+    assert score["max_abs_logit_diff_vs_naive"] <= 1e-4 and score["attention"] == "sdpa"
+    assert sections["encoder"]["images_per_s"] > 0
+    assert all(0 < sections[f"{m} tiny"]["mAP"] <= 1 for m in ("evaluate", "krnn", "ecn", "caj"))
+    md = (tmp_path / "bench_gpu.md").read_text()
+    assert "## score qwen2_vl tiny" in md and "| ms_per_pair.cached_b8 |" in md
+    assert json.loads(res.stdout)["sections"] == sections
