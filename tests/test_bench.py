@@ -9,7 +9,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import muse
-from muse.bench import _judge, _random_images, bench_score, pair_flops
+from muse.bench import _judge, _random_images, bench_rerank, bench_score, pair_flops
 from muse.mllm.prompt import load_pair_image
 
 
@@ -55,3 +55,19 @@ def test_bench_gpu_smoke_mode_runs_every_section_on_the_cpu(tmp_path):
     md = (tmp_path / "bench_gpu.md").read_text()
     assert "## score qwen2_vl tiny" in md and "| ms_per_pair.cached_b8 |" in md
     assert json.loads(res.stdout)["sections"] == sections
+
+
+def test_bench_rerank_reports_the_jaccard_work_and_hubs_raise_it():
+    """Hubs (gallery items near every other) are shared by many rows of V: its largest column
+    and the Jaccard step's triples grow, and the result still equals the library's re-ranking."""
+    from muse.bench import FEATURES
+    from muse.distance import Distance
+    from muse.evaluate import evaluate
+    from muse.rerank import rerank
+
+    runs = {f: bench_rerank("tiny", "krnn", features=f, fused=False) for f in FEATURES}
+    assert runs["hubby"]["max_column_nnz"] > 3 * runs["clustered"]["max_column_nnz"]
+    assert runs["hubby"]["triples"] > 3 * runs["clustered"]["triples"]
+    q, qp, qc, g, gp, gc = FEATURES["hubby"]("tiny", 512)
+    direct = evaluate(rerank("krnn", Distance(q, g)), qp, qc, gp, gc)
+    assert runs["hubby"]["mAP"] == round(direct["mAP"], 4)

@@ -78,6 +78,23 @@ def test_equals_dense_reference(method, seed, fused):
     np.testing.assert_allclose(got["cmc"], ref["cmc"])
 
 
+@pytest.mark.parametrize("method", ["krnn", "caj"])
+def test_jaccard_step_in_tiny_pieces_is_unchanged(method, monkeypatch):
+    """With room for 7 triples at a time, each query row's non-zeros are split over many pieces:
+    the distances equal those computed in one piece and the dense reference."""
+    from muse.rerank import jaccard as J
+
+    whole, dense, _, _ = fast_and_dense(method, 4, True, **PARAMS[method])
+    real, calls = np.bincount, []
+    monkeypatch.setattr(J, "_MAX_TRIPLES", 7)
+    monkeypatch.setattr(np, "bincount", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pieces, _, _, _ = fast_and_dense(method, 4, True, **PARAMS[method])
+    Q = len(whole)
+    assert len(calls) > 5 * Q                             # several pieces per query row
+    np.testing.assert_allclose(pieces, whole, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pieces, dense, atol=1e-9)
+
+
 @pytest.mark.parametrize("method", list(RELEASED))
 def test_released_parameters(method):
     fast, dense, _, _ = fast_and_dense(method, 5, True, **RELEASED[method])

@@ -53,37 +53,71 @@ def bench_evaluate(size: str = "msmt17", d: int = 512, block: int = 256) -> dict
             "mAP": round(metrics["mAP"], 5), "machine": machine()}
 
 
-def clustered_test_set(size: str, d: int = 512, seed: int = 0):
-    """Features around one centre per identity with a per-camera bias, as trained Re-ID features
-    are (neighbourhoods then have the structure re-ranking works on)."""
+def identity_test_set(size: str, d: int = 512, seed: int = 0, bias: float = 0.8, noise: float = 1.8,
+                      ids: int | None = None):
+    """Features centre[id] + bias·b[camera] + noise·ε (centres, b, ε ~ N(0, 1)) with ids and
+    cameras drawn uniformly: the structure of trained Re-ID features that re-ranking works on."""
     s = SIZES[size]
+    ids = ids or s["ids"]
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((s["ids"] + 1, d), dtype=np.float32)
-    bias = 0.8 * rng.standard_normal((s["cams"] + 1, d), dtype=np.float32)
+    centres = rng.standard_normal((ids + 1, d), dtype=np.float32)
+    b = bias * rng.standard_normal((s["cams"] + 1, d), dtype=np.float32)
     out = []
     for k in ("Q", "G"):
-        pids = rng.integers(1, s["ids"] + 1, s[k])
+        pids = rng.integers(1, ids + 1, s[k])
         cams = rng.integers(1, s["cams"] + 1, s[k])
-        f = centres[pids] + bias[cams] + 1.8 * rng.standard_normal((s[k], d), dtype=np.float32)
+        f = centres[pids] + b[cams] + noise * rng.standard_normal((s[k], d), dtype=np.float32)
         out += [f, pids, cams]
     return out
 
 
+def hubby_test_set(size: str, d: int = 512, share: float = 0.02, seed: int = 2):
+    """:func:`identity_test_set` with a component u shared by all features (as the mean of
+    trained features) and a ``share`` of gallery items made of u and noise alone: those hubs
+    are near every item and appear in very many neighbour lists, as in poorly adapted features."""
+    q, qp, qc, g, gp, gc = identity_test_set(size, d)
+    rng = np.random.default_rng(seed)
+    u = 1.2 * rng.standard_normal(d, dtype=np.float32)
+    hubs = rng.random(len(g)) < share
+    g = g + u
+    g[hubs] = 4.0 * u + rng.standard_normal((int(hubs.sum()), d), dtype=np.float32)
+    return q + u, qp, qc, g, gp, gc
+
+
+FEATURES = {"clustered": identity_test_set, "hubby": hubby_test_set}     # feature kinds of `bench rerank`
+
+
 def bench_rerank(size: str = "market", method: str = "krnn", d: int = 512, fused: bool = True,
-                 C: int = 40) -> dict:
-    """Time μ-fusion + re-ranking + streaming evaluation, with the library's default parameters."""
-    q, qp, qc, g, gp, gc = clustered_test_set(size, d)
+                 C: int = 40, features: str = "clustered") -> dict:
+    """Time μ-fusion + re-ranking + streaming evaluation, with the library's default parameters;
+    for the Jaccard-based methods also the structure their Jaccard step's work depends on
+    (:func:`muse.rerank.jaccard.overlap_stats`)."""
+    from muse.rerank import params_for
+    from muse.rerank.caj import caj_encoding
+    from muse.rerank.jaccard import jaccard_blocks, overlap_stats
+    from muse.rerank.krnn import krnn_encoding
+
+    q, qp, qc, g, gp, gc = FEATURES[features](size, d)
     t0 = time.perf_counter()
     D = Distance(q, g)
     if fused:
         rng = np.random.default_rng(1)
         cand = D.top_candidates(C)
         D.fuse(cand, rng.normal(size=cand.shape), rng.normal(size=cand.shape), 0.2, 5.0, C)
-    metrics = evaluate(rerank(method, D, camids=np.concatenate([qc, gc])), qp, qc, gp, gc)
+    camids, stats = np.concatenate([qc, gc]), {}
+    if method in ("krnn", "caj"):
+        params = params_for(method)
+        lam = params.pop("lam")
+        V, row_max = krnn_encoding(D, **params) if method == "krnn" else caj_encoding(D, camids, **params)
+        stats = overlap_stats(V, D.Q)
+        blocks = jaccard_blocks(V, D, row_max, lam)
+    else:
+        blocks = rerank(method, D, camids=camids)
+    metrics = evaluate(blocks, qp, qc, gp, gc)
     seconds = time.perf_counter() - t0
-    return {"benchmark": "rerank", "method": method, "size": size, "Q": len(q), "G": len(g), "d": d,
-            "fused": fused, "seconds": round(seconds, 1), "peak_rss_gb": round(peak_rss_gb(), 3),
-            "mAP": round(metrics["mAP"], 4), "R1": round(metrics["R1"], 4), "machine": machine()}
+    return {"benchmark": "rerank", "method": method, "size": size, "features": features, "Q": len(q), "G": len(g),
+            "d": d, "fused": fused, "seconds": round(seconds, 1), "peak_rss_gb": round(peak_rss_gb(), 3),
+            "mAP": round(metrics["mAP"], 4), "R1": round(metrics["R1"], 4), **stats, "machine": machine()}
 
 
 def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = False) -> list[dict]:

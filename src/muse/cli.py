@@ -245,11 +245,12 @@ def _bench_rerank(a):
     from muse.bench import bench_rerank
 
     if a.method != "all":
-        print(json.dumps(bench_rerank(a.size, a.method, d=a.dim, fused=not a.no_fusion)), flush=True)
+        print(json.dumps(bench_rerank(a.size, a.method, d=a.dim, fused=not a.no_fusion, features=a.features)),
+              flush=True)
         return
     for method in ("none", "krnn", "ecn", "caj"):   # one process each, so peak RSS is per method
         cmd = [sys.executable, "-m", "muse.cli", "bench", "rerank", "--size", a.size, "--method", method,
-               "--dim", str(a.dim)] + (["--no-fusion"] if a.no_fusion else [])
+               "--dim", str(a.dim), "--features", a.features] + (["--no-fusion"] if a.no_fusion else [])
         subprocess.run(cmd, check=True)
 
 
@@ -412,6 +413,8 @@ def parser() -> argparse.ArgumentParser:
     br.add_argument("--method", choices=["all", "none", "krnn", "ecn", "caj"], default="all")
     br.add_argument("--dim", type=int, default=512)
     br.add_argument("--no-fusion", action="store_true", help="skip μ-fusion (C = 40 random logits)")
+    br.add_argument("--features", choices=["clustered", "hubby"], default="clustered",
+                    help="clustered (default) or hubby: with items near every other (see docs/benchmarks.md)")
     br.set_defaults(func=_bench_rerank)
     bd = bsub.add_parser("dg", help="train on each domain, test on each: the domain-generalisation matrix")
     bd.add_argument("--manifests", type=Path, default=Path("results/data"), help="folder of <domain>.csv")

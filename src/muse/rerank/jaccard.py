@@ -11,7 +11,9 @@ k + 1 nearest items of i (itself included):
 - final distance     d*(i, j) = (1 − λ)·d_J(i, j) + λ·D̃(i, j), for queries i and gallery j.
 
 V is a sparse N×N matrix (a few dozen non-zeros per row); m is accumulated for one block of
-queries at a time through an inverted index (the columns of V restricted to gallery rows).
+queries at a time through an inverted index (the columns of V restricted to gallery rows), in
+pieces of at most max(16 M, G) (query, column, gallery) triples whatever the data: a column that
+many rows share (a hub) splits a block, and a row, into more pieces instead of growing one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from muse.distance import Distance
 
 _CHUNK_ROWS = 4096
-_MAX_TRIPLES = 16_000_000   # (query, column, gallery) triples held at once in the Jaccard step
+_MAX_TRIPLES = 16_000_000   # (query, column, gallery) triples held at once in the Jaccard step (≈ 50 B each)
 
 
 def reciprocal_mask(index: torch.Tensor, k: int) -> torch.Tensor:
@@ -64,18 +66,37 @@ def expand(V: sp.csr_matrix, lists: torch.Tensor) -> sp.csr_matrix:
     return (A @ V).tocsr()
 
 
-def _min_overlap(Vq: sp.csr_matrix, Vg: sp.csc_matrix, G: int) -> np.ndarray:
-    """m[i, j] = Σ_c min(Vq_ic, Vg_jc) as a dense (rows of Vq, G) array, via the columns of Vg."""
+def _min_overlap(Vq: sp.csr_matrix, Vg: sp.csc_matrix, G: int, budget: int) -> np.ndarray:
+    """m[i, j] = Σ_c min(Vq_ic, Vg_jc) as a dense (rows of Vq, G) array, via the columns of Vg.
+
+    The (query, column, gallery) triples are formed for consecutive runs of Vq's non-zeros whose
+    columns hold at most ``budget`` gallery non-zeros together (or one non-zero, at most G), so
+    however many rows share a column (hubs), at most max(budget, G) triples exist at once."""
     B = Vq.shape[0]
     q_rows = np.repeat(np.arange(B), np.diff(Vq.indptr))
-    cols, a = Vq.indices, Vq.data
-    starts = Vg.indptr[cols]
-    lens = Vg.indptr[cols + 1] - starts
-    nz = np.repeat(np.arange(len(cols)), lens)
-    pos = starts[nz] + np.arange(len(nz)) - np.repeat(np.cumsum(lens) - lens, lens)
-    m = np.bincount(q_rows[nz] * G + Vg.indices[pos], weights=np.minimum(a[nz], Vg.data[pos]),
-                    minlength=B * G)
+    lens = np.diff(Vg.indptr)[Vq.indices]
+    ends = np.cumsum(lens)
+    m = np.zeros(B * G)
+    e0 = 0
+    while e0 < len(lens):
+        done = ends[e0 - 1] if e0 else 0
+        e1 = max(e0 + 1, int(np.searchsorted(ends, done + budget, side="right")))
+        cols, a, n = Vq.indices[e0:e1], Vq.data[e0:e1], lens[e0:e1]
+        nz = np.repeat(np.arange(e1 - e0), n)
+        pos = Vg.indptr[cols][nz] + np.arange(len(nz)) - np.repeat(np.cumsum(n) - n, n)
+        m += np.bincount(q_rows[e0:e1][nz] * G + Vg.indices[pos], weights=np.minimum(a[nz], Vg.data[pos]),
+                         minlength=B * G)
+        e0 = e1
     return m.reshape(B, G)
+
+
+def overlap_stats(V: sp.csr_matrix, Q: int) -> dict:
+    """What the Jaccard step's work depends on: the non-zeros per row of V (max), the largest
+    number of gallery rows sharing a column (hubs), and the (query, column, gallery) triples."""
+    Vq, Vg = V[:Q].tocsr(), V[Q:].tocsc()
+    col = np.diff(Vg.indptr)
+    return {"max_row_nnz": int(np.diff(V.indptr).max()), "max_column_nnz": int(col.max()),
+            "triples": int(col[Vq.indices].sum())}
 
 
 def jaccard_blocks(V: sp.csr_matrix, D: Distance, row_max: torch.Tensor, lam: float
@@ -93,7 +114,7 @@ def jaccard_blocks(V: sp.csr_matrix, D: Distance, row_max: torch.Tensor, lam: fl
             budget += work[stop]
             stop += 1
         rows = slice(start, stop)
-        m = torch.as_tensor(_min_overlap(Vq[rows], Vg, G), device=D.dev)
+        m = torch.as_tensor(_min_overlap(Vq[rows], Vg, G, _MAX_TRIPLES), device=D.dev)
         d_jac = 1 - m / (2 - m)
         d_norm = D.block(rows, slice(Q, D.N)).double() / row_max[rows, None].double()
         yield rows, (1 - lam) * d_jac + lam * d_norm

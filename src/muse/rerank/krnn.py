@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import scipy.sparse as sp
 import torch
 
 from muse.distance import Distance
@@ -43,11 +44,17 @@ def expanded_sets(index: torch.Tensor, k1: int) -> tuple[torch.Tensor, torch.Ten
     return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
 
 
-def krnn(D: Distance, k1: int = 20, k2: int = 6, lam: float = 0.3) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Yield re-ranked query × gallery distance blocks."""
+def krnn_encoding(D: Distance, k1: int = 20, k2: int = 6) -> tuple[sp.csr_matrix, torch.Tensor]:
+    """(V after local query expansion, row maxima): steps 1–4."""
     nb = knn(D, max(k1 + 1, k2))
     index, row_max = nb["all"].index, nb["row_max"]
     V = encode(D, row_max, *expanded_sets(index, k1))
     if k2 > 1:
         V = expand(V, index[:, :k2])
+    return V, row_max
+
+
+def krnn(D: Distance, k1: int = 20, k2: int = 6, lam: float = 0.3) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Yield re-ranked query × gallery distance blocks."""
+    V, row_max = krnn_encoding(D, k1, k2)
     return jaccard_blocks(V, D, row_max, lam)
