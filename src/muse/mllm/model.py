@@ -6,8 +6,11 @@ same classes pretrained on the open-world corpus and shipped with the package
 (:func:`pretrained_dir`). A small model (:data:`SIZES`) is the same class
 (``Qwen2VLForConditionalGeneration`` or ``Qwen2_5_VLForConditionalGeneration``, :data:`ARCHS`)
 with a small config, saved with an offline processor: a byte-level BPE tokenizer with Qwen's
-special tokens whose merges make every word of the prompt (and "Yes", "No") one token, Qwen2-VL's
-image and video processors and its chat template.
+special tokens in which "Yes" and "No" are single tokens, Qwen2-VL's image and video processors
+and its chat template. The published architectures (:data:`PUBLISHED`) are built with random
+weights at full size, with a tokenizer of the real vocabulary size and special-token ids, and
+written as a download is laid out (:func:`init`): to check loading, the engines, LoRA and memory
+at full size without the weights.
 """
 
 from __future__ import annotations
