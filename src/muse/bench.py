@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from muse.distance import Distance, base_distance_blocks
+from muse.distance import Distance, base_distance_blocks, device as default_device
 from muse.evaluate import evaluate
 from muse.rerank import rerank, rerank_features
 
@@ -92,11 +92,6 @@ def bench_rerank(size: str = "market", method: str = "krnn", d: int = 512, fused
     """Time μ-fusion + re-ranking + streaming evaluation, with the library's default parameters;
     for the Jaccard-based methods also the structure their Jaccard step's work depends on
     (:func:`muse.rerank.jaccard.overlap_stats`)."""
-    from muse.rerank import params_for
-    from muse.rerank.caj import caj_encoding
-    from muse.rerank.jaccard import jaccard_blocks, overlap_stats
-    from muse.rerank.krnn import krnn_encoding
-
     q, qp, qc, g, gp, gc = FEATURES[features](size, d)
     t0 = time.perf_counter()
     D = Distance(q, g)
@@ -104,16 +99,8 @@ def bench_rerank(size: str = "market", method: str = "krnn", d: int = 512, fused
         rng = np.random.default_rng(1)
         cand = D.top_candidates(C)
         D.fuse(cand, rng.normal(size=cand.shape), rng.normal(size=cand.shape), 0.2, 5.0, C)
-    camids, stats = np.concatenate([qc, gc]), {}
-    if method in ("krnn", "caj"):
-        params = params_for(method)
-        lam = params.pop("lam")
-        V, row_max = krnn_encoding(D, **params) if method == "krnn" else caj_encoding(D, camids, **params)
-        stats = overlap_stats(V, D.Q)
-        blocks = jaccard_blocks(V, D, row_max, lam)
-    else:
-        blocks = rerank(method, D, camids=camids)
-    metrics = evaluate(blocks, qp, qc, gp, gc)
+    stats = {}
+    metrics = evaluate(rerank(method, D, camids=np.concatenate([qc, gc]), stats=stats), qp, qc, gp, gc)
     seconds = time.perf_counter() - t0
     return {"benchmark": "rerank", "method": method, "size": size, "features": features, "Q": len(q), "G": len(g),
             "d": d, "fused": fused, "seconds": round(seconds, 1), "peak_rss_gb": round(peak_rss_gb(), 3),
@@ -148,13 +135,12 @@ def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = Fals
 
 def _judge(arch: str, size: str, model_dir=None, device=None, dtype=None):
     """A judge of a model directory, or of a model of ``arch`` and ``size`` built in memory."""
-    from muse.mllm.model import answer_ids, build, load
+    from muse.mllm.model import answer_ids, build, load, placement
     from muse.mllm.score import Judge
 
     if model_dir is not None:
         return Judge(*load(model_dir, dtype=dtype, device=device))
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    device, dtype = placement(device, dtype)
     model, processor = build(arch, size, dtype=dtype, device=device)
     return Judge(model.eval(), processor, answer_ids(processor.tokenizer))
 
@@ -188,7 +174,10 @@ def pair_flops(judge, queries: int, C: int) -> dict:
     vis, llm = core.visual, core.language_model
     tokens = len(judge.cand_pos)
     patches = tokens * vis.spatial_merge_size ** 2
-    n_params = lambda m: sum(p.numel() for p in m.parameters())       # noqa: E731
+
+    def n_params(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
     v_width = vis.blocks[0].attn.qkv.in_features
     image = (2 * (n_params(vis.patch_embed) + n_params(vis.blocks)) * patches + 2 * n_params(vis.merger) * tokens
              + 4 * patches ** 2 * v_width * len(vis.blocks))
@@ -204,9 +193,9 @@ def pair_flops(judge, queries: int, C: int) -> dict:
     naive = 2 * image + text(T, 0) + head
     pairs = queries * C
     cached = (queries + C) / pairs * image + queries / pairs * text(P, 0) + text(T - P, P) + head
-    g = lambda x: float(f"{x / 1e9:.4g}")                              # noqa: E731
-    return {"image_gflop": g(image), "llm_gflop_per_token": g(2 * layers), "naive_gflop_per_pair": g(naive),
-            "cached_gflop_per_pair": g(cached), "bound_cached_vs_naive": round(naive / cached, 2)}
+    gflop = {"image_gflop": image, "llm_gflop_per_token": 2 * layers, "naive_gflop_per_pair": naive,
+             "cached_gflop_per_pair": cached}
+    return {**{k: float(f"{v / 1e9:.4g}") for k, v in gflop.items()}, "bound_cached_vs_naive": round(naive / cached, 2)}
 
 
 def _ms_per_pair(judge, q, g, cand, engine: str, batch: int) -> tuple[float, np.ndarray]:
@@ -238,6 +227,27 @@ def _split_ms(judge, paths, repeats: int = 5) -> dict:
     return out
 
 
+def _engine_figures(judge, paths, queries: int, C: int, runs) -> dict:
+    """Figures of the scoring engines on ``queries`` queries (the first ``paths``) sharing their
+    ``C`` candidates (the next ones): ms/pair of each (engine, batch, number of queries) of
+    ``runs``, the max |Δ logit| of the later runs against the first naive one on the queries they
+    share, the token composition, the FLOP model (:func:`pair_flops`) and the Figure 4 split."""
+    q, g = paths[:queries], np.array(paths[queries:queries + C])
+    cand = np.tile(np.arange(C), (queries, 1))
+    ms, diffs, ref = {}, [], None
+    for engine, b, rows in runs:
+        ms[f"{engine}_b{b}"], logits = _ms_per_pair(judge, q[:rows], g, cand[:rows], engine, b)
+        if ref is not None:
+            shared = min(rows, ref.shape[1])
+            diffs.append(float(np.abs(logits[:, :shared] - ref[:, :shared]).max()))
+        elif engine == "naive":
+            ref = logits
+    n_vision = len(judge.query_pos) + len(judge.cand_pos)
+    return {"ms_per_pair": ms, **({"max_abs_logit_diff": max(diffs)} if diffs else {}),
+            "tokens": {"vision": n_vision, "text": judge.input_ids.shape[1] - n_vision, "prefix": judge.P},
+            "flops": pair_flops(judge, queries, C), "one_pair_ms": _split_ms(judge, paths)}
+
+
 def bench_score(model_dir=None, arch: str = "qwen2_vl", size: str = "tiny", queries: int = 8, C: int = 40,
                 batch: int = 8, seed: int = 0, device=None, dtype=None) -> dict:
     """pairs/s of the scoring engines on the same model, machine and pairs — naive with batch 1
@@ -250,57 +260,35 @@ def bench_score(model_dir=None, arch: str = "qwen2_vl", size: str = "tiny", quer
 
     judge = _judge(arch, size, model_dir, device, dtype)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = _random_images(tmp, queries + C, seed)
-        q, g = paths[:queries], np.array(paths[queries:])
-        cand = np.tile(np.arange(C), (queries, 1))
-        ms, logits = {}, {}
-        for name, engine, b in (("naive_b1", "naive", 1), (f"naive_b{batch}", "naive", batch),
-                                (f"cached_b{batch}", "cached", batch)):
-            ms[name], logits[name] = _ms_per_pair(judge, q, g, cand, engine, b)
-        split = _split_ms(judge, paths)
-    diff = max(float(np.abs(v - logits["naive_b1"]).max()) for v in logits.values())
-    n_vision = len(judge.query_pos) + len(judge.cand_pos)
+        fig = _engine_figures(judge, _random_images(tmp, queries + C, seed), queries, C,
+                              [("naive", 1, queries), ("naive", batch, queries), ("cached", batch, queries)])
+    ms = fig.pop("ms_per_pair")
     return {"benchmark": "score", "model": str(model_dir) if model_dir else f"{arch} {size} (random weights)",
             "dtype": str(judge.model.dtype).removeprefix("torch."), "pairs": queries * C,
             "pairs_per_s": {k: float(f"{1000 / v:.4g}") for k, v in ms.items()},
             "ms_per_pair": {k: float(f"{v:.4g}") for k, v in ms.items()},
             "speedup_cached_vs_naive_b1": round(ms["naive_b1"] / ms[f"cached_b{batch}"], 2),
             "speedup_cached_vs_naive_same_batch": round(ms[f"naive_b{batch}"] / ms[f"cached_b{batch}"], 2),
-            "max_abs_logit_diff": diff,
-            "tokens": {"vision": n_vision, "text": judge.input_ids.shape[1] - n_vision, "prefix": judge.P},
-            "flops": pair_flops(judge, queries, C), "one_pair_ms": split, "machine": machine()}
+            **fig, "machine": machine()}
 
 
 # -- one command for a GPU machine ----------------------------------------------------------------
 
 def _gpu_score(arch: str, size: str, device, queries: int, C: int, batches, naive_batches, paths) -> dict:
-    """ms/pair of the engines for one judge built in bf16 on ``device`` (fp32 on a CPU)."""
+    """ms/pair of the engines for one judge built in bf16 on ``device`` (fp32 on a CPU), after a
+    warm-up; naive batch 1 on one query and naive batch b on two (it is slow), cached on all."""
     judge = _judge(arch, size, None, device)
     gpu = judge.dev.type == "cuda"
     if gpu:
         torch.cuda.reset_peak_memory_stats(judge.dev)
-    q, g = paths[:queries], np.array(paths[queries:queries + C])
-    cand = np.tile(np.arange(C), (queries, 1))
-    _ms_per_pair(judge, q[:1], g, cand[:1, :max(batches)], "cached", max(batches))       # warm-up
-    _ms_per_pair(judge, q[:1], g, cand[:1, :2], "naive", 1)
+    for engine, b in (("cached", max(batches)), ("naive", 1)):                        # warm-up
+        _ms_per_pair(judge, paths[:1], np.array(paths[1:1 + b]), np.arange(b)[None], engine, b)
+    runs = [("naive", b, 1 if b == 1 else min(queries, 2)) for b in naive_batches] + \
+           [("cached", b, queries) for b in batches]
+    fig = _engine_figures(judge, paths, queries, C, runs)
+    fig["ms_per_pair"] = {k: round(v, 2) for k, v in fig["ms_per_pair"].items()}
     out = {"model": f"{arch} {size}", "dtype": str(judge.model.dtype).removeprefix("torch."),
-           "attention": judge.model.config._attn_implementation, "C": C, "ms_per_pair": {}}
-    ref = None
-    for b in naive_batches:
-        rows = 1 if b == 1 else min(queries, 2)            # naive is slow: fewer queries suffice
-        ms, logits = _ms_per_pair(judge, q[:rows], g, cand[:rows], "naive", b)
-        out["ms_per_pair"][f"naive_b{b}"] = round(ms, 2)
-        ref = logits if ref is None else ref
-    for b in batches:
-        ms, logits = _ms_per_pair(judge, q, g, cand, "cached", b)
-        out["ms_per_pair"][f"cached_b{b}"] = round(ms, 2)
-        if ref is not None:
-            rows = ref.shape[1]
-            out["max_abs_logit_diff_vs_naive"] = max(out.get("max_abs_logit_diff_vs_naive", 0.0),
-                                                     float(np.abs(logits[:, :rows] - ref).max()))
-    out["one_pair_ms"] = _split_ms(judge, paths)
-    out["tokens"] = {"total": judge.input_ids.shape[1], "vision": 2 * len(judge.cand_pos), "prefix": judge.P}
-    out["flops"] = pair_flops(judge, queries, C)
+           "attention": judge.model.config._attn_implementation, "C": C, **fig}
     if gpu:
         out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated(judge.dev) / 2**30, 2)
     del judge
@@ -360,7 +348,7 @@ def bench_gpu(device=None, size: str = "full", out=None) -> dict:
     from pathlib import Path
 
     judges, rerank_size, (enc_batch, enc_steps), C = GPU_PLANS[size]
-    device = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = str(device or default_device())
     report = {"benchmark": "gpu", "size": size, "machine": machine(), "device": device, "sections": {}}
 
     def run(name, fn, *args):

@@ -26,6 +26,7 @@ from transformers import (AutoModelForImageTextToText, AutoProcessor, Qwen2_5_VL
                           Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
                           Qwen2VLVideoProcessor)
 
+from muse.distance import device as default_device
 from muse.errors import MuseError
 from muse.io import atomic_path
 from muse.mllm.prompt import ANSWERS, RESPONSE, RULE, TASK, VARIANTS, messages
@@ -168,9 +169,11 @@ def make_processor(arch: str = "qwen2_vl", size: str = "tiny"):
     processors (for a published size with its pixel bounds, 3,136 to 12,845,056) and the chat
     template."""
     published = size not in SIZES
-    bpe = _published_bpe() if published else _byte_level_bpe()
-    if published:                                               # the published ids, in this order
-        bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])
+    if published:
+        bpe = _published_bpe()
+        bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])  # the published ids
+    else:
+        bpe = _byte_level_bpe()
     tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe,
                                    eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    additional_special_tokens=SPECIAL, model_max_length=32768 if published else 4096)
@@ -259,12 +262,18 @@ def answer_ids(tokenizer) -> tuple[int, int]:
     return tuple(out)
 
 
+def placement(device=None, dtype: torch.dtype | None = None) -> tuple[torch.device, torch.dtype]:
+    """Where a judge runs: ``device`` (default: the GPU when torch sees one) in ``dtype`` (default:
+    bf16 on a GPU, as the paper scores, fp32 on the CPU)."""
+    device = torch.device(device) if device else default_device()
+    return device, dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+
 def load(model_dir, adapter=None, dtype: torch.dtype | None = None, device=None, merge: bool = True):
     """(model, processor, (yes_id, no_id)) from local directories; the LoRA ``adapter`` is merged
-    into the weights unless ``merge`` is False. ``dtype`` defaults to bf16 on a GPU (as the
-    paper scores) and fp32 on the CPU; attention is PyTorch's SDPA."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    into the weights unless ``merge`` is False. Device and dtype: :func:`placement`; attention is
+    PyTorch's SDPA."""
+    device, dtype = placement(device, dtype)
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise MuseError(f"{model_dir}: not a model directory (no config.json)")

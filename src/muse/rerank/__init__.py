@@ -15,9 +15,10 @@ import torch
 from muse.distance import Distance
 from muse.errors import MuseError
 from muse.io import Features, Scores
-from muse.rerank.caj import QE, caj
+from muse.rerank.caj import QE, caj_encoding
 from muse.rerank.ecn import ecn
-from muse.rerank.krnn import krnn
+from muse.rerank.jaccard import jaccard_blocks, overlap_stats
+from muse.rerank.krnn import krnn_encoding
 
 DEFAULTS = {
     "none": {},
@@ -59,21 +60,28 @@ def neighbourhood(method: str, params: dict) -> int:
 
 
 def rerank(method: str, D: Distance, camids: np.ndarray | None = None, block: int = 256,
-           **overrides) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Re-ranked query × gallery distance blocks of ``method`` (``none``: D itself)."""
+           stats: dict | None = None, **overrides) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Re-ranked query × gallery distance blocks of ``method`` (``none``: D itself). For K-RNN and
+    CA-Jaccard, ``stats`` (a dict) receives what their Jaccard step's work depends on
+    (:func:`muse.rerank.jaccard.overlap_stats`)."""
     params = params_for(method, overrides)
     need = neighbourhood(method, params)
     if need > D.G:
         raise MuseError(f"{method} needs {need} neighbours but the gallery has only {D.G} images")
     if method == "none":
         return D.query_blocks(block)
-    if method == "krnn":
-        return krnn(D, **params)
     if method == "ecn":
         return ecn(D, **params)
-    if camids is None:
+    lam = params.pop("lam")
+    if method == "krnn":
+        V, row_max = krnn_encoding(D, **params)
+    elif camids is None:
         raise MuseError("caj needs camera ids")
-    return caj(D, camids, **params)
+    else:
+        V, row_max = caj_encoding(D, camids, **params)
+    if stats is not None:
+        stats.update(overlap_stats(V, D.Q))
+    return jaccard_blocks(V, D, row_max, lam)
 
 
 def rerank_features(q: Features, g: Features, method: str, params: dict | None = None,

@@ -11,19 +11,17 @@ too few allowed items continues with the excluded ones (the original's +999 pena
    the first k2_intra intra neighbours (itself included) followed by the first k2_inter inter
    neighbours; ``qe = "plain"`` (the original code's ``clqe=False``, used by MUSE's release):
    V_i ← mean of V_j over the k2 nearest items of any camera (itself included);
-4. d* = (1 − λ)·d_J + λ·D̃ for queries × gallery (:mod:`muse.rerank.jaccard`).
+4. d* = (1 − λ)·d_J + λ·D̃ for queries × gallery (:func:`muse.rerank.jaccard.jaccard_blocks`).
 """
 
 from __future__ import annotations
-
-from typing import Iterator
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from muse.distance import Distance
-from muse.rerank.jaccard import encode, expand, jaccard_blocks, reciprocal_mask, set_pairs
+from muse.rerank.jaccard import encode, expand, reciprocal_mask, set_pairs
 from muse.rerank.knn import knn
 
 
@@ -32,7 +30,8 @@ QE = ("camera", "plain")
 
 def caj_encoding(D: Distance, camids: np.ndarray, k1_intra: int = 5, k1_inter: int = 20, k2_intra: int = 3,
                  k2_inter: int = 3, qe: str = "camera", k2: int = 5) -> tuple[sp.csr_matrix, torch.Tensor]:
-    """(V after query expansion, row maxima): steps 1–3."""
+    """(V after query expansion, row maxima): steps 1–3; ``camids`` has one camera per item (N,).
+    ``k2_intra``/``k2_inter`` are read with ``qe = "camera"`` only, ``k2`` with ``"plain"`` only."""
     camera = qe == "camera"
     ks = {"intra": max(k1_intra + 1, k2_intra if camera else 0), "inter": max(k1_inter + 1, k2_inter if camera else 0)}
     nb = knn(D, ks if camera else {**ks, "all": k2}, camids=camids)
@@ -41,11 +40,3 @@ def caj_encoding(D: Distance, camids: np.ndarray, k1_intra: int = 5, k1_inter: i
     ok = torch.cat([reciprocal_mask(intra, k1_intra), reciprocal_mask(inter, k1_inter)], 1)
     V = encode(D, row_max, *set_pairs(ids, ok))
     return expand(V, torch.cat([intra[:, :k2_intra], inter[:, :k2_inter]], 1) if camera else nb["all"].index), row_max
-
-
-def caj(D: Distance, camids: np.ndarray, k1_intra: int = 5, k1_inter: int = 20, k2_intra: int = 3,
-        k2_inter: int = 3, lam: float = 0.3, qe: str = "camera", k2: int = 5) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Yield re-ranked query × gallery distance blocks; ``camids`` has one camera per item (N,).
-    ``k2_intra``/``k2_inter`` are read with ``qe = "camera"`` only, ``k2`` with ``"plain"`` only."""
-    V, row_max = caj_encoding(D, camids, k1_intra, k1_inter, k2_intra, k2_inter, qe, k2)
-    return jaccard_blocks(V, D, row_max, lam)

@@ -13,7 +13,7 @@ k + 1 nearest items of i (itself included):
 V is a sparse N×N matrix (a few dozen non-zeros per row); m is accumulated for one block of
 queries at a time through an inverted index (the columns of V restricted to gallery rows), in
 pieces of at most max(16 M, G) (query, column, gallery) triples whatever the data: a column that
-many rows share (a hub) splits a block, and a row, into more pieces instead of growing one.
+many rows share (a hub) splits a block, and even a row, into more pieces instead of growing one.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 from muse.distance import Distance
 
 _CHUNK_ROWS = 4096
+_BLOCK = 256                # queries per yielded block
 _MAX_TRIPLES = 16_000_000   # (query, column, gallery) triples held at once in the Jaccard step (≈ 50 B each)
 
 
@@ -66,28 +67,29 @@ def expand(V: sp.csr_matrix, lists: torch.Tensor) -> sp.csr_matrix:
     return (A @ V).tocsr()
 
 
-def _min_overlap(Vq: sp.csr_matrix, Vg: sp.csc_matrix, G: int, budget: int) -> np.ndarray:
+def _min_overlap(Vq: sp.csr_matrix, Vg: sp.csc_matrix, G: int) -> np.ndarray:
     """m[i, j] = Σ_c min(Vq_ic, Vg_jc) as a dense (rows of Vq, G) array, via the columns of Vg.
 
     The (query, column, gallery) triples are formed for consecutive runs of Vq's non-zeros whose
-    columns hold at most ``budget`` gallery non-zeros together (or one non-zero, at most G), so
-    however many rows share a column (hubs), at most max(budget, G) triples exist at once."""
-    B = Vq.shape[0]
-    q_rows = np.repeat(np.arange(B), np.diff(Vq.indptr))
+    columns hold at most ``_MAX_TRIPLES`` gallery non-zeros together (or one non-zero, at most G),
+    each run adding into the rows it covers: however many rows share a column (hubs), at most
+    max(_MAX_TRIPLES, G) triples exist at once."""
+    q_rows = np.repeat(np.arange(Vq.shape[0]), np.diff(Vq.indptr))
     lens = np.diff(Vg.indptr)[Vq.indices]
     ends = np.cumsum(lens)
-    m = np.zeros(B * G)
+    m = np.zeros((Vq.shape[0], G))
     e0 = 0
     while e0 < len(lens):
         done = ends[e0 - 1] if e0 else 0
-        e1 = max(e0 + 1, int(np.searchsorted(ends, done + budget, side="right")))
+        e1 = max(e0 + 1, int(np.searchsorted(ends, done + _MAX_TRIPLES, side="right")))
         cols, a, n = Vq.indices[e0:e1], Vq.data[e0:e1], lens[e0:e1]
+        r0, r1 = q_rows[e0], q_rows[e1 - 1] + 1
         nz = np.repeat(np.arange(e1 - e0), n)
         pos = Vg.indptr[cols][nz] + np.arange(len(nz)) - np.repeat(np.cumsum(n) - n, n)
-        m += np.bincount(q_rows[e0:e1][nz] * G + Vg.indices[pos], weights=np.minimum(a[nz], Vg.data[pos]),
-                         minlength=B * G)
+        m[r0:r1] += np.bincount((q_rows[e0:e1][nz] - r0) * G + Vg.indices[pos],
+                                weights=np.minimum(a[nz], Vg.data[pos]), minlength=(r1 - r0) * G).reshape(-1, G)
         e0 = e1
-    return m.reshape(B, G)
+    return m
 
 
 def overlap_stats(V: sp.csr_matrix, Q: int) -> dict:
@@ -104,18 +106,9 @@ def jaccard_blocks(V: sp.csr_matrix, D: Distance, row_max: torch.Tensor, lam: fl
     """Yield ``(rows, d*[rows, gallery])`` for blocks of queries (see module docstring)."""
     Q, G = D.Q, D.G
     Vq, Vg = V[:Q].tocsr(), V[Q:].tocsc()
-    col_nnz = np.diff(Vg.indptr)
-    work = np.bincount(np.repeat(np.arange(Q), np.diff(Vq.indptr)), weights=col_nnz[Vq.indices], minlength=Q)
-    start = 0
-    while start < Q:
-        stop = start + 1
-        budget = work[start]
-        while stop < Q and stop - start < 256 and budget + work[stop] <= _MAX_TRIPLES:
-            budget += work[stop]
-            stop += 1
-        rows = slice(start, stop)
-        m = torch.as_tensor(_min_overlap(Vq[rows], Vg, G, _MAX_TRIPLES), device=D.dev)
+    for start in range(0, Q, _BLOCK):
+        rows = slice(start, min(start + _BLOCK, Q))
+        m = torch.as_tensor(_min_overlap(Vq[rows], Vg, G), device=D.dev)
         d_jac = 1 - m / (2 - m)
         d_norm = D.block(rows, slice(Q, D.N)).double() / row_max[rows, None].double()
         yield rows, (1 - lam) * d_jac + lam * d_norm
-        start = stop

@@ -7,18 +7,16 @@ For every item i (queries and gallery):
    |R(c, ⌊k1/2⌉) ∩ R(i, k1)| > ⅔·|R(c, ⌊k1/2⌉)|  (⌊·⌉ rounds half to even, as numpy);
 3. V_i: exp(−D̃) weights on the expanded set, normalised;
 4. local query expansion over the k2 nearest (itself included), when k2 > 1;
-5. d* = (1 − λ)·d_J + λ·D̃ for queries × gallery (:mod:`muse.rerank.jaccard`).
+5. d* = (1 − λ)·d_J + λ·D̃ for queries × gallery (:func:`muse.rerank.jaccard.jaccard_blocks`).
 """
 
 from __future__ import annotations
-
-from typing import Iterator
 
 import scipy.sparse as sp
 import torch
 
 from muse.distance import Distance
-from muse.rerank.jaccard import encode, expand, jaccard_blocks, reciprocal_mask, set_pairs
+from muse.rerank.jaccard import encode, expand, reciprocal_mask, set_pairs
 from muse.rerank.knn import knn
 
 _CHUNK_ROWS = 2048
@@ -52,9 +50,3 @@ def krnn_encoding(D: Distance, k1: int = 20, k2: int = 6) -> tuple[sp.csr_matrix
     if k2 > 1:
         V = expand(V, index[:, :k2])
     return V, row_max
-
-
-def krnn(D: Distance, k1: int = 20, k2: int = 6, lam: float = 0.3) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Yield re-ranked query × gallery distance blocks."""
-    V, row_max = krnn_encoding(D, k1, k2)
-    return jaccard_blocks(V, D, row_max, lam)
