@@ -114,19 +114,29 @@ class Distance:
     # -- access ---------------------------------------------------------------------------
     def block(self, rows: slice, cols: slice = slice(None)) -> torch.Tensor:
         """D[rows, cols] as a dense (B, ncols) tensor."""
-        c0, c1, _ = cols.indices(self.N)
-        r0, r1, _ = rows.indices(self.N)
+        (r0, r1), (c0, c1) = rows.indices(self.N)[:2], cols.indices(self.N)[:2]
         d = base_distance(self.f[r0:r1], self.f[c0:c1])
+        return self._fill(d, r0, r1, c0, c1, 0.0, lambda v: v)
+
+    def similarity(self, rows: slice, cols: slice = slice(None)) -> torch.Tensor:
+        """σ[rows, cols] with D = √(max(0, 2 − 2σ)): f̂_i·f̂_j, σ(i, i) = 1 and an override v as
+        1 − v²/2. It decreases as D grows, so the nearest items are the largest σ (no square root)."""
+        (r0, r1), (c0, c1) = rows.indices(self.N)[:2], cols.indices(self.N)[:2]
+        s = self.f[r0:r1] @ self.f[c0:c1].T
+        return self._fill(s, r0, r1, c0, c1, 1.0, lambda v: 1 - v * v / 2)
+
+    def _fill(self, d: torch.Tensor, r0: int, r1: int, c0: int, c1: int, diagonal: float, of) -> torch.Tensor:
+        """Write ``diagonal`` at (i, i) and ``of(v)`` at each override v into the block d[r0:r1, c0:c1]."""
         if max(r0, c0) < min(r1, c1):
             diag = torch.arange(max(r0, c0), min(r1, c1), device=self.dev)
-            d[diag - r0, diag - c0] = 0.0
+            d[diag - r0, diag - c0] = diagonal
         lo, hi = int(self.indptr[r0]), int(self.indptr[r1])
         if hi > lo:
             r = torch.repeat_interleave(torch.arange(r0, r1, device=self.dev), self.indptr[r0 + 1:r1 + 1] -
                                         self.indptr[r0:r1])
             c, v = self.cols[lo:hi], self.vals[lo:hi]
             keep = (c >= c0) & (c < c1)
-            d[r[keep] - r0, c[keep] - c0] = v[keep]
+            d[r[keep] - r0, c[keep] - c0] = of(v[keep])
         return d
 
     def pairs(self, i: torch.Tensor, j: torch.Tensor, chunk: int = 1 << 15) -> torch.Tensor:

@@ -1,7 +1,10 @@
 """Exact k-nearest neighbours of every item under a :class:`~muse.distance.Distance`.
 
-Rows are processed in blocks (dense B×N distances, then top-k), so memory is O(B·N) and
-nothing N×N is ever held. Conventions shared by all re-ranking methods:
+The N×N similarity σ (D = √(max(0, 2 − 2σ)), so the nearest items are the largest σ) is formed
+in square tiles, each once per pair of blocks (I, J ≥ I) and used for the rows of I and, transposed,
+for those of J: N²·d/2 multiply-adds in all. Every row keeps its best k so far, merged with each
+tile's top-k, so memory is O(tile² + N·k) and nothing N×N is ever held. Conventions shared by all
+re-ranking methods:
 
 - an item is its own first neighbour (D(i, i) = 0 and it is placed first even if another
   item is at distance 0);
@@ -20,6 +23,9 @@ import torch
 
 from muse.distance import Distance, smallest_k
 
+TILE = 2048     # items per side of a similarity tile: 16 MB in float32, the fastest size on CPUs tried
+_SELF = 2.0     # σ written at (i, i): above any σ ≤ 1, so an item comes first in its own list
+
 
 @dataclass(frozen=True)
 class Neighbours:
@@ -27,6 +33,24 @@ class Neighbours:
 
     index: torch.Tensor
     dist: torch.Tensor
+
+
+class _Best:
+    """The k largest σ of each row seen so far, ordered by (σ descending, index)."""
+
+    def __init__(self, N: int, k: int, like: torch.Tensor):
+        self.k = k
+        self.s = torch.full((N, k), -torch.inf, dtype=like.dtype, device=like.device)
+        self.i = torch.full((N, k), N, dtype=torch.long, device=like.device)
+
+    def add(self, rows: slice, key: torch.Tensor, offset: int) -> None:
+        """Merge the top-k of ``key`` (rows × columns offset..offset+width) into ``rows``."""
+        s, i = torch.topk(key, min(self.k, key.shape[1]), dim=1)
+        s, i = torch.cat([self.s[rows], s], 1), torch.cat([self.i[rows], i + offset], 1)
+        order = torch.argsort(i, dim=1)
+        s, i = s.gather(1, order), i.gather(1, order)
+        order = torch.argsort(s, dim=1, descending=True, stable=True)[:, :self.k]
+        self.s[rows], self.i[rows] = s.gather(1, order), i.gather(1, order)
 
 
 def _restricted_topk(d: torch.Tensor, allowed: torch.Tensor, k: int):
@@ -41,34 +65,62 @@ def _restricted_topk(d: torch.Tensor, allowed: torch.Tensor, k: int):
     return v, i
 
 
-def knn(D: Distance, k: int, camids: np.ndarray | None = None, block: int = 256) -> dict:
+def _keys(s: torch.Tensor, same: torch.Tensor | None, names) -> dict:
+    """The tile's ranking key per list: σ, with the excluded cameras at −∞ for ``intra``/``inter``."""
+    return {name: s if name == "all" else s.masked_fill(~same if name == "intra" else same, -torch.inf)
+            for name in names}
+
+
+def knn(D: Distance, k: int, camids: np.ndarray | None = None, block: int = TILE) -> dict:
     """Neighbour lists of all N items and the row maxima max_j D(i, j).
 
     Returns ``{"all": Neighbours, "row_max": (N,)}`` and, when ``camids`` (N,) is given,
     also ``"intra"`` and ``"inter"`` camera-restricted lists. ``k`` may be an int or a dict
-    ``{"all": k, "intra": k, "inter": k}``.
+    ``{"all": k, "intra": k, "inter": k}``; ``block`` is the tile side.
     """
     ks = k if isinstance(k, dict) else {"all": k, **({"intra": k, "inter": k} if camids is not None else {})}
     for name, kk in ks.items():
         if kk > D.N:
             raise ValueError(f"k = {kk} for '{name}' neighbours exceeds the {D.N} items")
     cams = None if camids is None else torch.as_tensor(np.asarray(camids, np.int64), device=D.dev)
-    out = {name: ([], []) for name in ks}
-    row_max = torch.empty(D.N, device=D.dev, dtype=D.f.dtype)
-    for start in range(0, D.N, block):
-        rows = slice(start, min(start + block, D.N))
-        d = D.block(rows)
-        row_max[rows] = d.max(1).values
-        self_ = torch.arange(rows.start, rows.stop, device=D.dev)
-        d[self_ - start, self_] = -1.0                       # self first, whatever else is at 0
-        for name, kk in ks.items():
-            if name == "all":
-                v, i = smallest_k(d, kk)
-            else:
-                same = cams[rows, None] == cams[None, :]
-                v, i = _restricted_topk(d, same if name == "intra" else ~same, kk)
-            out[name][0].append(v.clamp_min_(0))
-            out[name][1].append(i)
-    result = {name: Neighbours(torch.cat(i), torch.cat(v)) for name, (v, i) in out.items()}
-    result["row_max"] = row_max
+    best = {name: _Best(D.N, kk, D.f) for name, kk in ks.items()}
+    s_min = torch.full((D.N,), torch.inf, dtype=D.f.dtype, device=D.dev)
+    starts = range(0, D.N, block)
+    for a in starts:
+        I = slice(a, min(a + block, D.N))
+        for b in starts[a // block:]:
+            J = slice(b, min(b + block, D.N))
+            s = D.similarity(I, J)
+            s_min[I] = torch.minimum(s_min[I], s.amin(1))
+            if a == b:
+                s.diagonal().fill_(_SELF)
+            same = None if cams is None else cams[I, None] == cams[None, J]
+            for name, key in _keys(s, same, ks).items():
+                best[name].add(I, key, b)
+            if a != b:
+                sT, sameT = s.T.contiguous(), None if same is None else same.T
+                s_min[J] = torch.minimum(s_min[J], sT.amin(1))
+                for name, key in _keys(sT, sameT, ks).items():
+                    best[name].add(J, key, a)
+    result = {name: Neighbours(bb.i, _distance(bb.s)) for name, bb in best.items()}
+    for name in set(ks) - {"all"}:
+        _short_rows(D, cams, name, ks[name], result[name])
+    result["row_max"] = _distance(s_min)
     return result
+
+
+def _distance(s: torch.Tensor) -> torch.Tensor:
+    """D = √(max(0, 2 − 2σ)) (0 for the self entry σ = 2)."""
+    return (2 - 2 * s).clamp_min_(0).sqrt_()
+
+
+def _short_rows(D: Distance, cams: torch.Tensor, name: str, k: int, nb: Neighbours) -> None:
+    """Redo, with the excluded cameras after the allowed ones, the rows with fewer than k allowed items."""
+    per_camera = torch.bincount(cams)[cams]
+    allowed = per_camera if name == "intra" else D.N - per_camera
+    for r in (allowed < k).nonzero(as_tuple=True)[0].tolist():
+        d = D.block(slice(r, r + 1))
+        d[0, r] = -1.0                                   # self first, whatever else is at 0
+        same = cams[r] == cams
+        v, i = _restricted_topk(d, (same if name == "intra" else ~same)[None], k)
+        nb.index[r], nb.dist[r] = i[0], v[0].clamp_min(0)
