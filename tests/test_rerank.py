@@ -8,6 +8,7 @@ from muse.distance import Distance, check_fusion
 from muse.errors import MuseError
 from muse.evaluate import evaluate
 from muse.rerank import params_for, rerank
+from muse.rerank.budget import MEMORY
 from muse.rerank.knn import knn
 from rerank_reference import caj_dense, dense_distance, ecn_dense, krnn_dense, mu_fused, ranking
 from test_evaluate import reference as eval_reference
@@ -35,7 +36,7 @@ def scores_for(q, g, C, seed):
     return cand, rng.normal(size=cand.shape) * 4, rng.normal(size=cand.shape) * 4
 
 
-def fast_and_dense(method, seed, fused, dtype=torch.float64, **params):
+def fast_and_dense(method, seed, fused, dtype=torch.float64, memory=MEMORY, **params):
     q, g, qp, qc, gp, gc = clustered(seed)
     Q = len(q)
     D = Distance(q, g, dtype=dtype)
@@ -47,7 +48,7 @@ def fast_and_dense(method, seed, fused, dtype=torch.float64, **params):
         overrides = mu_fused(dense_distance(q, g), Q, cand, sy, sn, alpha, tau, C)
     Dd = dense_distance(q, g, overrides)
     cams = np.concatenate([qc, gc])
-    blocks = list(rerank(method, D, camids=cams, **params))
+    blocks = list(rerank(method, D, camids=cams, memory=memory, **params))
     fast = torch.cat([b for _, b in blocks]).double().numpy()
     dense = {"none": lambda: Dd[:Q, Q:], "krnn": lambda: krnn_dense(Dd, Q, **params),
              "ecn": lambda: ecn_dense(Dd, Q, **params), "caj": lambda: caj_dense(Dd, Q, cams, **params)}[method]()
@@ -78,19 +79,19 @@ def test_equals_dense_reference(method, seed, fused):
     np.testing.assert_allclose(got["cmc"], ref["cmc"])
 
 
-@pytest.mark.parametrize("method", ["krnn", "caj"])
-def test_jaccard_step_in_tiny_pieces_is_unchanged(method, monkeypatch):
-    """With room for 7 triples at a time, each query row's non-zeros are split over many pieces:
-    the distances equal those computed in one piece and the dense reference."""
-    from muse.rerank import jaccard as J
-
+@pytest.mark.parametrize("method", ["krnn", "ecn", "caj"])
+def test_tiny_working_memory_is_unchanged(method, monkeypatch):
+    """With 900 bytes of working memory every stage works in tiny blocks (4-item similarity tiles,
+    one query per Jaccard block, 7 triples at a time, so each query row's non-zeros are split over
+    many pieces): the distances equal those of the default memory and the dense reference."""
     whole, dense, _, _ = fast_and_dense(method, 4, True, **PARAMS[method])
     real, calls = np.bincount, []
-    monkeypatch.setattr(J, "_MAX_TRIPLES", 7)
     monkeypatch.setattr(np, "bincount", lambda *a, **k: calls.append(1) or real(*a, **k))
-    pieces, _, _, _ = fast_and_dense(method, 4, True, **PARAMS[method])
+    pieces, _, blocks, _ = fast_and_dense(method, 4, True, memory=900, **PARAMS[method])
     Q = len(whole)
-    assert len(calls) > 5 * Q                             # several pieces per query row
+    if method != "ecn":
+        assert len(calls) > 5 * Q                         # several pieces per query row
+    assert len(blocks) == Q                               # one query per block
     np.testing.assert_allclose(pieces, whole, rtol=0, atol=1e-12)
     np.testing.assert_allclose(pieces, dense, atol=1e-9)
 
@@ -148,7 +149,7 @@ def test_caj_spill_over_of_a_rare_camera():
 def test_knn_self_first_and_sorted():
     q, g, *_ = clustered(4)
     D = Distance(q, g, dtype=torch.float64)
-    nb = knn(D, 8, block=17)
+    nb = knn(D, 8, memory=17 * 17 * 42)
     assert (nb["all"].index[:, 0] == torch.arange(D.N)).all()
     assert (nb["all"].dist.diff(dim=1) >= 0).all()
     np.testing.assert_array_equal(nb["all"].index.numpy(), ranking(dense_distance(q, g))[:, :8])

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 from muse.errors import MuseError, report
+from muse.rerank.budget import MEMORY
+
+MEMORY_HELP = f"working memory of each re-ranking stage in GB (default {MEMORY / 2**30:g})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,6 +29,17 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def gigabytes(text: str) -> int:
+    """An argparse type: a positive size in GB (2³⁰ bytes), returned in bytes."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value * 2**30 >= 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size in GB, got {text!r}")
+    return int(value * 2**30)
 
 
 def _data_manifest(a):
@@ -85,7 +99,7 @@ def _evaluate(a):
         alpha, tau = 0.2 if a.alpha is None else a.alpha, 5.0 if a.tau is None else a.tau
         fusion = (s, alpha, tau, C)
         params.update(scores=str(a.scores), alpha=alpha, tau=tau, C=C)
-    blocks = rerank_features(q, g, a.rerank, overrides, fusion, block=a.block)
+    blocks = rerank_features(q, g, a.rerank, overrides, fusion, block=a.block, memory=a.memory)
     metrics = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
     result = {k: metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP", "num_queries")}
     if fusion is not None:
@@ -242,16 +256,33 @@ def _bench_evaluate(a):
 def _bench_rerank(a):
     import subprocess
 
-    from muse.bench import bench_rerank
+    from muse.bench import bench_floor, bench_original, bench_rerank
 
-    if a.method != "all":
-        print(json.dumps(bench_rerank(a.size, a.method, d=a.dim, fused=not a.no_fusion, features=a.features)),
-              flush=True)
+    if a.method == "floor":
+        print(json.dumps(bench_floor(a.size, d=a.dim)), flush=True)
         return
-    for method in ("none", "krnn", "ecn", "caj"):   # one process each, so peak RSS is per method
+    if a.method == "original":
+        if a.original is None:
+            raise MuseError("--method original needs --original PATH (the original code's re_ranking_ranklist.py)")
+        print(json.dumps(bench_original(a.original, a.size, d=a.dim, features=a.features)), flush=True)
+        return
+    if a.method != "all":
+        print(json.dumps(bench_rerank(a.size, a.method, d=a.dim, fused=not a.no_fusion, features=a.features,
+                                      memory=a.memory)), flush=True)
+        return
+    methods = ("krnn", "original") if a.original else ("floor", "none", "krnn", "ecn", "caj")
+    seconds = {}
+    for method in methods:                          # one process each, so peak RSS is per method
         cmd = [sys.executable, "-m", "muse.cli", "bench", "rerank", "--size", a.size, "--method", method,
-               "--dim", str(a.dim), "--features", a.features] + (["--no-fusion"] if a.no_fusion else [])
-        subprocess.run(cmd, check=True)
+               "--dim", str(a.dim), "--features", a.features, "--memory", str(a.memory / 2**30)]
+        cmd += (["--no-fusion"] if a.no_fusion or a.original else []) + (["--original", str(a.original)] if a.original else [])
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        print(out, end="", flush=True)
+        seconds[method] = json.loads(out)["seconds"]
+    if a.original:
+        print(json.dumps({"original_over_krnn": round(seconds["original"] / seconds["krnn"], 2)}))
+    else:
+        print(json.dumps({f"{m}_over_floor": round(seconds[m] / seconds["floor"], 2) for m in ("krnn", "ecn", "caj")}))
 
 
 def _bench_dg(a):
@@ -310,6 +341,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="also write the JSON result here")
     e.add_argument("--block", type=positive, default=256, help="queries per distance block")
     e.add_argument("--rerank", default="none", choices=["none", "krnn", "ecn", "caj"])
+    e.add_argument("--memory", type=gigabytes, default=MEMORY, help=MEMORY_HELP)
     e.add_argument("--scores", type=Path, help="pair-scores file: apply μ-fusion before re-ranking")
     e.add_argument("--alpha", type=float, help="μ-fusion weight α (default 0.2; with --scores)")
     e.add_argument("--tau", type=float, help="temperature τ (default 5; with --scores)")
@@ -410,7 +442,12 @@ def parser() -> argparse.ArgumentParser:
     be.set_defaults(func=_bench_evaluate)
     br = bsub.add_parser("rerank", help="μ-fusion + re-ranking + evaluation of clustered random features")
     br.add_argument("--size", choices=["market", "msmt17"], default="market")
-    br.add_argument("--method", choices=["all", "none", "krnn", "ecn", "caj"], default="all")
+    br.add_argument("--method", choices=["all", "floor", "none", "krnn", "ecn", "caj", "original"], default="all",
+                    help="all: the floor (N² products) and each method in its own process, with their ratios; "
+                    "with --original: K-RNN and the original code")
+    br.add_argument("--memory", type=gigabytes, default=MEMORY, help=MEMORY_HELP)
+    br.add_argument("--original", type=Path, help="the original k-reciprocal code's re_ranking_ranklist.py "
+                    "(zhunzhong07/person-re-ranking, python-version), run on the same features without fusion")
     br.add_argument("--dim", type=int, default=512)
     br.add_argument("--no-fusion", action="store_true", help="skip μ-fusion (C = 40 random logits)")
     br.add_argument("--features", choices=["clustered", "hubby"], default="clustered",

@@ -15,6 +15,7 @@ import torch
 from muse.distance import Distance
 from muse.errors import MuseError
 from muse.io import Features, Scores
+from muse.rerank.budget import MEMORY
 from muse.rerank.caj import QE, caj_encoding
 from muse.rerank.ecn import ecn
 from muse.rerank.jaccard import jaccard_blocks, overlap_stats
@@ -60,10 +61,11 @@ def neighbourhood(method: str, params: dict) -> int:
 
 
 def rerank(method: str, D: Distance, camids: np.ndarray | None = None, block: int = 256,
-           stats: dict | None = None, **overrides) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Re-ranked query × gallery distance blocks of ``method`` (``none``: D itself). For K-RNN and
-    CA-Jaccard, ``stats`` (a dict) receives what their Jaccard step's work depends on
-    (:func:`muse.rerank.jaccard.overlap_stats`)."""
+           stats: dict | None = None, memory: int = MEMORY, **overrides) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Re-ranked query × gallery distance blocks of ``method`` (``none``: D itself, ``block``
+    queries at a time). Every stage's working arrays stay within ``memory`` bytes
+    (:mod:`muse.rerank.budget`). For K-RNN and CA-Jaccard, ``stats`` (a dict) receives what their
+    Jaccard step's work depends on (:func:`muse.rerank.jaccard.overlap_stats`)."""
     params = params_for(method, overrides)
     need = neighbourhood(method, params)
     if need > D.G:
@@ -71,26 +73,27 @@ def rerank(method: str, D: Distance, camids: np.ndarray | None = None, block: in
     if method == "none":
         return D.query_blocks(block)
     if method == "ecn":
-        return ecn(D, **params)
+        return ecn(D, **params, memory=memory)
     lam = params.pop("lam")
     if method == "krnn":
-        V, row_max = krnn_encoding(D, **params)
+        V, row_max = krnn_encoding(D, **params, memory=memory)
     elif camids is None:
         raise MuseError("caj needs camera ids")
     else:
-        V, row_max = caj_encoding(D, camids, **params)
+        V, row_max = caj_encoding(D, camids, **params, memory=memory)
     if stats is not None:
         stats.update(overlap_stats(V, D.Q))
-    return jaccard_blocks(V, D, row_max, lam)
+    return jaccard_blocks(V, D, row_max, lam, memory)
 
 
 def rerank_features(q: Features, g: Features, method: str, params: dict | None = None,
-                    fusion: tuple[Scores, float, float, int] | None = None, block: int = 256
-                    ) -> Iterator[tuple[slice, torch.Tensor]]:
+                    fusion: tuple[Scores, float, float, int] | None = None, block: int = 256,
+                    memory: int = MEMORY) -> Iterator[tuple[slice, torch.Tensor]]:
     """Re-ranked query × gallery blocks of a test set's features; ``fusion`` = (scores, α, τ, C)
     applies μ-fusion first. Camera ids come from the features."""
     D = Distance(q.feats, g.feats)
     if fusion is not None:
         scores, alpha, tau, C = fusion
         D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
-    return rerank(method, D, camids=np.concatenate([q.camids, g.camids]), block=block, **(params or {}))
+    return rerank(method, D, camids=np.concatenate([q.camids, g.camids]), block=block, memory=memory,
+                  **(params or {}))

@@ -3,7 +3,8 @@
 The N×N similarity σ (D = √(max(0, 2 − 2σ)), so the nearest items are the largest σ) is formed
 in square tiles, each once per pair of blocks (I, J ≥ I) and used for the rows of I and, transposed,
 for those of J: N²·d/2 multiply-adds in all. Every row keeps its best k so far, merged with each
-tile's top-k, so memory is O(tile² + N·k) and nothing N×N is ever held. Conventions shared by all
+tile's top-k: the tile side comes from the working memory (:mod:`muse.rerank.budget`), what is kept is
+the lists (N·k entries per list), and nothing N×N is ever held. Conventions shared by all
 re-ranking methods:
 
 - an item is its own first neighbour (D(i, i) = 0 and it is placed first even if another
@@ -22,8 +23,9 @@ import numpy as np
 import torch
 
 from muse.distance import Distance, smallest_k
+from muse.rerank.budget import MEMORY, square_side
 
-TILE = 2048     # items per side of a similarity tile: 16 MB in float32, the fastest size on CPUs tried
+TILE = 2048     # the largest tile side: 16 MB of float32, the fastest size on the CPUs tried
 _SELF = 2.0     # σ written at (i, i): above any σ ≤ 1, so an item comes first in its own list
 
 
@@ -71,12 +73,13 @@ def _keys(s: torch.Tensor, same: torch.Tensor | None, names) -> dict:
             for name in names}
 
 
-def knn(D: Distance, k: int, camids: np.ndarray | None = None, block: int = TILE) -> dict:
+def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEMORY) -> dict:
     """Neighbour lists of all N items and the row maxima max_j D(i, j).
 
     Returns ``{"all": Neighbours, "row_max": (N,)}`` and, when ``camids`` (N,) is given,
     also ``"intra"`` and ``"inter"`` camera-restricted lists. ``k`` may be an int or a dict
-    ``{"all": k, "intra": k, "inter": k}``; ``block`` is the tile side.
+    ``{"all": k, "intra": k, "inter": k}``. A tile holds σ, its transpose, two masked copies and
+    two masks: 5 values and 2 bytes per entry within ``memory``.
     """
     ks = k if isinstance(k, dict) else {"all": k, **({"intra": k, "inter": k} if camids is not None else {})}
     for name, kk in ks.items():
@@ -85,6 +88,7 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, block: int = TILE
     cams = None if camids is None else torch.as_tensor(np.asarray(camids, np.int64), device=D.dev)
     best = {name: _Best(D.N, kk, D.f) for name, kk in ks.items()}
     s_min = torch.full((D.N,), torch.inf, dtype=D.f.dtype, device=D.dev)
+    block = square_side(memory, 5 * D.f.element_size() + 2, TILE)
     starts = range(0, D.N, block)
     for a in starts:
         I = slice(a, min(a + block, D.N))

@@ -16,21 +16,22 @@ import scipy.sparse as sp
 import torch
 
 from muse.distance import Distance
+from muse.rerank.budget import MEMORY, fitting
 from muse.rerank.jaccard import encode, expand, reciprocal_mask, set_pairs
 from muse.rerank.knn import knn
 
-_CHUNK_ROWS = 2048
 
-
-def expanded_sets(index: torch.Tensor, k1: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """COO (i, j) of the ⅔-expanded k-reciprocal sets of every item."""
+def expanded_sets(index: torch.Tensor, k1: int, memory: int = MEMORY) -> tuple[torch.Tensor, torch.Tensor]:
+    """COO (i, j) of the ⅔-expanded k-reciprocal sets of every item: at most (k1 + 1)(⌊k1/2⌉ + 2)
+    pairs per item. Rows are taken in chunks whose membership tests fit in ``memory``."""
     kh = round(k1 / 2)
-    recip = reciprocal_mask(index, k1)                     # (N, k1+1)
-    half = reciprocal_mask(index, kh)                      # (N, kh+1)
+    recip = reciprocal_mask(index, k1, memory)             # (N, k1+1)
+    half = reciprocal_mask(index, kh, memory)              # (N, kh+1)
     fwd, hfwd = index[:, :k1 + 1], index[:, :kh + 1]
     pairs = []
-    for s in range(0, len(index), _CHUNK_ROWS):
-        r = slice(s, min(s + _CHUNK_ROWS, len(index)))
+    chunk = fitting(memory, (k1 + 1) * (kh + 1) * (k1 + 1) + 40 * (k1 + 1) * (kh + 2), len(index))
+    for s in range(0, len(index), chunk):
+        r = slice(s, min(s + chunk, len(index)))
         R, Rok = fwd[r], recip[r]                          # R(i, k1) as ids + validity
         H, Hok = hfwd[R], half[R]                          # R(c, kh) of each candidate c
         member = ((H[..., None] == R[:, None, None, :]) & Rok[:, None, None, :]).any(-1) & Hok
@@ -42,11 +43,12 @@ def expanded_sets(index: torch.Tensor, k1: int) -> tuple[torch.Tensor, torch.Ten
     return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
 
 
-def krnn_encoding(D: Distance, k1: int = 20, k2: int = 6) -> tuple[sp.csr_matrix, torch.Tensor]:
-    """(V after local query expansion, row maxima): steps 1–4."""
-    nb = knn(D, max(k1 + 1, k2))
+def krnn_encoding(D: Distance, k1: int = 20, k2: int = 6, memory: int = MEMORY) -> tuple[sp.csr_matrix, torch.Tensor]:
+    """(V after local query expansion, row maxima): steps 1–4. V has at most
+    k2·(k1 + 1)(⌊k1/2⌉ + 2) non-zeros per row (1,512 with the defaults; a few dozen on real features)."""
+    nb = knn(D, max(k1 + 1, k2), memory=memory)
     index, row_max = nb["all"].index, nb["row_max"]
-    V = encode(D, row_max, *expanded_sets(index, k1))
+    V = encode(D, row_max, *expanded_sets(index, k1, memory))
     if k2 > 1:
         V = expand(V, index[:, :k2])
     return V, row_max
