@@ -1,6 +1,7 @@
 """Dense textbook re-ranking, float64, written from the papers with explicit loops (small N only).
 
-Shared conventions (DESIGN §4): D is the Euclidean distance of L2-normalised features with the
+Shared conventions (docs/architecture.md, "Numerical conventions"):
+D is the Euclidean distance of L2-normalised features with the
 μ overrides; every item is its own first neighbour, then neighbours by (distance, index);
 D̃ divides each row by its maximum.
 """

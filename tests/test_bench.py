@@ -9,7 +9,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import muse
-from muse.bench import _judge, _random_images, bench_rerank, bench_score, pair_flops
+from muse.bench import _judge, _random_images, bench_floor, bench_original, bench_rerank, bench_score, pair_flops
 from muse.mllm.prompt import load_pair_image
 
 
@@ -71,3 +71,26 @@ def test_bench_rerank_reports_the_jaccard_work_and_hubs_raise_it():
     q, qp, qc, g, gp, gc = FEATURES["hubby"]("tiny", 512)
     direct = evaluate(rerank("krnn", Distance(q, g)), qp, qc, gp, gc)
     assert runs["hubby"]["mAP"] == round(direct["mAP"], 4)
+
+
+def test_bench_original_runs_a_given_re_ranking_file_on_the_same_features(tmp_path):
+    """The file's re_ranking() gets the dense query–gallery, query–query and gallery–gallery
+    distances of the bench's features; one that returns q_g_dist unchanged scores the base mAP."""
+    from muse.bench import FEATURES
+    from muse.distance import Distance
+    from muse.evaluate import evaluate
+
+    code = tmp_path / "re_ranking_ranklist.py"
+    code.write_text("def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):\n"
+                    "    assert q_q_dist.shape == (100, 100) and g_g_dist.shape == (500, 500)\n"
+                    "    assert abs(q_q_dist.diagonal()).max() == 0 and (k1, k2, lambda_value) == (20, 6, 0.3)\n"
+                    "    return q_g_dist\n")
+    out = bench_original(code, "tiny")
+    q, qp, qc, g, gp, gc = FEATURES["clustered"]("tiny", 512)
+    assert out["mAP"] == round(evaluate(Distance(q, g).query_blocks(), qp, qc, gp, gc)["mAP"], 4)
+    assert out["peak_rss_gb"] > 0 and out["fused"] is False
+
+
+def test_bench_floor_times_the_products_of_all_pairs():
+    out = bench_floor("tiny", d=64)
+    assert out["N"] == 600 and out["gflops"] > 0

@@ -220,3 +220,34 @@ def test_malformed_candidates_are_refused(tmp_path):
     np.savez(tmp_path / "f.npz", cand=cand.astype(np.float32), s_yes=sy, s_no=sn)
     with pytest.raises(MuseError, match="f.npz: 'cand' holds float32 values, expected gallery indices"):
         load_scores(tmp_path / "f.npz", len(q), len(g))
+
+
+def test_similarity_is_the_square_root_free_key_of_the_distance():
+    """σ = 1 − D²/2 on every entry, μ-fused overrides included, and 1 on the diagonal."""
+    q, g, *_ = clustered(8)
+    cand, sy, sn = scores_for(q, g, 5, 8)
+    D = Distance(q, g, dtype=torch.float64).fuse(cand, sy, sn, 0.4, 2.0, 5)
+    Dd = dense_distance(q, g, mu_fused(dense_distance(q, g), len(q), cand, sy, sn, 0.4, 2.0, 5))
+    s = torch.cat([D.similarity(slice(i, i + 9), slice(5, 80)) for i in range(0, D.N, 9)]).numpy()
+    np.testing.assert_allclose(s, 1 - Dd[:, 5:80] ** 2 / 2, atol=1e-12)
+    assert (np.diag(s[5:80]) == 1).all()
+
+
+def test_reordered_distance_is_the_permuted_matrix():
+    q, g, *_ = clustered(9)
+    cand, sy, sn = scores_for(q, g, 4, 9)
+    D = Distance(q, g, dtype=torch.float64).fuse(cand, sy, sn, 0.3, 1.0, 4)
+    order = torch.as_tensor(np.random.default_rng(0).permutation(D.N))
+    full = D.block(slice(0, D.N)).numpy()
+    np.testing.assert_allclose(D.reordered(order).block(slice(0, D.N)).numpy(), full[np.ix_(order, order)],
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("share", [0.0, float("inf")])
+def test_ecn_all_dense_or_all_sparse_equals_dense_reference(share, monkeypatch):
+    """Every column multiplied densely (share 0) or sparsely (∞): the same exact ECN."""
+    from muse.rerank import ecn as E
+
+    monkeypatch.setattr(E, "_DENSE", share)
+    fast, dense, _, _ = fast_and_dense("ecn", 2, True, **PARAMS["ecn"])
+    np.testing.assert_allclose(fast, dense, atol=1e-9)

@@ -1,4 +1,5 @@
-"""Distances between Re-ID features, and MUSE's μ-fusion (DESIGN §4, paper eq. 6).
+"""Distances between Re-ID features, and MUSE's μ-fusion (paper eq. 6; docs/architecture.md,
+"Numerical conventions").
 
 The base distance is the Euclidean distance between L2-normalised features,
 
@@ -18,6 +19,7 @@ N×N matrix.
 
 from __future__ import annotations
 
+import copy
 from typing import Iterator
 
 import numpy as np
@@ -103,13 +105,25 @@ class Distance:
             raise MuseError(f"the scores' candidates of query {int(late[0])} are not in order of the base distance: "
                             "scored on other features?")
         fused = mu_fuse(base, *logits, alpha, tau)
-        rows, cols, vals = torch.cat([qi, gj]), torch.cat([gj, qi]), torch.cat([fused, fused])
+        return self._override(torch.cat([qi, gj]), torch.cat([gj, qi]), torch.cat([fused, fused]))
+
+    def _override(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> "Distance":
         order = torch.argsort(rows * self.N + cols)
         self.keys = (rows * self.N + cols)[order]           # (row, col) of each override, sorted
         self.cols, self.vals = cols[order], vals[order]
         self.indptr = torch.zeros(self.N + 1, dtype=torch.long, device=self.dev)
         self.indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=self.N), 0)
         return self
+
+    def reordered(self, order: torch.Tensor) -> "Distance":
+        """The same distance over the items taken in ``order``: item n of the result is item
+        ``order[n]`` of this one (for access by blocks only; queries and gallery lose their meaning)."""
+        out = copy.copy(self)
+        out.f = self.f[order]
+        new = torch.empty_like(order)
+        new[order] = torch.arange(len(order), device=order.device)
+        rows = torch.repeat_interleave(torch.arange(self.N, device=self.dev), self.indptr.diff())
+        return out._override(new[rows], new[self.cols], self.vals)
 
     # -- access ---------------------------------------------------------------------------
     def block(self, rows: slice, cols: slice = slice(None)) -> torch.Tensor:

@@ -57,13 +57,13 @@ def positive_ranks(dist, q_pids, q_camids, g_pids, g_camids):
         return P, m
     neg_d = dist.masked_fill(same, float("inf"))         # same id: positive or removed
     bucket = torch.searchsorted(P, neg_d, right=True)    # positives ranked before each negative
-    # A negative tied with positives goes before those with a larger gallery index.
+    # A negative tied with positives goes before those with a larger gallery index: it follows
+    # the positives k with (P_k, J_k) < (its distance, its index).
     prev = P.gather(1, (bucket - 1).clamp_min(0))
-    tied = ((bucket > 0) & (prev == neg_d) & torch.isfinite(neg_d)).nonzero(as_tuple=True)
-    for b, g in zip(*(t.tolist() for t in tied)):
-        v = neg_d[b, g]
-        group = (P[b] == v).nonzero(as_tuple=True)[0]
-        bucket[b, g] = int(group[0]) + int((J[b, group] < g).sum())
+    b, g = ((bucket > 0) & (prev == neg_d) & torch.isfinite(neg_d)).nonzero(as_tuple=True)
+    if len(b):
+        v, Pt = neg_d[b, g, None], P[b]
+        bucket[b, g] = ((Pt < v) | ((Pt == v) & (J[b] < g[:, None]))).sum(1)
     counts = torch.zeros(len(P), M + 1, dtype=torch.long, device=dist.device)
     counts.scatter_add_(1, bucket, torch.ones_like(bucket))
     before = counts.cumsum(1)[:, :M]

@@ -1,4 +1,5 @@
-"""Artefact I/O: atomic writes, provenance sidecars and the features file (DESIGN §5)."""
+"""Artefact I/O: atomic writes, provenance sidecars and the features file (docs/architecture.md,
+"Artefact formats" and "Reliability")."""
 
 from __future__ import annotations
 
@@ -206,7 +207,8 @@ def write_meta(artefact: str | os.PathLike, config: dict | None = None, inputs=(
 
 @dataclass(frozen=True)
 class Features:
-    """Rows of a features file (DESIGN §5): ``feats`` (N,d) float32 with ``pids``, ``camids``,
+    """Rows of a features file (docs/architecture.md, "Artefact formats"):
+    ``feats`` (N,d) float32 with ``pids``, ``camids``,
     ``paths`` and ``split`` per row."""
 
     feats: np.ndarray
@@ -293,7 +295,8 @@ def load_features(path) -> Features:
 
 @dataclass(frozen=True)
 class Scores:
-    """A pair-scores file (DESIGN §5): per query, gallery candidates ``cand`` (Q, Cmax) sorted by
+    """A pair-scores file (docs/architecture.md, "Artefact formats"):
+    per query, gallery candidates ``cand`` (Q, Cmax) sorted by
     base distance and the MLLM's logits ``s_yes``, ``s_no`` (Q, Cmax). ``rows`` (first, stop) are
     the query rows of the features file they cover and ``features`` its fingerprint
     (:meth:`Features.fingerprint`); both are written by ``muse score`` and checked by merges and

@@ -1,4 +1,5 @@
-"""Feature extraction: the encoder's L2-normalised BN features of a manifest's images (DESIGN §5)."""
+"""Feature extraction: the encoder's L2-normalised BN features of a manifest's images (the features
+file of docs/architecture.md, "Artefact formats")."""
 
 from __future__ import annotations
 

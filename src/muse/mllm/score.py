@@ -1,8 +1,9 @@
 """μ-scoring: the MLLM's "Yes"/"No" logits for each query and its top-C gallery candidates.
 
 For a pair (query, candidate) the judge reads the prompt of :mod:`muse.mllm.prompt` and the logits
-s_yes, s_no of the tokens "Yes" and "No" at the answer position are stored (DESIGN §5), so that
-τ, α, C and the re-ranking can change later without another MLLM call.
+s_yes, s_no of the tokens "Yes" and "No" at the answer position are stored (the scores file of
+docs/architecture.md, "Artefact formats"), so that τ, α, C and the re-ranking can change later
+without another MLLM call.
 
 Two engines give the same logits:
 

@@ -2,7 +2,7 @@
 
 Each method takes a :class:`muse.distance.Distance` over queries + gallery and yields
 ``(rows, d*[rows, gallery])`` blocks of re-ranked distances for the streaming evaluation.
-Library defaults are the original papers' values (DESIGN §4).
+Library defaults are the original papers' values (docs/architecture.md, "Numerical conventions").
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from muse.errors import MuseError
 from muse.io import Features, Scores
 from muse.rerank.budget import MEMORY
 from muse.rerank.caj import QE, caj_encoding
-from muse.rerank.ecn import ecn
+from muse.rerank.ecn import ecn_blocks
 from muse.rerank.jaccard import jaccard_blocks, overlap_stats
 from muse.rerank.krnn import krnn_encoding
 
@@ -73,7 +73,7 @@ def rerank(method: str, D: Distance, camids: np.ndarray | None = None, block: in
     if method == "none":
         return D.query_blocks(block)
     if method == "ecn":
-        return ecn(D, **params, memory=memory)
+        return ecn_blocks(D, **params, memory=memory)
     lam = params.pop("lam")
     if method == "krnn":
         V, row_max = krnn_encoding(D, **params, memory=memory)

@@ -30,7 +30,7 @@ from muse.rerank.knn import knn
 _DENSE = 1e-3   # a column shared by more than this fraction of all (query, gallery) pairs is multiplied densely
 
 
-def ecn(D: Distance, k: int = 25, t: int = 3, q: int = 8, memory: int = MEMORY) -> Iterator[tuple[slice, torch.Tensor]]:
+def ecn_blocks(D: Distance, k: int = 25, t: int = 3, q: int = 8, memory: int = MEMORY) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ECN query × gallery distance blocks.
 
     With X_p = [F_p, S_p] and Y_g = [S_g, F_g] (rows of 2N columns), F_p·S_g + S_p·F_g = X_p·Y_g.
@@ -52,19 +52,21 @@ def ecn(D: Distance, k: int = 25, t: int = 3, q: int = 8, memory: int = MEMORY) 
     A = sp.csr_matrix((np.ones(N * M), (np.repeat(np.arange(N), M), hood.ravel())), shape=(N, N))
     S = (A @ F).tocsr()
     X, Y = sp.hstack([F[:Q], S[:Q]]).tocsr(), sp.hstack([S[Q:], F[Q:]]).tocsr()
+    del A, F, S
     dtype = torch.float32 if k * (1 + M) * k * M * k < 2**24 else torch.float64
     dense = _shared_columns(X, Y, fitting(memory // 2, G * dtype.itemsize, 2 * N))
     light = np.setdiff1d(np.arange(2 * N), dense)
     Xd, Xl = X[:, dense].tocsr(), X[:, light].tocsr()
-    Yd, YlT = torch.as_tensor(Y[:, dense].toarray(), dtype=dtype, device=D.dev), Y[:, light].T.tocsr()
+    YdT, YlT = torch.as_tensor(Y[:, dense].T.toarray(), dtype=dtype, device=D.dev), Y[:, light].T.tocsr()
+    del X, Y
     block = fitting(memory // 2, 48 * G, Q)
     for start in range(0, Q, block):
         r = slice(start, min(start + block, Q))
-        shared = torch.as_tensor(Xd[r].toarray(), dtype=dtype, device=D.dev) @ Yd.T
-        shared = shared.double() + torch.as_tensor((Xl[r] @ YlT).toarray(), device=D.dev)
-        e = -shared / (2 * M)
-        base = D.block(r, slice(Q, N)).double()
-        yield r, torch.where(e != 0, e, base)
+        e = torch.as_tensor((Xl[r] @ YlT).toarray(), device=D.dev)
+        e.add_(torch.as_tensor(Xd[r].toarray(), dtype=dtype, device=D.dev) @ YdT).div_(-2 * M)
+        none = e == 0
+        e[none] = D.block(r, slice(Q, N))[none].double()
+        yield r, e
 
 
 def _shared_columns(X: sp.csr_matrix, Y: sp.csr_matrix, most: int) -> np.ndarray:

@@ -38,17 +38,17 @@ class Neighbours:
 
 
 class _Best:
-    """The k largest σ of each row seen so far, ordered by (σ descending, index)."""
+    """The k largest σ of each row seen so far, ordered by (σ descending, item index)."""
 
     def __init__(self, N: int, k: int, like: torch.Tensor):
         self.k = k
         self.s = torch.full((N, k), -torch.inf, dtype=like.dtype, device=like.device)
         self.i = torch.full((N, k), N, dtype=torch.long, device=like.device)
 
-    def add(self, rows: slice, key: torch.Tensor, offset: int) -> None:
-        """Merge the top-k of ``key`` (rows × columns offset..offset+width) into ``rows``."""
+    def add(self, rows: slice, key: torch.Tensor, items: torch.Tensor) -> None:
+        """Merge the top-k of ``key`` (rows × the columns of the given item indices) into ``rows``."""
         s, i = torch.topk(key, min(self.k, key.shape[1]), dim=1)
-        s, i = torch.cat([self.s[rows], s], 1), torch.cat([self.i[rows], i + offset], 1)
+        s, i = torch.cat([self.s[rows], s], 1), torch.cat([self.i[rows], items[i]], 1)
         order = torch.argsort(i, dim=1)
         s, i = s.gather(1, order), i.gather(1, order)
         order = torch.argsort(s, dim=1, descending=True, stable=True)[:, :self.k]
@@ -68,7 +68,10 @@ def _restricted_topk(d: torch.Tensor, allowed: torch.Tensor, k: int):
 
 
 def _keys(s: torch.Tensor, same: torch.Tensor | None, names) -> dict:
-    """The tile's ranking key per list: σ, with the excluded cameras at −∞ for ``intra``/``inter``."""
+    """The tile's ranking key per list: σ, with the excluded cameras at −∞ for ``intra``/``inter``;
+    ``same`` None when no pair of the tile shares a camera (``intra`` then has nothing to add)."""
+    if same is None:
+        return {name: s for name in names if name != "intra"}
     return {name: s if name == "all" else s.masked_fill(~same if name == "intra" else same, -torch.inf)
             for name in names}
 
@@ -79,13 +82,19 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEM
     Returns ``{"all": Neighbours, "row_max": (N,)}`` and, when ``camids`` (N,) is given,
     also ``"intra"`` and ``"inter"`` camera-restricted lists. ``k`` may be an int or a dict
     ``{"all": k, "intra": k, "inter": k}``. A tile holds σ, its transpose, two masked copies and
-    two masks: 5 values and 2 bytes per entry within ``memory``.
+    two masks: 5 values and 2 bytes per entry within ``memory``. With cameras, the items are
+    visited sorted by camera, so that only the tiles where two cameras' ranges meet need masks.
     """
     ks = k if isinstance(k, dict) else {"all": k, **({"intra": k, "inter": k} if camids is not None else {})}
     for name, kk in ks.items():
         if kk > D.N:
             raise ValueError(f"k = {kk} for '{name}' neighbours exceeds the {D.N} items")
-    cams = None if camids is None else torch.as_tensor(np.asarray(camids, np.int64), device=D.dev)
+    items = torch.arange(D.N, device=D.dev)
+    cams, Dv = None, D
+    if camids is not None:
+        cams = torch.as_tensor(np.asarray(camids, np.int64), device=D.dev)
+        items = torch.argsort(cams, stable=True)          # item of each visited position
+        Dv, cv = D.reordered(items), cams[items]
     best = {name: _Best(D.N, kk, D.f) for name, kk in ks.items()}
     s_min = torch.full((D.N,), torch.inf, dtype=D.f.dtype, device=D.dev)
     block = square_side(memory, 5 * D.f.element_size() + 2, TILE)
@@ -94,22 +103,25 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEM
         I = slice(a, min(a + block, D.N))
         for b in starts[a // block:]:
             J = slice(b, min(b + block, D.N))
-            s = D.similarity(I, J)
+            s = Dv.similarity(I, J)
             s_min[I] = torch.minimum(s_min[I], s.amin(1))
             if a == b:
                 s.diagonal().fill_(_SELF)
-            same = None if cams is None else cams[I, None] == cams[None, J]
+            meet = cams is not None and bool(cv[J.start] <= cv[I.stop - 1]) and bool(cv[I.start] <= cv[J.stop - 1])
+            same = cv[I, None] == cv[None, J] if meet else None
             for name, key in _keys(s, same, ks).items():
-                best[name].add(I, key, b)
+                best[name].add(I, key, items[J])
             if a != b:
                 sT, sameT = s.T.contiguous(), None if same is None else same.T
                 s_min[J] = torch.minimum(s_min[J], sT.amin(1))
                 for name, key in _keys(sT, sameT, ks).items():
-                    best[name].add(J, key, a)
-    result = {name: Neighbours(bb.i, _distance(bb.s)) for name, bb in best.items()}
+                    best[name].add(J, key, items[I])
+    at = torch.empty_like(items)
+    at[items] = torch.arange(D.N, device=D.dev)            # visited position of each item
+    result = {name: Neighbours(bb.i[at], _distance(bb.s[at])) for name, bb in best.items()}
     for name in set(ks) - {"all"}:
         _short_rows(D, cams, name, ks[name], result[name])
-    result["row_max"] = _distance(s_min)
+    result["row_max"] = _distance(s_min[at])
     return result
 
 
