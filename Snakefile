@@ -13,8 +13,9 @@ include: "workflow/rules/encoder.smk"
 include: "workflow/rules/mining.smk"
 include: "workflow/rules/mllm.smk"
 include: "workflow/rules/score.smk"
-include: "workflow/rules/rerank.smk"
-include: "workflow/rules/paper.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

@@ -23,16 +23,19 @@ def market(tmp_path) -> Path:
         write_image(root / "bounding_box_train" / name)
     for name in ("0010_c1s1_000101_01.jpg", "0011_c2s1_000102_01.jpg"):
         write_image(root / "query" / name)
-    for name in ("0010_c4s1_000301_01.jpg", "0011_c5s1_000302_01.jpg", "0000_c1s1_000001_00.jpg",
-                 "-1_c2s1_000002_00.jpg"):
+    for name in (
+        "0010_c4s1_000301_01.jpg",
+        "0011_c5s1_000302_01.jpg",
+        "0000_c1s1_000001_00.jpg",
+        "-1_c2s1_000002_00.jpg",
+    ):
         write_image(root / "bounding_box_test" / name)
     (root / "bounding_box_test" / "Thumbs.db").write_bytes(b"\0\1")
     return root
 
 
 def muse(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 def fails_with_one_line(res, *fragments):

@@ -44,8 +44,8 @@ def ranking(D, penalty=None):
 
 
 def k_reciprocal(rank, i, k):
-    fwd = rank[i, :k + 1]
-    return np.array([j for j in fwd if i in rank[j, :k + 1]], dtype=int)
+    fwd = rank[i, : k + 1]
+    return np.array([j for j in fwd if i in rank[j, : k + 1]], dtype=int)
 
 
 def _jaccard_final(V, D, Q, lam):
@@ -106,13 +106,13 @@ def caj_dense(D, Q, cams, k1_intra=5, k1_inter=20, k2_intra=3, k2_inter=3, lam=0
 def ecn_dense(D, Q, k=25, t=3, q=8):
     N = len(D)
     rank = ranking(D)
-    pos = np.argsort(rank, axis=1)                  # pos[i, j]: position of j in i's list
+    pos = np.argsort(rank, axis=1)  # pos[i, j]: position of j in i's list
     F = np.maximum(0, k - pos).astype(np.float64)
     r = -F @ F.T
     hoods = []
     for x in range(N):
-        first = list(rank[x, 1:t + 1])
-        hoods.append(first + [n for f in first for n in rank[f, 1:q + 1]])
+        first = list(rank[x, 1 : t + 1])
+        hoods.append(first + [n for f in first for n in rank[f, 1 : q + 1]])
     M = len(hoods[0])
     out = np.zeros((Q, N - Q))
     for p in range(Q):

@@ -3,9 +3,9 @@ leaves no partial output behind."""
 
 import numpy as np
 import pytest
+from conftest import fails_with_one_line, muse, write_image
 from PIL import Image
 
-from conftest import fails_with_one_line, muse, write_image
 from muse.io import Features, save_features
 
 
@@ -15,11 +15,18 @@ def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
     rng = np.random.default_rng(0)
     n = 20
-    save_features(d / "f.npz", Features(rng.normal(size=(n, 4)).astype(np.float32), np.arange(n) % 5,
-                                        np.arange(n) % 2, np.array([f"{i}.jpg" for i in range(n)]),
-                                        np.array(["query"] * 5 + ["gallery"] * 15)))
+    save_features(
+        d / "f.npz",
+        Features(
+            rng.normal(size=(n, 4)).astype(np.float32),
+            np.arange(n) % 5,
+            np.arange(n) % 2,
+            np.array([f"{i}.jpg" for i in range(n)]),
+            np.array(["query"] * 5 + ["gallery"] * 15),
+        ),
+    )
     whole = (d / "f.npz").read_bytes()
-    (d / "truncated.npz").write_bytes(whole[:len(whole) // 2])
+    (d / "truncated.npz").write_bytes(whole[: len(whole) // 2])
     (d / "empty.npz").write_bytes(b"")
     np.savez(d / "pickled.npz", feats=np.array([object()], dtype=object))
     (d / "header.csv").write_text("path,pid,camid,split,domain\n")
@@ -28,7 +35,7 @@ def inputs(tmp_path_factory):
     root = d / "market"
     for folder in ("bounding_box_train", "query", "bounding_box_test"):
         write_image(root / folder / "0001_c1s1_000001_00.jpg")
-    Image.new("L", (20000, 20000)).save(root / "bounding_box_train" / "0002_c2s1_000001_00.jpg")   # a bomb
+    Image.new("L", (20000, 20000)).save(root / "bounding_box_train" / "0002_c2s1_000001_00.jpg")  # a bomb
     cs = d / "cuhksysu"
     (cs / "Image" / "SSM").mkdir(parents=True)
     (cs / "annotation" / "test" / "train_test").mkdir(parents=True)
@@ -43,33 +50,79 @@ CASES = {
     "empty npz": (["evaluate", "--features", "empty.npz"], ["empty.npz: not a readable .npz"], []),
     "pickle": (["evaluate", "--features", "pickled.npz"], ["pickled.npz"], []),
     "block 0": (["evaluate", "--features", "f.npz", "--block", "0"], ["--block", "positive integer"], []),
-    "memory 0": (["evaluate", "--features", "f.npz", "--rerank", "krnn", "--memory", "0", "--out", "r.json"],
-                 ["--memory", "positive size in GB"], ["r.json"]),
+    "memory 0": (
+        ["evaluate", "--features", "f.npz", "--rerank", "krnn", "--memory", "0", "--out", "r.json"],
+        ["--memory", "positive size in GB"],
+        ["r.json"],
+    ),
     "original not given": (["bench", "rerank", "--method", "original"], ["--method original needs --original"], []),
-    "original not the code": (["bench", "rerank", "--method", "original", "--original", "pid.csv"],
-                              ["pid.csv: not the original k-reciprocal code"], []),
+    "original not the code": (
+        ["bench", "rerank", "--method", "original", "--original", "pid.csv"],
+        ["pid.csv: not the original k-reciprocal code"],
+        [],
+    ),
     "alpha without scores": (["evaluate", "--features", "f.npz", "--alpha", "0.5"], ["--alpha without --scores"], []),
     "out is a directory": (["evaluate", "--features", "f.npz", "--out", "outdir"], ["outdir: is a directory"], []),
-    "header-only manifest": (["train-encoder", "--manifest", "header.csv", "--config", "config.yaml", "--out", "enc"],
-                             ["header.csv: no rows"], ["enc", "enc.ckpt"]),
-    "non-integer pid": (["train-encoder", "--manifest", "pid.csv", "--config", "config.yaml", "--out", "enc"],
-                        ["pid.csv: not a manifest", "seven"], ["enc"]),
-    "same domain twice": (["train-encoder", "--manifest", "market.csv", "--manifest", "market.csv", "--config",
-                           "config.yaml", "--out", "enc"], ["market.csv: a second --manifest of domain MA"], ["enc"]),
-    "decompression bomb": (["data", "manifest", "--format", "market1501", "--root", "market", "--out", "m.csv"],
-                           ["0002_c2s1_000001_00.jpg: unreadable image", "decompression bomb"], ["m.csv"]),
-    "garbage mat": (["data", "convert-cuhksysu", "--raw", "cuhksysu", "--out", "cs"],
-                    ["Train.mat: not a CUHK-SYSU Train.mat"], ["cs"]),
-    "score batch 0": (["score", "--model", "nowhere", "--features", "f.npz", "--C", "3", "--batch", "0", "--out",
-                       "s.npz"], ["--batch", "positive integer"], ["s.npz", "s.npz.parts"]),
-    "score out is a directory": (["score", "--model", "tiny", "--features", "f.npz", "--C", "3", "--out", "outdir"],
-                                 ["outdir: is a directory"], ["outdir.parts", "outdir.lock"]),
-    "score empty shard": (["score", "--model", "tiny", "--features", "f.npz", "--C", "3", "--shard", "2/6", "--out",
-                           "s.npz"], ["--shard 2/6: no queries in this shard of 5"], ["s.npz", "s.npz.parts"]),
-    "sft epochs 0": (["sft", "--model", "tiny", "--pairs", "pairs.jsonl", "--epochs", "0", "--out", "a"],
-                     ["--epochs", "positive integer"], ["a", "a.ckpt"]),
-    "sft fraction 0": (["sft", "--model", "tiny", "--pairs", "pairs.jsonl", "--fraction", "0", "--out", "a"],
-                       ["sft fraction = 0.0"], ["a", "a.ckpt"]),
+    "header-only manifest": (
+        ["train-encoder", "--manifest", "header.csv", "--config", "config.yaml", "--out", "enc"],
+        ["header.csv: no rows"],
+        ["enc", "enc.ckpt"],
+    ),
+    "non-integer pid": (
+        ["train-encoder", "--manifest", "pid.csv", "--config", "config.yaml", "--out", "enc"],
+        ["pid.csv: not a manifest", "seven"],
+        ["enc"],
+    ),
+    "same domain twice": (
+        [
+            "train-encoder",
+            "--manifest",
+            "market.csv",
+            "--manifest",
+            "market.csv",
+            "--config",
+            "config.yaml",
+            "--out",
+            "enc",
+        ],
+        ["market.csv: a second --manifest of domain MA"],
+        ["enc"],
+    ),
+    "decompression bomb": (
+        ["data", "manifest", "--format", "market1501", "--root", "market", "--out", "m.csv"],
+        ["0002_c2s1_000001_00.jpg: unreadable image", "decompression bomb"],
+        ["m.csv"],
+    ),
+    "garbage mat": (
+        ["data", "convert-cuhksysu", "--raw", "cuhksysu", "--out", "cs"],
+        ["Train.mat: not a CUHK-SYSU Train.mat"],
+        ["cs"],
+    ),
+    "score batch 0": (
+        ["score", "--model", "nowhere", "--features", "f.npz", "--C", "3", "--batch", "0", "--out", "s.npz"],
+        ["--batch", "positive integer"],
+        ["s.npz", "s.npz.parts"],
+    ),
+    "score out is a directory": (
+        ["score", "--model", "tiny", "--features", "f.npz", "--C", "3", "--out", "outdir"],
+        ["outdir: is a directory"],
+        ["outdir.parts", "outdir.lock"],
+    ),
+    "score empty shard": (
+        ["score", "--model", "tiny", "--features", "f.npz", "--C", "3", "--shard", "2/6", "--out", "s.npz"],
+        ["--shard 2/6: no queries in this shard of 5"],
+        ["s.npz", "s.npz.parts"],
+    ),
+    "sft epochs 0": (
+        ["sft", "--model", "tiny", "--pairs", "pairs.jsonl", "--epochs", "0", "--out", "a"],
+        ["--epochs", "positive integer"],
+        ["a", "a.ckpt"],
+    ),
+    "sft fraction 0": (
+        ["sft", "--model", "tiny", "--pairs", "pairs.jsonl", "--fraction", "0", "--out", "a"],
+        ["sft fraction = 0.0"],
+        ["a", "a.ckpt"],
+    ),
 }
 
 

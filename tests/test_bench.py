@@ -3,12 +3,11 @@ benchmark's smoke mode end to end on the CPU."""
 
 import json
 
-import numpy as np
 import pytest
+from conftest import muse
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import muse
 from muse.bench import _judge, _random_images, bench_floor, bench_original, bench_rerank, bench_score, pair_flops
 from muse.mllm.prompt import load_pair_image
 
@@ -27,15 +26,18 @@ def test_pair_flops_equal_the_counted_flops_of_both_engines(tmp_path):
     model = pair_flops(judge, queries=2, C=2)
     assert model["naive_gflop_per_pair"] == pytest.approx(naive.get_total_flops() / 1e9, rel=0.01)
     assert model["cached_gflop_per_pair"] == pytest.approx(cached.get_total_flops() / 4 / 1e9, rel=0.01)
-    assert model["bound_cached_vs_naive"] == pytest.approx(naive.get_total_flops() / (cached.get_total_flops() / 4),
-                                                           rel=0.02)
+    assert model["bound_cached_vs_naive"] == pytest.approx(
+        naive.get_total_flops() / (cached.get_total_flops() / 4), rel=0.02
+    )
 
 
 def test_bench_score_compares_the_engines_on_one_model():
     out = bench_score(size="tiny", queries=2, C=4, batch=4)
     assert set(out["pairs_per_s"]) == {"naive_b1", "naive_b4", "cached_b4"}
     assert all(v > 0 for v in out["pairs_per_s"].values()) and out["max_abs_logit_diff"] <= 1e-4
-    assert out["tokens"]["vision"] == 100 and 0 < out["tokens"]["prefix"] < out["tokens"]["vision"] + out["tokens"]["text"]
+    assert (
+        out["tokens"]["vision"] == 100 and 0 < out["tokens"]["prefix"] < out["tokens"]["vision"] + out["tokens"]["text"]
+    )
     assert out["flops"]["bound_cached_vs_naive"] > 1
 
 
@@ -44,8 +46,15 @@ def test_bench_gpu_smoke_mode_runs_every_section_on_the_cpu(tmp_path):
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "bench_gpu.json").read_text())
     sections = report["sections"]
-    assert list(sections) == ["score qwen2_vl tiny", "score qwen2_5_vl tiny", "encoder", "evaluate tiny",
-                              "krnn tiny", "ecn tiny", "caj tiny"]
+    assert list(sections) == [
+        "score qwen2_vl tiny",
+        "score qwen2_5_vl tiny",
+        "encoder",
+        "evaluate tiny",
+        "krnn tiny",
+        "ecn tiny",
+        "caj tiny",
+    ]
     assert not any("error" in s for s in sections.values())
     score = sections["score qwen2_vl tiny"]
     assert set(score["ms_per_pair"]) == {"naive_b1", "naive_b4", "cached_b4", "cached_b8"}
@@ -81,10 +90,12 @@ def test_bench_original_runs_a_given_re_ranking_file_on_the_same_features(tmp_pa
     from muse.evaluate import evaluate
 
     code = tmp_path / "re_ranking_ranklist.py"
-    code.write_text("def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):\n"
-                    "    assert q_q_dist.shape == (100, 100) and g_g_dist.shape == (500, 500)\n"
-                    "    assert abs(q_q_dist.diagonal()).max() == 0 and (k1, k2, lambda_value) == (20, 6, 0.3)\n"
-                    "    return q_g_dist\n")
+    code.write_text(
+        "def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):\n"
+        "    assert q_q_dist.shape == (100, 100) and g_g_dist.shape == (500, 500)\n"
+        "    assert abs(q_q_dist.diagonal()).max() == 0 and (k1, k2, lambda_value) == (20, 6, 0.3)\n"
+        "    return q_g_dist\n"
+    )
     out = bench_original(code, "tiny")
     q, qp, qc, g, gp, gc = FEATURES["clustered"]("tiny", 512)
     assert out["mAP"] == round(evaluate(Distance(q, g).query_blocks(), qp, qc, gp, gc)["mAP"], 4)

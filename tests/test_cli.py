@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import fails_with_one_line, muse, write_image
+from test_evaluate import random_case, reference
+
 from muse.evaluate import roc_auc
 from muse.io import Features, load_features, save_features
-from test_evaluate import random_case, reference
 
 
 def test_manifest_writes_csv_and_sidecar(market, tmp_path):
@@ -21,12 +21,15 @@ def test_manifest_writes_csv_and_sidecar(market, tmp_path):
     assert meta["config"]["format"] == "market1501" and "numpy" in meta["packages"]
 
 
-@pytest.mark.parametrize("breakage, fragment", [
-    ("missing_root", "missing dataset root"),
-    ("bad_name", "0012-c1.jpg: file name does not follow"),
-    ("corrupt", "0013_c1s1_000001_01.jpg: unreadable image"),
-    ("empty_split", "empty split 'gallery'"),
-])
+@pytest.mark.parametrize(
+    "breakage, fragment",
+    [
+        ("missing_root", "missing dataset root"),
+        ("bad_name", "0012-c1.jpg: file name does not follow"),
+        ("corrupt", "0013_c1s1_000001_01.jpg: unreadable image"),
+        ("empty_split", "empty split 'gallery'"),
+    ],
+)
 def test_manifest_bad_input(market, tmp_path, breakage, fragment):
     root = market
     if breakage == "missing_root":
@@ -46,9 +49,12 @@ def test_manifest_bad_input(market, tmp_path, breakage, fragment):
 def write_features(path, rng):
     q, g, qp, qc, gp, gc = random_case(rng)
     feats = Features(
-        feats=np.concatenate([q, g]).astype(np.float32), pids=np.concatenate([qp, gp]),
-        camids=np.concatenate([qc, gc]), paths=np.array([f"img{i}.jpg" for i in range(len(q) + len(g))]),
-        split=np.array(["query"] * len(q) + ["gallery"] * len(g)))
+        feats=np.concatenate([q, g]).astype(np.float32),
+        pids=np.concatenate([qp, gp]),
+        camids=np.concatenate([qc, gc]),
+        paths=np.array([f"img{i}.jpg" for i in range(len(q) + len(g))]),
+        split=np.array(["query"] * len(q) + ["gallery"] * len(g)),
+    )
     save_features(path, feats)
     return q, g, qp, qc, gp, gc
 
@@ -85,12 +91,16 @@ def test_evaluate_bad_features(tmp_path):
 def test_synth_and_convert_errors(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("world: {seed: 0, domains: {MA: {train_ids: 2, test_ids: 2, cameras: 2, cams_per_id: [1, 2]}}}\n")
-    fails_with_one_line(muse("data", "synth", "--domain", "MA", "--out", tmp_path / "w", "--config", cfg),
-                        "world.domains.MA.cams_per_id")
-    fails_with_one_line(muse("data", "synth", "--domain", "MS", "--out", tmp_path / "w", "--config", cfg),
-                        "world.domains has no 'MS'")
-    fails_with_one_line(muse("data", "convert-cuhksysu", "--raw", tmp_path, "--out", tmp_path / "cs"),
-                        "Train.mat: missing")
+    fails_with_one_line(
+        muse("data", "synth", "--domain", "MA", "--out", tmp_path / "w", "--config", cfg),
+        "world.domains.MA.cams_per_id",
+    )
+    fails_with_one_line(
+        muse("data", "synth", "--domain", "MS", "--out", tmp_path / "w", "--config", cfg), "world.domains has no 'MS'"
+    )
+    fails_with_one_line(
+        muse("data", "convert-cuhksysu", "--raw", tmp_path, "--out", tmp_path / "cs"), "Train.mat: missing"
+    )
     assert not (tmp_path / "w").exists() and not (tmp_path / "cs").exists()
 
 
@@ -112,13 +122,20 @@ def test_bench_evaluate_prints_figures():
 
 def write_rerank_case(tmp_path, seed=0, G=110):
     from test_rerank import clustered, scores_for
+
     from muse.io import Scores, save_scores
 
     q, g, qp, qc, gp, gc = clustered(seed, G=G)
-    save_features(tmp_path / "f.npz", Features(
-        feats=np.concatenate([q, g]).astype(np.float32), pids=np.concatenate([qp, gp]),
-        camids=np.concatenate([qc, gc]), paths=np.array([f"{i}.jpg" for i in range(len(q) + len(g))]),
-        split=np.array(["query"] * len(q) + ["gallery"] * len(g))))
+    save_features(
+        tmp_path / "f.npz",
+        Features(
+            feats=np.concatenate([q, g]).astype(np.float32),
+            pids=np.concatenate([qp, gp]),
+            camids=np.concatenate([qc, gc]),
+            paths=np.array([f"{i}.jpg" for i in range(len(q) + len(g))]),
+            split=np.array(["query"] * len(q) + ["gallery"] * len(g)),
+        ),
+    )
     cand, sy, sn = scores_for(q, g, 10, seed)
     save_scores(tmp_path / "s.npz", Scores(cand, sy, sn))
     return q, g, qp, qc, gp, gc, cand, sy, sn
@@ -128,16 +145,42 @@ def test_evaluate_rerank_with_fusion_matches_dense(tmp_path):
     from rerank_reference import dense_distance, krnn_dense, mu_fused
 
     q, g, qp, qc, gp, gc, cand, sy, sn = write_rerank_case(tmp_path)
-    res = muse("evaluate", "--features", tmp_path / "f.npz", "--rerank", "krnn", "--k1", 10, "--k2", 5,
-               "--scores", tmp_path / "s.npz", "--alpha", 0.3, "--tau", 2, "--C", 6, "--json")
+    res = muse(
+        "evaluate",
+        "--features",
+        tmp_path / "f.npz",
+        "--rerank",
+        "krnn",
+        "--k1",
+        10,
+        "--k2",
+        5,
+        "--scores",
+        tmp_path / "s.npz",
+        "--alpha",
+        0.3,
+        "--tau",
+        2,
+        "--C",
+        6,
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
-    fused = mu_fused(dense_distance(q, g), len(q), cand,
-                     sy.astype(np.float32), sn.astype(np.float32), 0.3, 2.0, 6)
+    fused = mu_fused(dense_distance(q, g), len(q), cand, sy.astype(np.float32), sn.astype(np.float32), 0.3, 2.0, 6)
     dense = krnn_dense(dense_distance(q, g, fused), len(q), k1=10, k2=5)
     assert got["mAP"] == pytest.approx(reference(dense, qp, qc, gp, gc)["mAP"], abs=1e-6)
-    assert got["params"] == {"features": str(tmp_path / "f.npz"), "rerank": "krnn", "k1": 10, "k2": 5,
-                             "lam": 0.3, "scores": str(tmp_path / "s.npz"), "alpha": 0.3, "tau": 2.0, "C": 6}
+    assert got["params"] == {
+        "features": str(tmp_path / "f.npz"),
+        "rerank": "krnn",
+        "k1": 10,
+        "k2": 5,
+        "lam": 0.3,
+        "scores": str(tmp_path / "s.npz"),
+        "alpha": 0.3,
+        "tau": 2.0,
+        "C": 6,
+    }
     pairs = [(i, j) for i in range(len(q)) for j in cand[i, :6] if not (qp[i] == gp[j] and qc[i] == gc[j])]
     different = np.array([qp[i] != gp[j] for i, j in pairs])
     gap = np.array([sn[i, list(cand[i]).index(j)] - sy[i, list(cand[i]).index(j)] for i, j in pairs])
@@ -147,17 +190,21 @@ def test_evaluate_rerank_with_fusion_matches_dense(tmp_path):
     assert text.returncode == 0 and f"judge ROC-AUC {got['judge']['judge_auc']:.4f}" in text.stdout
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--alpha", "1.2"], "alpha = 1.2: expected a value in [0, 1]"),
-    (["--tau", "0"], "tau = 0.0: expected a positive temperature"),
-    (["--C", "11"], "C = 11: expected 1 <= C <= 10"),
-    (["--rerank", "krnn", "--k1", "200"], "krnn needs 200 neighbours but the gallery has only 110"),
-    (["--rerank", "ecn", "--k1", "5"], "re-ranking 'ecn' has no parameter 'k1'"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--alpha", "1.2"], "alpha = 1.2: expected a value in [0, 1]"),
+        (["--tau", "0"], "tau = 0.0: expected a positive temperature"),
+        (["--C", "11"], "C = 11: expected 1 <= C <= 10"),
+        (["--rerank", "krnn", "--k1", "200"], "krnn needs 200 neighbours but the gallery has only 110"),
+        (["--rerank", "ecn", "--k1", "5"], "re-ranking 'ecn' has no parameter 'k1'"),
+    ],
+)
 def test_evaluate_bad_fusion_and_rerank_parameters(tmp_path, args, fragment):
     write_rerank_case(tmp_path)
-    fails_with_one_line(muse("evaluate", "--features", tmp_path / "f.npz", "--scores", tmp_path / "s.npz", *args),
-                        fragment)
+    fails_with_one_line(
+        muse("evaluate", "--features", tmp_path / "f.npz", "--scores", tmp_path / "s.npz", *args), fragment
+    )
 
 
 def test_evaluate_bad_scores_files(tmp_path):
@@ -166,15 +213,21 @@ def test_evaluate_bad_scores_files(tmp_path):
     *_, cand, sy, sn = write_rerank_case(tmp_path)
     f = tmp_path / "f.npz"
     save_scores(tmp_path / "short.npz", Scores(cand[:-1], sy[:-1], sn[:-1]))
-    fails_with_one_line(muse("evaluate", "--features", f, "--scores", tmp_path / "short.npz"),
-                        "'cand' has shape (23, 10), expected (24, C)")
+    fails_with_one_line(
+        muse("evaluate", "--features", f, "--scores", tmp_path / "short.npz"),
+        "'cand' has shape (23, 10), expected (24, C)",
+    )
     bad = sy.copy()
     bad[2, 3] = np.inf
     save_scores(tmp_path / "inf.npz", Scores(cand, bad, sn))
-    fails_with_one_line(muse("evaluate", "--features", f, "--scores", tmp_path / "inf.npz"), "'s_yes' contains NaN or inf")
+    fails_with_one_line(
+        muse("evaluate", "--features", f, "--scores", tmp_path / "inf.npz"), "'s_yes' contains NaN or inf"
+    )
     save_scores(tmp_path / "mismatch.npz", Scores(cand, sy[:, :4], sn))
-    fails_with_one_line(muse("evaluate", "--features", f, "--scores", tmp_path / "mismatch.npz"),
-                        "'s_yes' has shape (24, 4), expected (24, 10)")
+    fails_with_one_line(
+        muse("evaluate", "--features", f, "--scores", tmp_path / "mismatch.npz"),
+        "'s_yes' has shape (24, 4), expected (24, 10)",
+    )
     out_of_range = cand.copy()
     out_of_range[0, 0] = 500
     save_scores(tmp_path / "oor.npz", Scores(out_of_range, sy, sn))
@@ -184,23 +237,47 @@ def test_evaluate_bad_scores_files(tmp_path):
 def test_train_encoder_extract_mine_from_the_cli(tmp_path):
     import yaml
 
-    cfg = {"world": {"seed": 0, "domains": {"C3": {"train_ids": 8, "test_ids": 4, "cameras": 2}}},
-           "encoder": {"clip": {"embed_dim": 16, "vision_cfg": {"patch_size": 8, "width": 16, "layers": 1,
-                                                                 "head_width": 8},
-                                "text_cfg": {"context_length": 4, "vocab_size": 16, "width": 8, "heads": 1,
-                                             "layers": 1}},
-                       "image_size": [32, 16], "weights": None, "batch": 16,
-                       "train": {"epochs": 1, "lr": 1e-3, "ids_per_batch": 4, "warmup_epochs": 0, "milestones": []}}}
+    cfg = {
+        "world": {"seed": 0, "domains": {"C3": {"train_ids": 8, "test_ids": 4, "cameras": 2}}},
+        "encoder": {
+            "clip": {
+                "embed_dim": 16,
+                "vision_cfg": {"patch_size": 8, "width": 16, "layers": 1, "head_width": 8},
+                "text_cfg": {"context_length": 4, "vocab_size": 16, "width": 8, "heads": 1, "layers": 1},
+            },
+            "image_size": [32, 16],
+            "weights": None,
+            "batch": 16,
+            "train": {"epochs": 1, "lr": 1e-3, "ids_per_batch": 4, "warmup_epochs": 0, "milestones": []},
+        },
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    assert muse("data", "synth", "--domain", "C3", "--out", tmp_path / "c3", "--config", tmp_path / "c.yaml").returncode == 0
-    assert muse("data", "manifest", "--format", "cuhk03np", "--root", tmp_path / "c3",
-                "--out", tmp_path / "c3.csv").returncode == 0
-    res = muse("train-encoder", "--manifest", tmp_path / "c3.csv", "--config", tmp_path / "c.yaml",
-               "--out", tmp_path / "enc")
+    assert (
+        muse("data", "synth", "--domain", "C3", "--out", tmp_path / "c3", "--config", tmp_path / "c.yaml").returncode
+        == 0
+    )
+    assert (
+        muse(
+            "data", "manifest", "--format", "cuhk03np", "--root", tmp_path / "c3", "--out", tmp_path / "c3.csv"
+        ).returncode
+        == 0
+    )
+    res = muse(
+        "train-encoder", "--manifest", tmp_path / "c3.csv", "--config", tmp_path / "c.yaml", "--out", tmp_path / "enc"
+    )
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "enc" / "model.safetensors").is_file() and (tmp_path / "enc.meta.json").is_file()
-    res = muse("extract", "--encoder", tmp_path / "enc", "--manifest", tmp_path / "c3.csv",
-               "--splits", "train,query,gallery", "--out", tmp_path / "f.npz")
+    res = muse(
+        "extract",
+        "--encoder",
+        tmp_path / "enc",
+        "--manifest",
+        tmp_path / "c3.csv",
+        "--splits",
+        "train,query,gallery",
+        "--out",
+        tmp_path / "f.npz",
+    )
     assert res.returncode == 0, res.stderr
     f = load_features(tmp_path / "f.npz")
     assert set(f.split) == {"train", "query", "gallery"} and f.feats.shape[1] == 16
@@ -209,8 +286,10 @@ def test_train_encoder_extract_mine_from_the_cli(tmp_path):
     assert res.returncode == 0, res.stderr
     lines = (tmp_path / "pairs.jsonl").read_text().splitlines()
     assert all(json.loads(x)["query"].endswith(".png") for x in lines)
-    fails_with_one_line(muse("extract", "--encoder", tmp_path / "c3", "--manifest", tmp_path / "c3.csv",
-                             "--out", tmp_path / "g.npz"), "config.json: missing")
+    fails_with_one_line(
+        muse("extract", "--encoder", tmp_path / "c3", "--manifest", tmp_path / "c3.csv", "--out", tmp_path / "g.npz"),
+        "config.json: missing",
+    )
 
 
 def test_sft_command_sets_every_field_of_the_recipe():
@@ -220,6 +299,21 @@ def test_sft_command_sets_every_field_of_the_recipe():
     from muse.mllm.sft import SFTConfig
 
     assert {"prompt", "vision_attention", "gradient_checkpointing", *SFT_OPTIONS} == {f.name for f in fields(SFTConfig)}
-    a = parser().parse_args(["sft", "--model", "m", "--pairs", "p", "--out", "o", "--fraction", "0.5",
-                                   "--lr-min", "1e-6", "--lora-dropout", "0.1"])
+    a = parser().parse_args(
+        [
+            "sft",
+            "--model",
+            "m",
+            "--pairs",
+            "p",
+            "--out",
+            "o",
+            "--fraction",
+            "0.5",
+            "--lr-min",
+            "1e-6",
+            "--lora-dropout",
+            "0.1",
+        ]
+    )
     assert (a.fraction, a.lr_min, a.lora_dropout, a.rank) == (0.5, 1e-6, 0.1, None)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from muse.data.synthetic import Sizes, generate_domain
 from muse.data.formats import manifest
+from muse.data.synthetic import Sizes, generate_domain
 from muse.distance import base_distance_blocks
 from muse.encoder import train as T
 from muse.encoder.data import identity_batches
@@ -19,9 +19,13 @@ from muse.encoder.model import ReIDEncoder, clip_config, load_clip_visual, resiz
 from muse.errors import MuseError
 from muse.evaluate import evaluate
 
-TINY = clip_config(None, image_size=(32, 16), embed_dim=32,
-                   vision_cfg={"patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
-                   text_cfg={"context_length": 4, "vocab_size": 16, "width": 16, "heads": 1, "layers": 1})
+TINY = clip_config(
+    None,
+    image_size=(32, 16),
+    embed_dim=32,
+    vision_cfg={"patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
+    text_cfg={"context_length": 4, "vocab_size": 16, "width": 16, "heads": 1, "layers": 1},
+)
 
 
 def test_model_structure_and_round_trip(tmp_path):
@@ -45,7 +49,7 @@ def test_model_structure_and_round_trip(tmp_path):
 
 def test_resize_grid_bilinear_by_hand():
     """2×2 → 4×2: rows sample the source at −¼, ¼, ¾, 1¼ (clamped), columns stay."""
-    pos = torch.tensor([[9.0], [0.0], [1.0], [2.0], [3.0]])          # class token, then [[0,1],[2,3]]
+    pos = torch.tensor([[9.0], [0.0], [1.0], [2.0], [3.0]])  # class token, then [[0,1],[2,3]]
     out = resize_grid(pos, (4, 2))
     assert out[0, 0] == 9.0
     expected = [[0, 1], [0.5, 1.5], [1.5, 2.5], [2, 3]]
@@ -55,8 +59,9 @@ def test_resize_grid_bilinear_by_hand():
 @pytest.mark.parametrize("fmt", ["safetensors", "bin"])
 def test_load_clip_checkpoint_resizes_positions(tmp_path, fmt):
     torch.manual_seed(1)
-    square = open_clip.CLIP(**clip_config(None, image_size=(16, 16), **{k: TINY[k] for k in
-                                                                         ("embed_dim", "vision_cfg", "text_cfg")}))
+    square = open_clip.CLIP(
+        **clip_config(None, image_size=(16, 16), **{k: TINY[k] for k in ("embed_dim", "vision_cfg", "text_cfg")})
+    )
     sd = {k: v.contiguous() for k, v in square.state_dict().items()}
     path = tmp_path / f"clip.{fmt}"
     save_file(sd, path) if fmt == "safetensors" else torch.save({"state_dict": sd}, path)
@@ -85,7 +90,7 @@ def test_pcl_loss_by_hand():
 def test_memory_update_uses_the_hardest_sample():
     memory = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     s = 1 / math.sqrt(2)
-    f = torch.tensor([[1.0, 0.0], [s, s], [0.0, 1.0]])           # class 0: easy, hard; class 1: one
+    f = torch.tensor([[1.0, 0.0], [s, s], [0.0, 1.0]])  # class 0: easy, hard; class 1: one
     T.update_memory(memory, f, torch.tensor([0, 0, 1]), gamma=0.2)
     m0 = torch.tensor([0.2 + 0.8 * s, 0.8 * s])
     assert torch.allclose(memory[0], m0 / m0.norm())
@@ -102,13 +107,23 @@ def test_lr_schedule():
     """The release's scheduler, stepped with 1-based epochs: 0.19 in the first epoch, full from
     the 10th, ×0.1 from the 30th and again from the 50th."""
     cfg = T.TrainConfig()
-    assert [round(T.lr_factor(e, cfg), 6) for e in (0, 5, 8, 9, 28, 29, 48, 49, 59)] == \
-        [0.19, 0.64, 0.91, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    assert [round(T.lr_factor(e, cfg), 6) for e in (0, 5, 8, 9, 28, 29, 48, 49, 59)] == [
+        0.19,
+        0.64,
+        0.91,
+        1.0,
+        1.0,
+        0.1,
+        0.1,
+        0.01,
+        0.01,
+    ]
 
 
 def test_training_images_bicubic_evaluation_bilinear(tmp_path):
     """The release resizes bicubically for training (with flips) and bilinearly for evaluation."""
     from PIL import Image
+
     from muse.encoder.data import Images, load_image
 
     path = tmp_path / "x.png"
@@ -128,17 +143,22 @@ def test_identity_batches():
     for b in batches:
         ids = labels[b]
         assert len(b) == 16 and len(set(ids)) == 4
-        assert all((ids[k * 4:(k + 1) * 4] == ids[k * 4]).all() for k in range(4))
+        assert all((ids[k * 4 : (k + 1) * 4] == ids[k * 4]).all() for k in range(4))
     used = np.concatenate(batches)
-    assert (labels[used] == 2).sum() in (0, 4)            # 2 images, topped up to a group of 4
-    assert len(batches) == 3                               # 13 groups of 4: three batches at most
+    assert (labels[used] == 2).sum() in (0, 4)  # 2 images, topped up to a group of 4
+    assert len(batches) == 3  # 13 groups of 4: three batches at most
 
 
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("ma")
-    generate_domain("MA", root / "MA", Sizes(train_ids=10, test_ids=8, cameras=3, cams_per_id=(2, 2),
-                                             images_per_camera=(2, 3)), seed=0, progress=False)
+    generate_domain(
+        "MA",
+        root / "MA",
+        Sizes(train_ids=10, test_ids=8, cameras=3, cams_per_id=(2, 2), images_per_camera=(2, 3)),
+        seed=0,
+        progress=False,
+    )
     return manifest("market1501", root / "MA", progress=False)
 
 
@@ -187,7 +207,8 @@ def test_pcl_and_memory_see_the_bnneck_output(small_world, tmp_path, monkeypatch
         def __init__(self, *a):
             super().__init__(*a)
             self.bottleneck.register_forward_hook(
-                lambda m, i, o: seen["bn_train" if m.training else "bn_eval"].append(o.detach().clone()))
+                lambda m, i, o: seen["bn_train" if m.training else "bn_eval"].append(o.detach().clone())
+            )
 
     real_pcl, real_centroids = T.pcl_loss, T.centroids
     monkeypatch.setattr(T, "ReIDEncoder", Hooked)
@@ -212,8 +233,9 @@ def test_training_learns_identities(small_world, tmp_path):
 
     torch.manual_seed(0)
     untrained = m_ap(ReIDEncoder(TINY, 10).eval())
-    trained = T.train_encoder(train, TINY, tmp_path / "enc", T.TrainConfig(**{**CFG, "epochs": 16, "milestones": [14]}),
-                              progress=False)
+    trained = T.train_encoder(
+        train, TINY, tmp_path / "enc", T.TrainConfig(**{**CFG, "epochs": 16, "milestones": [14]}), progress=False
+    )
     assert m_ap(trained) > untrained + 0.05
 
 

@@ -22,7 +22,7 @@ def reference(dist, q_pids, q_camids, g_pids, g_camids, max_rank=50):
         hits = np.flatnonzero(matches)
         aps.append(np.mean([(k + 1) / (pos + 1) for k, pos in enumerate(hits)]))
         inps.append(len(hits) / (hits[-1] + 1))
-        cmc[hits[0]:] += 1
+        cmc[hits[0] :] += 1
     return {"mAP": np.mean(aps), "mINP": np.mean(inps), "cmc": cmc / n, "num_queries": n}
 
 
@@ -59,8 +59,7 @@ def test_ties_follow_gallery_order(seed):
     qc, gc = rng.integers(1, 4, nq), rng.integers(1, 4, ng)
     dist = rng.integers(0, 4, (nq, ng)).astype(np.float32)
     ref = reference(dist.astype(np.float64), qp, qc, gp, gc)
-    got = evaluate([(slice(0, 13), torch.tensor(dist[:13])), (slice(13, nq), torch.tensor(dist[13:]))],
-                   qp, qc, gp, gc)
+    got = evaluate([(slice(0, 13), torch.tensor(dist[:13])), (slice(13, nq), torch.tensor(dist[13:]))], qp, qc, gp, gc)
     assert got["mAP"] == pytest.approx(ref["mAP"], abs=1e-9)
     assert got["mINP"] == pytest.approx(ref["mINP"], abs=1e-9)
     np.testing.assert_allclose(got["cmc"], ref["cmc"], atol=1e-12)
@@ -91,5 +90,6 @@ def test_no_valid_query_is_an_error():
 
 def test_non_finite_distance_is_an_error():
     with pytest.raises(MuseError, match="NaN or inf"):
-        evaluate([(slice(0, 1), torch.tensor([[float("nan")]]))], np.array([1]), np.array([1]),
-                 np.array([1]), np.array([2]))
+        evaluate(
+            [(slice(0, 1), torch.tensor([[float("nan")]]))], np.array([1]), np.array([1]), np.array([1]), np.array([2])
+        )

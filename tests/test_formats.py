@@ -4,10 +4,10 @@ import re
 
 import numpy as np
 import pytest
+from conftest import write_image
 from PIL import Image
 from scipy.io import savemat
 
-from conftest import write_image
 from muse.data import formats
 from muse.data.convert import convert_cuhksysu
 from muse.errors import MuseError
@@ -20,12 +20,18 @@ def by_name(records):
 def test_market_reads_splits_keeps_distractors_drops_junk(market):
     recs = by_name(formats.read_market1501(market))
     assert set(recs) == {
-        "0002_c1s1_000451_03.jpg", "0002_c2s1_000551_01.jpg", "0007_c3s2_001201_02.jpg",
-        "0010_c1s1_000101_01.jpg", "0011_c2s1_000102_01.jpg",
-        "0010_c4s1_000301_01.jpg", "0011_c5s1_000302_01.jpg", "0000_c1s1_000001_00.jpg",
+        "0002_c1s1_000451_03.jpg",
+        "0002_c2s1_000551_01.jpg",
+        "0007_c3s2_001201_02.jpg",
+        "0010_c1s1_000101_01.jpg",
+        "0011_c2s1_000102_01.jpg",
+        "0010_c4s1_000301_01.jpg",
+        "0011_c5s1_000302_01.jpg",
+        "0000_c1s1_000001_00.jpg",
     }
     assert recs["0002_c2s1_000551_01.jpg"] == formats.Record(
-        str(market / "bounding_box_train" / "0002_c2s1_000551_01.jpg"), 2, 2, "train")
+        str(market / "bounding_box_train" / "0002_c2s1_000551_01.jpg"), 2, 2, "train"
+    )
     assert recs["0000_c1s1_000001_00.jpg"].split == "gallery" and recs["0000_c1s1_000001_00.jpg"].pid == 0
     assert recs["0011_c2s1_000102_01.jpg"].split == "query"
 
@@ -67,11 +73,14 @@ def write_msmt(root, release):
     return lists
 
 
-@pytest.mark.parametrize("line, fragment", [
-    ("0000/0000_000_01_0303morning_0015_0.jpg 0", "is listed twice (also list_train.txt:1)"),
-    ("../0000_000_01_0303morning_0015_0.jpg 0", "leaves the dataset folder"),
-    ("/etc/0000_000_01_0303morning_0015_0.jpg 0", "leaves the dataset folder"),
-])
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ("0000/0000_000_01_0303morning_0015_0.jpg 0", "is listed twice (also list_train.txt:1)"),
+        ("../0000_000_01_0303morning_0015_0.jpg 0", "leaves the dataset folder"),
+        ("/etc/0000_000_01_0303morning_0015_0.jpg 0", "leaves the dataset folder"),
+    ],
+)
 def test_msmt17_list_duplicates_and_escapes(tmp_path, line, fragment):
     write_msmt(tmp_path, "v2")
     listing = tmp_path / "list_val.txt"
@@ -122,8 +131,11 @@ def test_cuhk03np_variants(tmp_path, variant):
 
 
 def test_cuhk03np_ignores_jpg_strays_rejects_bad_png(tmp_path):
-    for sub, name in (("bounding_box_train", "0001_c1_01.png"), ("query", "0002_c2_01.png"),
-                      ("bounding_box_test", "0002_c1_01.png")):
+    for sub, name in (
+        ("bounding_box_train", "0001_c1_01.png"),
+        ("query", "0002_c2_01.png"),
+        ("bounding_box_test", "0002_c1_01.png"),
+    ):
         write_image(tmp_path / "detected" / sub / name)
     write_image(tmp_path / "detected" / "query" / "preview.jpg")
     assert len(formats.read_cuhk03np(tmp_path)) == 3
@@ -197,10 +209,10 @@ def test_convert_cuhksysu(tmp_path):
     train = [("p00001", [("s1.jpg", (10, 20, 30, 50)), ("s16037.jpg", (100, 80, 40, 60))])]  # 2nd box clipped
     _write_release(raw, train + [("p11422", [("s16037.jpg", (0, 0, 20, 40))])], train)
     out = tmp_path / "cuhksysu"
-    assert convert_cuhksysu(raw, out) == 2                          # default: the training split
+    assert convert_cuhksysu(raw, out) == 2  # default: the training split
     assert set(by_name(formats.read_cuhksysu(out))) == {"p1_s1.jpg", "p1_s16037.jpg"}
     assert Image.open(out / "cropped_images" / "p1_s1.jpg").size == (30, 50)
-    assert Image.open(out / "cropped_images" / "p1_s16037.jpg").size == (20, 20)   # clipped to 120x100
+    assert Image.open(out / "cropped_images" / "p1_s16037.jpg").size == (20, 20)  # clipped to 120x100
     every = tmp_path / "every"
     assert convert_cuhksysu(raw, every, split="all") == 3
     assert set(by_name(formats.read_cuhksysu(every))) == {"p1_s1.jpg", "p1_s16037.jpg", "p11422_s16037.jpg"}

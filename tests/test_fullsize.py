@@ -12,10 +12,9 @@ import sys
 
 import numpy as np
 import pytest
-import torch
+from conftest import fails_with_one_line, muse
 from PIL import Image
 
-from conftest import fails_with_one_line, muse
 from muse.errors import MuseError
 from muse.mllm import model as M
 from muse.mllm.prompt import IMAGE_SIZE, messages
@@ -91,8 +90,10 @@ def test_lora_targets_of_the_7b_without_weights():
 def test_unpublished_size_is_refused_in_one_line(tmp_path):
     with pytest.raises(MuseError, match="unknown model size '2b' for qwen2_5_vl: expected one of tiny, small, 7b"):
         M.build("qwen2_5_vl", "2b", device="meta")
-    fails_with_one_line(muse("mllm", "init", "--arch", "qwen2_vl", "--size", "7b", "--out", tmp_path / "m"),
-                        "unknown model size '7b' for qwen2_vl")
+    fails_with_one_line(
+        muse("mllm", "init", "--arch", "qwen2_vl", "--size", "7b", "--out", tmp_path / "m"),
+        "unknown model size '7b' for qwen2_vl",
+    )
     assert not (tmp_path / "m").exists()
 
 
@@ -135,21 +136,31 @@ print(json.dumps(out))
 def test_2b_snapshot_loads_scores_and_finetunes_within_14_gb(tmp_path):
     """About 4 minutes and 14 GB on a 2-core machine: `muse mllm init --size 2b` writes the
     download's layout; the judge loads it in fp32; the engines agree to 1e-3; one LoRA step runs
-    (with gradient checkpointing) and its adapter reloads with PeftModel.from_pretrained; no phase (a process each) exceeds 14 GB."""
+    (with gradient checkpointing) and its adapter reloads with PeftModel.from_pretrained; no phase
+    (a process each) exceeds 14 GB."""
     model_dir = tmp_path / "Qwen2-VL-2B-Instruct"
     assert muse("mllm", "init", "--size", "2b", "--out", model_dir).returncode == 0
     index = json.loads((model_dir / "model.safetensors.index.json").read_text())
     shards = sorted(set(index["weight_map"].values()))
     assert shards == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
     assert all(f.stat().st_size <= 4e9 for f in model_dir.glob("*.safetensors"))
-    assert {"config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json",
-            "tokenizer_config.json", "chat_template.json"} <= {f.name for f in model_dir.iterdir()}
-    assert "model.layers.0.self_attn.q_proj.weight" in index["weight_map"]          # the published key names
+    assert {
+        "config.json",
+        "generation_config.json",
+        "preprocessor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.json",
+    } <= {f.name for f in model_dir.iterdir()}
+    assert "model.layers.0.self_attn.q_proj.weight" in index["weight_map"]  # the published key names
     assert json.loads((model_dir / "config.json").read_text())["dtype"] == "bfloat16"
     results = {}
     for phase in ("score", "sft", "reload"):
-        res = subprocess.run([sys.executable, "-c", CHECK, str(model_dir), str(tmp_path / "adapter"), phase],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            [sys.executable, "-c", CHECK, str(model_dir), str(tmp_path / "adapter"), phase],
+            capture_output=True,
+            text=True,
+        )
         assert res.returncode == 0, res.stderr[-2000:]
         results[phase] = json.loads(res.stdout.splitlines()[-1])
     assert results["score"]["dtype"] == "torch.float32" and results["score"]["diff"] <= 1e-3

@@ -79,13 +79,22 @@ def test_digests(tmp_path):
     assert files_digest(tmp_path / "m") != before and files_digest(None) is None
 
 
-@pytest.mark.parametrize("feats, what", [(np.zeros((4, 3)), "4 of 4 rows are all zero"),
-                                         (np.ones((4, 3)), "all rows are equal")])
+@pytest.mark.parametrize(
+    "feats, what", [(np.zeros((4, 3)), "4 of 4 rows are all zero"), (np.ones((4, 3)), "all rows are equal")]
+)
 def test_degenerate_features_warn(tmp_path, capsys, feats, what):
     from muse.io import Features, load_features, save_features
 
-    save_features(tmp_path / "f.npz", Features(feats.astype(np.float32), np.arange(4), np.arange(4),
-                                               np.array(list("abcd")), np.array(["query", "gallery"] * 2)))
+    save_features(
+        tmp_path / "f.npz",
+        Features(
+            feats.astype(np.float32),
+            np.arange(4),
+            np.arange(4),
+            np.array(list("abcd")),
+            np.array(["query", "gallery"] * 2),
+        ),
+    )
     load_features(tmp_path / "f.npz")
     assert f"'feats' is degenerate ({what})" in capsys.readouterr().err
 

@@ -14,20 +14,26 @@ from muse.mllm.model import load, pretrained_dir
 from muse.mllm.prompt import load_pair_image
 from muse.mllm.score import Judge, score_queries
 
-C, ALPHA, TAU = 10, 0.2, 1.0      # τ = 1: the small judge's logit gaps are a few units, not a real MLLM's tens
+C, ALPHA, TAU = 10, 0.2, 1.0  # τ = 1: the small judge's logit gaps are a few units, not a real MLLM's tens
 
 
 @pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
 def scored(tmp_path_factory, request):
     """A small MA test set, thumbnail features (a weak base distance) and the judge's logits."""
     root = tmp_path_factory.mktemp("world") / "MA"
-    generate_domain("MA", root, Sizes(train_ids=1, test_ids=24, cameras=4, cams_per_id=(2, 3),
-                                      images_per_camera=(2, 2)), seed=11, progress=False)
+    generate_domain(
+        "MA",
+        root,
+        Sizes(train_ids=1, test_ids=24, cameras=4, cams_per_id=(2, 3), images_per_camera=(2, 2)),
+        seed=11,
+        progress=False,
+    )
     df = manifest("market1501", root, check=False, progress=False)
     df = df[df.split.isin(["query", "gallery"]) & (df.pid > 0)]
     thumbs = np.stack([np.asarray(load_pair_image(p).resize((4, 8))).astype(np.float32).ravel() for p in df.path])
-    feats = Features(thumbs - thumbs.mean(0), df.pid.to_numpy(), df.camid.to_numpy(), df.path.to_numpy(),
-                     df.split.to_numpy())
+    feats = Features(
+        thumbs - thumbs.mean(0), df.pid.to_numpy(), df.camid.to_numpy(), df.path.to_numpy(), df.split.to_numpy()
+    )
     q, g = feats.subset("query"), feats.subset("gallery")
     cand = Distance(q.feats, g.feats).top_candidates(C)
     judge = Judge(*load(pretrained_dir(request.param)))

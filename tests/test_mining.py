@@ -28,7 +28,7 @@ def brute_force(feats, pids, cpos, cneg):
 def test_qchm_equals_brute_force(seed):
     rng = np.random.default_rng(seed)
     pids = rng.integers(0, 12, 90)
-    pids[:1] = 99                                   # an identity with a single image: no positives
+    pids[:1] = 99  # an identity with a single image: no positives
     feats = rng.normal(size=(12, 16))[pids % 12] + rng.normal(scale=1.0, size=(90, 16))
     got = list(qchm(feats.astype(np.float64), pids, cpos=5, cneg=5, block=16))
     assert len(got) == len(set(got))
@@ -40,7 +40,7 @@ def test_qchm_equals_brute_force(seed):
 def test_random_pairs_uniform_and_labelled_by_identity():
     """As the release: C_pos + C_neg others drawn uniformly, each labelled by identity, so that
     the share of "Yes" is about (images of the identity − 1) / (N − 1), not C_pos / (C_pos + C_neg)."""
-    pids = np.repeat(np.arange(50), 4)                   # 200 images, 3 same-identity others each
+    pids = np.repeat(np.arange(50), 4)  # 200 images, 3 same-identity others each
     pairs = list(random_pairs(pids, cpos=5, cneg=5, seed=5))
     assert pairs == list(random_pairs(pids, 5, 5, seed=5)) != list(random_pairs(pids, 5, 5, seed=6))
     assert len(pairs) == 200 * 10
@@ -49,9 +49,9 @@ def test_random_pairs_uniform_and_labelled_by_identity():
         assert len(set(js)) == 10 and i not in js
     assert all((lab == "Yes") == (pids[i] == pids[j]) for i, j, lab in pairs)
     yes = sum(lab == "Yes" for *_, lab in pairs) / len(pairs)
-    assert yes == pytest.approx(3 / 199, abs=0.01)      # balanced sampling would give 0.5
+    assert yes == pytest.approx(3 / 199, abs=0.01)  # balanced sampling would give 0.5
     counts = np.bincount([j for _, j, _ in pairs], minlength=200)
-    assert counts.min() > 0 and counts.max() < 30       # every image drawn, none favoured (mean 10)
+    assert counts.min() > 0 and counts.max() < 30  # every image drawn, none favoured (mean 10)
 
 
 def test_split_identities_is_identity_disjoint():
@@ -75,20 +75,42 @@ def test_cli_mine_with_validation_split(tmp_path):
     rng = np.random.default_rng(0)
     pids = np.repeat(np.arange(10), 4)
     n = len(pids)
-    save_features(tmp_path / "f.npz", Features(
-        feats=rng.normal(size=(n, 8)).astype(np.float32), pids=pids, camids=np.ones(n, int),
-        paths=np.array([f"img{i}.jpg" for i in range(n)]), split=np.array(["train"] * n)))
-    res = subprocess.run([sys.executable, "-m", "muse.cli", "mine", "--features", tmp_path / "f.npz",
-                          "--out", tmp_path / "p.jsonl", "--val-ids", "0.2", "--val-out", tmp_path / "v.jsonl"],
-                         capture_output=True, text=True)
+    save_features(
+        tmp_path / "f.npz",
+        Features(
+            feats=rng.normal(size=(n, 8)).astype(np.float32),
+            pids=pids,
+            camids=np.ones(n, int),
+            paths=np.array([f"img{i}.jpg" for i in range(n)]),
+            split=np.array(["train"] * n),
+        ),
+    )
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "muse.cli",
+            "mine",
+            "--features",
+            tmp_path / "f.npz",
+            "--out",
+            tmp_path / "p.jsonl",
+            "--val-ids",
+            "0.2",
+            "--val-out",
+            tmp_path / "v.jsonl",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     train = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     val = [json.loads(x) for x in (tmp_path / "v.jsonl").read_text().splitlines()]
     pid_of = {f"img{i}.jpg": p for i, p in enumerate(pids)}
     train_ids = {pid_of[r["query"]] for r in train}
     val_ids = {pid_of[r["query"]] for r in val}
-    assert len(val_ids) == 2 and not train_ids & val_ids        # held out by the query's identity
+    assert len(val_ids) == 2 and not train_ids & val_ids  # held out by the query's identity
     assert len(train) == 8 * 4 * (3 + 5) and len(val) == 2 * 4 * (3 + 5)
     assert {r["label"] for r in train} == {"Yes", "No"}
     whole = mine(rng.normal(size=(n, 8)), pids, np.array([f"img{i}.jpg" for i in range(n)]), "qchm")
-    assert len(whole) == len(train) + len(val)                  # mined over all identities, then split
+    assert len(whole) == len(train) + len(val)  # mined over all identities, then split

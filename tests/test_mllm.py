@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import muse
 from PIL import Image
 
-from conftest import muse
 from muse.errors import MuseError
 from muse.io import Features, load_scores
 from muse.mllm import model as M
@@ -43,7 +43,7 @@ def images(tmp_path_factory):
     for k in range(8):
         a = np.zeros((96, 48, 3), np.uint8)
         a[:] = [(37 * k) % 256, (91 * k) % 256, (151 * k) % 256]
-        a[10 * k % 80: 10 * k % 80 + 12] = 255
+        a[10 * k % 80 : 10 * k % 80 + 12] = 255
         paths.append(str(root / f"{k}.jpg"))
         Image.fromarray(a).save(paths[-1])
     return paths
@@ -58,8 +58,17 @@ def test_prompt_is_table_1_verbatim():
 
 def test_prompt_content_order_and_variants(judge):
     text = judge.text
-    order = [text.index(s) for s in (P.TASK, "Query:<|vision_start|>", "<|vision_end|> Candidate:<|vision_start|>",
-                                     P.RULE, P.RESPONSE, "<|im_start|>assistant\n")]
+    order = [
+        text.index(s)
+        for s in (
+            P.TASK,
+            "Query:<|vision_start|>",
+            "<|vision_end|> Candidate:<|vision_start|>",
+            P.RULE,
+            P.RESPONSE,
+            "<|im_start|>assistant\n",
+        )
+    ]
     assert order == sorted(order) and text.endswith("<|im_start|>assistant\n")
     assert [c["type"] for c in P.user_content("task_resp")] == ["text", "image", "text", "image", "text"]
     assert P.RULE not in P.user_content("task_resp")[-1]["text"]
@@ -72,13 +81,16 @@ def test_release_prompt_variant():
     """The released prompt_template.json's text, as its dataset assembles it: straight quotes,
     rules and response format one per line after the candidate image."""
     items = P.user_content("release")
-    assert items[0]["text"] == ('You are an expert in person recognition. I will give you a query and a candidate '
-                                'image, captioned by "Query:" and "Candidate:" independently. Please tell me whether '
-                                'the people in the two images have the same identity. Query:')
+    assert items[0]["text"] == (
+        "You are an expert in person recognition. I will give you a query and a candidate "
+        'image, captioned by "Query:" and "Candidate:" independently. Please tell me whether '
+        "the people in the two images have the same identity. Query:"
+    )
     tail = items[-1]["text"].split("\n")
     assert len(tail) == 10 and tail[0].startswith(" You should") and tail[1].startswith("1. appearance (e.g., age")
-    assert tail[-1] == ('Respond with "Yes" if the query and the candidate images have the same identity, '
-                        'otherwise respond with "No".')
+    assert tail[-1] == (
+        'Respond with "Yes" if the query and the candidate images have the same identity, otherwise respond with "No".'
+    )
     assert all(ord(c) < 128 for item in items if item["type"] == "text" for c in item["text"])
 
 
@@ -89,7 +101,7 @@ def test_images_are_resized_to_280x140(images):
 def test_tiny_model_layout(tiny, judge):
     tok = judge.processor.tokenizer
     assert M.answer_ids(tok) == tuple(tok.convert_tokens_to_ids(["Yes", "No"]))
-    assert len(judge.query_pos) == len(judge.cand_pos) == 50          # 20×10 patches, 2×2 merge
+    assert len(judge.query_pos) == len(judge.cand_pos) == 50  # 20×10 patches, 2×2 merge
     assert (Path(tiny) / "config.json").is_file() and (Path(tiny) / "tokenizer.json").is_file()
     assert type(judge.model).__name__ == "Qwen2VLForConditionalGeneration"
 
@@ -110,34 +122,57 @@ def test_multi_token_answer_is_refused(judge, monkeypatch):
 
 
 @pytest.mark.parametrize("vision_attention", [False, True])
-@pytest.mark.parametrize("arch, mlp", [("qwen2_vl", ("fc1", "fc2")), ("qwen2_5_vl", ("gate_proj", "up_proj", "down_proj"))])
+@pytest.mark.parametrize(
+    "arch, mlp", [("qwen2_vl", ("fc1", "fc2")), ("qwen2_5_vl", ("gate_proj", "up_proj", "down_proj"))]
+)
 def test_lora_targets_exactly_the_linear_layers(tiny, tiny25, arch, mlp, vision_attention):
     """The release's targets: vision MLPs and every language-model projection; the vision
     attention only when asked; never the patch embedding or the merger."""
     model, _, _ = M.load(tiny if arch == "qwen2_vl" else tiny25)
     peft_model = lora_model(model, SFTConfig(vision_attention=vision_attention))
-    wrapped = sorted(n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")
-                     and isinstance(m.lora_A, torch.nn.ModuleDict))
+    wrapped = sorted(
+        n.removeprefix("base_model.model.")
+        for n, m in peft_model.named_modules()
+        if hasattr(m, "lora_A") and isinstance(m.lora_A, torch.nn.ModuleDict)
+    )
     attention = ("attn.qkv", "attn.proj") if vision_attention else ()
     vision = [f"model.visual.blocks.{b}.{s}" for b in range(2) for s in (*attention, *(f"mlp.{m}" for m in mlp))]
-    text = [f"model.language_model.layers.{b}.{s}" for b in range(2) for s in
-            ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")]
+    text = [
+        f"model.language_model.layers.{b}.{s}"
+        for b in range(2)
+        for s in (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        )
+    ]
     assert wrapped == sorted(vision + text)
 
 
 def test_answer_loss_is_the_answer_token_only(judge, images):
-    recs = [{"query": images[0], "candidate": images[1], "label": "Yes"},
-            {"query": images[2], "candidate": images[2], "label": "No"}]
+    recs = [
+        {"query": images[0], "candidate": images[1], "label": "Yes"},
+        {"query": images[2], "candidate": images[2], "label": "No"},
+    ]
     loss = answer_loss(judge, recs, P.PairImages())
     full = [judge.naive([P.load_pair_image(r["query"])], [P.load_pair_image(r["candidate"])]) for r in recs]
-    enc = judge.processor(text=[judge.text], images=[P.load_pair_image(images[0]), P.load_pair_image(images[1])],
-                          return_tensors="pt")
+    enc = judge.processor(
+        text=[judge.text], images=[P.load_pair_image(images[0]), P.load_pair_image(images[1])], return_tensors="pt"
+    )
     logits0 = judge.model(**enc).logits[0, -1]
-    manual = (F.cross_entropy(logits0[None], torch.tensor([judge.answer[0]])) +
-              F.cross_entropy(judge.model(**judge.processor(text=[judge.text], images=[P.load_pair_image(images[2])] * 2,
-                                                             return_tensors="pt")).logits[:, -1],
-                              torch.tensor([judge.answer[1]]))) / 2
+    manual = (
+        F.cross_entropy(logits0[None], torch.tensor([judge.answer[0]]))
+        + F.cross_entropy(
+            judge.model(
+                **judge.processor(text=[judge.text], images=[P.load_pair_image(images[2])] * 2, return_tensors="pt")
+            ).logits[:, -1],
+            torch.tensor([judge.answer[1]]),
+        )
+    ) / 2
     assert loss.item() == pytest.approx(manual.item(), rel=1e-5)
     assert torch.allclose(full[0][0], logits0[judge.answer], atol=1e-5)
 
@@ -168,7 +203,7 @@ def test_engines_give_the_same_logits(tiny, tiny25, images, tmp_path, arch, with
             assert np.abs(a[0] - b[0]).max() <= 1e-4 and np.abs(a[1] - b[1]).max() <= 1e-4
     if with_adapter:
         plain = S.score_queries(S.Judge(*M.load(tiny)), images[:2], g, cand, "cached", progress=False)
-        assert np.abs(plain[0] - cached[0]).max() > 1e-3          # the adapter is really applied
+        assert np.abs(plain[0] - cached[0]).max() > 1e-3  # the adapter is really applied
 
 
 @pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl"])
@@ -192,8 +227,9 @@ def test_generate_logits_are_the_releases_generate_scores(tiny, images, variant)
     model.generation_config.repetition_penalty = 1.7
     raw, gen = S.Judge(model, processor, answer, variant), S.Judge(model, processor, answer, variant, logits="generate")
     firsts, seconds = [P.load_pair_image(p) for p in images[:3]], [P.load_pair_image(p) for p in images[3:6]]
-    enc = processor(text=[raw.text] * 3, images=[im for pair in zip(firsts, seconds) for im in pair],
-                    return_tensors="pt")
+    enc = processor(
+        text=[raw.text] * 3, images=[im for pair in zip(firsts, seconds) for im in pair], return_tensors="pt"
+    )
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=1, do_sample=False, output_scores=True, return_dict_in_generate=True)
     expected = out.scores[0][:, answer]
@@ -212,8 +248,13 @@ def _test_set(images, seed):
     """5 queries and 8 gallery images (the same files) with random features."""
     rng = np.random.default_rng(seed)
     paths = np.array(images[:5] + images)
-    return Features(rng.normal(size=(13, 4)).astype(np.float32), np.arange(13) % 4, np.arange(13) % 2, paths,
-                    np.array(["query"] * 5 + ["gallery"] * 8))
+    return Features(
+        rng.normal(size=(13, 4)).astype(np.float32),
+        np.arange(13) % 4,
+        np.arange(13) % 2,
+        paths,
+        np.array(["query"] * 5 + ["gallery"] * 8),
+    )
 
 
 def test_shards_merge_in_row_order_and_refuse_foreign_gaps_and_overlaps(judge, images, tmp_path):
@@ -223,7 +264,7 @@ def test_shards_merge_in_row_order_and_refuse_foreign_gaps_and_overlaps(judge, i
     shards = [tmp_path / f"s{i}.npz" for i in range(3)]
     for i, path in enumerate(shards):
         S.score_features(judge, f, 3, path, f"{i}/3")
-    merged = S.merge_shards(shards[::-1], tmp_path / "merged.npz", f)        # any order: by their rows
+    merged = S.merge_shards(shards[::-1], tmp_path / "merged.npz", f)  # any order: by their rows
     assert merged.rows == (0, 5) and merged.features == f.fingerprint
     for name in ("cand", "s_yes", "s_no"):
         np.testing.assert_allclose(getattr(merged, name), getattr(single, name), atol=1e-6)
@@ -267,7 +308,7 @@ def test_score_resumes_only_its_own_parts(tiny, images, tmp_path, monkeypatch, c
     assert len(list((tmp_path / "again.npz.parts").glob("*.npz"))) == 1 and not (tmp_path / "again.npz").exists()
     monkeypatch.setattr(S, "score_queries", lambda *a, **k: (calls.append(len(a[1])), real(*a, **k))[1])
     again = S.score_file(judge, q, g, cand, tmp_path / "again.npz", slice(0, 5), chunk=2, progress=False)
-    assert len(calls) == 4                                   # chunks 2 and 3 only, after the kill
+    assert len(calls) == 4  # chunks 2 and 3 only, after the kill
     np.testing.assert_array_equal(again.s_yes, single.s_yes)
 
     monkeypatch.setattr(S, "score_queries", dies_on_second_chunk)
@@ -282,6 +323,7 @@ def test_score_resumes_only_its_own_parts(tiny, images, tmp_path, monkeypatch, c
     assert not np.allclose(mixed.s_yes[:2], single.s_yes[:2])
 
     import fcntl
+
     with open(tmp_path / "busy.npz.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         with pytest.raises(MuseError, match="busy.npz.lock: another process is writing this output"):
@@ -300,9 +342,10 @@ def test_sft_lowers_validation_loss_and_writes_a_peft_adapter(tiny, images, tmp_
     other = [{"query": images[k], "candidate": images[(k + 3) % 8], "label": "No"} for k in range(8)]
     train, val = same[:6] + other[:6], same[6:] + other[6:]
     before = float(answer_loss(S.Judge(*M.load(tiny)), val, P.PairImages()))
-    history = sft(tiny, train, tmp_path / "adapter", SFTConfig(epochs=4, lr=2e-3, batch=4, val_every=2), val=val,
-                  progress=False)
-    assert ["val_loss" in h for h in history] == [False, True, False, True]    # every val_every epochs
+    history = sft(
+        tiny, train, tmp_path / "adapter", SFTConfig(epochs=4, lr=2e-3, batch=4, val_every=2), val=val, progress=False
+    )
+    assert ["val_loss" in h for h in history] == [False, True, False, True]  # every val_every epochs
     assert history[-1]["val_loss"] < before
     assert not (tmp_path / "adapter.ckpt").exists()
     model, _, _ = M.load(tiny, merge=False)
@@ -316,11 +359,17 @@ def test_sft_with_gradient_checkpointing_learns_the_same_adapter(tiny, images, t
 
     loaded, real = [], M.load
     monkeypatch.setattr(M, "load", lambda *a, **k: loaded.append(real(*a, **k)) or loaded[-1])
-    train = [{"query": images[k], "candidate": images[(k * 3) % 8], "label": "Yes" if k % 2 else "No"}
-             for k in range(4)]
+    train = [
+        {"query": images[k], "candidate": images[(k * 3) % 8], "label": "Yes" if k % 2 else "No"} for k in range(4)
+    ]
     for checkpointing in (False, True):
-        sft(tiny, train, tmp_path / str(checkpointing),
-            SFTConfig(epochs=2, lr=1e-3, batch=2, gradient_checkpointing=checkpointing), progress=False)
+        sft(
+            tiny,
+            train,
+            tmp_path / str(checkpointing),
+            SFTConfig(epochs=2, lr=1e-3, batch=2, gradient_checkpointing=checkpointing),
+            progress=False,
+        )
     assert [m.is_gradient_checkpointing for m, _, _ in loaded] == [False, True]
     plain, recomputed = (load_file(tmp_path / str(c) / "adapter_model.safetensors") for c in (False, True))
     assert plain.keys() == recomputed.keys() and any(v.abs().max() > 0 for k, v in plain.items() if "lora_B" in k)
@@ -341,17 +390,44 @@ def test_cli_score_and_merge(tiny, images, tmp_path):
 
     n = len(images)
     rng = np.random.default_rng(0)
-    save_features(tmp_path / "f.npz", Features(rng.normal(size=(n, 8)).astype(np.float32), np.arange(n) % 4,
-                                               np.arange(n) % 3, np.array(images), np.array(["query"] * 3 + ["gallery"] * 5)))
+    save_features(
+        tmp_path / "f.npz",
+        Features(
+            rng.normal(size=(n, 8)).astype(np.float32),
+            np.arange(n) % 4,
+            np.arange(n) % 3,
+            np.array(images),
+            np.array(["query"] * 3 + ["gallery"] * 5),
+        ),
+    )
 
     for i in range(2):
-        res = muse("score", "--model", tiny, "--features", tmp_path / "f.npz", "--C", 4, "--shard", f"{i}/2",
-                   "--out", tmp_path / f"s{i}.npz")
+        res = muse(
+            "score",
+            "--model",
+            tiny,
+            "--features",
+            tmp_path / "f.npz",
+            "--C",
+            4,
+            "--shard",
+            f"{i}/2",
+            "--out",
+            tmp_path / f"s{i}.npz",
+        )
         assert res.returncode == 0, res.stderr
     meta = json.loads((tmp_path / "s0.npz.meta.json").read_text())["config"]
     assert meta["model"] == str(tiny) and meta["adapter"] is None and len(meta["judge"]) == 64
-    res = muse("score-merge", "--features", tmp_path / "f.npz", "--shards", tmp_path / "s0.npz", tmp_path / "s1.npz",
-               "--out", tmp_path / "s.npz")
+    res = muse(
+        "score-merge",
+        "--features",
+        tmp_path / "f.npz",
+        "--shards",
+        tmp_path / "s0.npz",
+        tmp_path / "s1.npz",
+        "--out",
+        tmp_path / "s.npz",
+    )
     assert res.returncode == 0, res.stderr
     s = load_scores(tmp_path / "s.npz", 3, 5)
     assert s.cand.shape == (3, 4)
@@ -359,8 +435,19 @@ def test_cli_score_and_merge(tiny, images, tmp_path):
     assert res.returncode == 0, res.stderr
     bad = muse("score", "--model", tiny, "--features", tmp_path / "f.npz", "--C", 9, "--out", tmp_path / "x.npz")
     assert bad.returncode != 0 and "C = 9: expected 1 <= C <= 5" in bad.stderr
-    bad = muse("score", "--model", tiny, "--adapter", tmp_path, "--features", tmp_path / "f.npz", "--C", 2,
-               "--out", tmp_path / "x.npz")
+    bad = muse(
+        "score",
+        "--model",
+        tiny,
+        "--adapter",
+        tmp_path,
+        "--features",
+        tmp_path / "f.npz",
+        "--C",
+        2,
+        "--out",
+        tmp_path / "x.npz",
+    )
     assert bad.returncode != 0 and "not a LoRA adapter directory" in bad.stderr
 
 
@@ -369,15 +456,16 @@ def test_sft_resumes_after_a_kill_with_the_same_adapter(tiny, images, tmp_path, 
 
     from muse.mllm import sft as SFT
 
-    train = [{"query": images[k], "candidate": images[(k * 5) % 8], "label": "Yes" if k % 2 else "No"}
-             for k in range(8)]
+    train = [
+        {"query": images[k], "candidate": images[(k * 5) % 8], "label": "Yes" if k % 2 else "No"} for k in range(8)
+    ]
     cfg = SFTConfig(epochs=2, lr=1e-3, batch=4)
     sft(tiny, train, tmp_path / "full", cfg, progress=False)
     real, calls = SFT.answer_loss, []
 
     def dies_in_epoch_2(*a, **k):
         calls.append(1)
-        if len(calls) == 3:                                  # 2 batches per epoch: first of epoch 2
+        if len(calls) == 3:  # 2 batches per epoch: first of epoch 2
             raise KeyboardInterrupt
         return real(*a, **k)
 
@@ -408,10 +496,22 @@ def test_sft_resumes_after_a_kill_with_the_same_adapter(tiny, images, tmp_path, 
 def test_cli_init_tiny_and_sft(images, tmp_path):
     assert muse("mllm", "init", "--out", tmp_path / "tiny").returncode == 0
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"query": images[k], "candidate": images[k - 1], "label": "No"}) + "\n"
-                             for k in range(4)))
-    res = muse("sft", "--model", tmp_path / "tiny", "--pairs", pairs, "--epochs", 1, "--batch", 2,
-               "--out", tmp_path / "adapter")
+    pairs.write_text(
+        "".join(json.dumps({"query": images[k], "candidate": images[k - 1], "label": "No"}) + "\n" for k in range(4))
+    )
+    res = muse(
+        "sft",
+        "--model",
+        tmp_path / "tiny",
+        "--pairs",
+        pairs,
+        "--epochs",
+        1,
+        "--batch",
+        2,
+        "--out",
+        tmp_path / "adapter",
+    )
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     bad = muse("sft", "--model", tmp_path / "nowhere", "--pairs", pairs, "--out", tmp_path / "a2")

@@ -27,7 +27,7 @@ def corpus(tmp_path_factory):
 
 def test_roc_auc_counts_ordered_pairs_with_ties_as_half():
     rng = np.random.default_rng(0)
-    scores = rng.integers(0, 5, 60).astype(float)             # many ties
+    scores = rng.integers(0, 5, 60).astype(float)  # many ties
     positive = rng.random(60) < 0.4
     wins = sum((a > b) + 0.5 * (a == b) for a, b in product(scores[positive], scores[~positive]))
     assert roc_auc(scores, positive) == pytest.approx(wins / (positive.sum() * (~positive).sum()))
@@ -37,17 +37,21 @@ def test_roc_auc_counts_ordered_pairs_with_ties_as_half():
 
 def test_judge_auc_on_a_hand_made_case():
     """Query pid 1 (camera 1); gallery: pid 1 cam 2, pid 2 cam 2, pid 1 cam 1 (removed), pid 3."""
-    q = Features(np.array([[1.0, 0.0]], np.float32), np.array([1]), np.array([1]), np.array(["q"]),
-                 np.array(["query"]))
-    g = Features(np.array([[1, 0.1], [1, 0.3], [1, 0], [0, 1]], np.float32), np.array([1, 2, 1, 3]),
-                 np.array([2, 2, 1, 2]), np.array(list("abcd")), np.array(["gallery"] * 4))
+    q = Features(np.array([[1.0, 0.0]], np.float32), np.array([1]), np.array([1]), np.array(["q"]), np.array(["query"]))
+    g = Features(
+        np.array([[1, 0.1], [1, 0.3], [1, 0], [0, 1]], np.float32),
+        np.array([1, 2, 1, 3]),
+        np.array([2, 2, 1, 2]),
+        np.array(list("abcd")),
+        np.array(["gallery"] * 4),
+    )
     cand = np.array([[2, 0, 1, 3]])
     # s_no - s_yes: the match gets -1, pid 2 gets +2, pid 3 gets -3: one of two negatives above the match
     s = Scores(cand, np.zeros((1, 4), np.float32), np.array([[0.0, -1.0, 2.0, -3.0]], np.float32))
     out = judge_auc(q, g, s, C=4)
-    assert out["pairs"] == 3 and out["positives"] == 1           # the same-camera match is left out
+    assert out["pairs"] == 3 and out["positives"] == 1  # the same-camera match is left out
     assert out["judge_auc"] == pytest.approx(0.5) and out["base_auc"] == pytest.approx(1.0)
-    assert judge_auc(q, g, s, C=2)["pairs"] == 1                 # only the first C candidates
+    assert judge_auc(q, g, s, C=2)["pairs"] == 1  # only the first C candidates
 
 
 def test_corpus_layout_and_pairs_carry_no_camera_shortcut(corpus):
@@ -55,9 +59,9 @@ def test_corpus_layout_and_pairs_carry_no_camera_shortcut(corpus):
     assert list(df.columns) == ["path", "pid", "camid", "split", "domain"]
     assert set(df.split) == {"train", "val"} and (df.domain == "OW").all()
     assert df.pid.nunique() == SPEC.groups * SPEC.group_size
-    assert df.groupby("pid").camid.nunique().eq(SPEC.cameras).all()          # every identity in every camera
+    assert df.groupby("pid").camid.nunique().eq(SPEC.cameras).all()  # every identity in every camera
     group = df.path.str.extract(r"/(g\d+)/")[0]
-    assert df.groupby(group).split.nunique().eq(1).all()                     # a group is train or val
+    assert df.groupby(group).split.nunique().eq(1).all()  # a group is train or val
     info = df.set_index("path")
     for split in ("train", "val"):
         records = [json.loads(line) for line in (corpus / f"pairs_{split}.jsonl").read_text().splitlines()]
@@ -68,9 +72,9 @@ def test_corpus_layout_and_pairs_carry_no_camera_shortcut(corpus):
             assert a.split == b.split == split
             assert (r["label"] == "Yes") == (a.pid == b.pid) == (r["kind"] == "pos")
             if r["kind"] == "pos":
-                assert a.camid != b.camid                 # positives span cameras
+                assert a.camid != b.camid  # positives span cameras
             elif r["kind"] == "hard":
-                assert ga == gb and a.camid == b.camid    # look-alike under the anchor's camera
+                assert ga == gb and a.camid == b.camid  # look-alike under the anchor's camera
             else:
                 assert ga != gb
 
@@ -105,7 +109,7 @@ def test_corpus_config_errors_name_the_key():
 def test_contrastive_loss_against_its_formula():
     torch.manual_seed(0)
     e = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
-    labels = torch.tensor([1, 1, 2, 2, 3, 4])                   # ids 3, 4 have no positive: skipped
+    labels = torch.tensor([1, 1, 2, 2, 3, 4])  # ids 3, 4 have no positive: skipped
     T, total = 0.5, []
     for i in range(4):
         others = [j for j in range(6) if j != i]
@@ -115,8 +119,20 @@ def test_contrastive_loss_against_its_formula():
     assert float(PT.contrastive_loss(e, labels, T)) == pytest.approx(float(torch.stack(total).mean()), rel=1e-5)
 
 
-SHORT = PT.PretrainConfig(size="tiny", vision_steps=12, vision_groups=2, llm_steps=12, llm_batch=4, pair_steps=12,
-                          pair_batch=4, vision_lr=2e-3, llm_lr=2e-3, pair_lr=2e-3, checkpoint_every=6, eval_pairs=16)
+SHORT = PT.PretrainConfig(
+    size="tiny",
+    vision_steps=12,
+    vision_groups=2,
+    llm_steps=12,
+    llm_batch=4,
+    pair_steps=12,
+    pair_batch=4,
+    vision_lr=2e-3,
+    llm_lr=2e-3,
+    pair_lr=2e-3,
+    checkpoint_every=6,
+    eval_pairs=16,
+)
 
 
 def test_short_recipe_lowers_the_held_out_loss_and_resumes_after_a_kill(corpus, tmp_path, monkeypatch):
@@ -136,7 +152,7 @@ def test_short_recipe_lowers_the_held_out_loss_and_resumes_after_a_kill(corpus, 
 
     def dies_at_pair_step_9(*a, **k):
         calls.append(1)
-        if len(calls) == 9:                                  # after the checkpoint at pair step 6
+        if len(calls) == 9:  # after the checkpoint at pair step 6
             raise KeyboardInterrupt
         return real(*a, **k)
 

@@ -2,23 +2,30 @@
 
 import numpy as np
 import pytest
-
-from muse.io import Features, Scores
-from muse.report.paper import assemble, judge_footnote, markdown, paper_numbers
-from muse.report.tables import (ABLATION_TABLES, TABLES, Variant, ablation_rows, evaluate_ablation, evaluate_rows,
-                                evaluate_table, extra_rows, standard_rows, sweep)
 from test_rerank import clustered, scores_for
 
-RERANK = {"krnn": {"k1": 10, "k2": 5, "lam": 0.3}, "ecn": {"k": 25, "t": 3, "q": 8},
-          "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 2, "k2_inter": 4, "lam": 0.3}}
+from muse.evaluate import evaluate_ablation, evaluate_rows, evaluate_table, rankings, sweep
+from muse.io import Features, Scores
+from muse.paper import ABLATION_TABLES, TABLES, Variant, ablation_rows, extra_rows, standard_rows
+from muse.report.paper import assemble, judge_footnote, markdown, paper_numbers
+
+RERANK = {
+    "krnn": {"k1": 10, "k2": 5, "lam": 0.3},
+    "ecn": {"k": 25, "t": 3, "q": 8},
+    "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 2, "k2_inter": 4, "lam": 0.3},
+}
 
 
 @pytest.fixture(scope="module")
 def case():
     q, g, qp, qc, gp, gc = clustered(2)
-    f = Features(np.concatenate([q, g]).astype(np.float32), np.concatenate([qp, gp]), np.concatenate([qc, gc]),
-                 np.array([f"{i}.jpg" for i in range(len(q) + len(g))]),
-                 np.array(["query"] * len(q) + ["gallery"] * len(g)))
+    f = Features(
+        np.concatenate([q, g]).astype(np.float32),
+        np.concatenate([qp, gp]),
+        np.concatenate([qc, gc]),
+        np.array([f"{i}.jpg" for i in range(len(q) + len(g))]),
+        np.array(["query"] * len(q) + ["gallery"] * len(g)),
+    )
     cand, sy, sn = scores_for(q, g, 10, 2)
     return f, Scores(cand, sy, sn)
 
@@ -33,7 +40,7 @@ def test_paper_numbers_cover_every_table():
         else:
             rows = [r for r, _, _ in standard_rows()]
         ours = df[(df.table == t) & df.row.isin(rows)]
-        assert len(ours) == len(rows) * 2 * len(protocols)   # every row we run has a paper value
+        assert len(ours) == len(rows) * 2 * len(protocols)  # every row we run has a paper value
     row = df[(df.table == 2) & (df.protocol == "MA2C3") & (df.row == "Baseline + MUSE + CAJ")]
     assert dict(zip(row.metric, row.paper)) == {"mAP": 57.3, "R1": 53.4}
 
@@ -42,7 +49,7 @@ def test_rows_and_alpha_zero_equals_no_fusion(case):
     f, s = case
     rows = evaluate_rows(f, s, standard_rows(), RERANK, alpha=0.0, tau=5.0, C=10)
     assert [r["row"] for r in rows][:2] == ["Baseline", "Baseline + K-RNN"]
-    for plain, fused in zip(rows[:4], rows[4:]):           # α = 0: μ-distance = base distance
+    for plain, fused in zip(rows[:4], rows[4:]):  # α = 0: μ-distance = base distance
         assert plain["mAP"] == pytest.approx(fused["mAP"]) and plain["R1"] == fused["R1"]
     strong = evaluate_rows(f, s, standard_rows()[4:5], RERANK, alpha=0.9, tau=1.0, C=10)
     assert strong[0]["mAP"] != pytest.approx(rows[4]["mAP"])
@@ -53,11 +60,13 @@ def test_section_5_4_4_row_at_alpha_0_1(case):
     evaluated as the μ row at that α, and the assembled table prints it against the paper."""
     assert extra_rows(9, "MS+C3+CS2MA") == (("Baseline + MUSE (α = 0.1)", 0.1),) and extra_rows(9, "MA+MS+CS2C3") == ()
     f, s = case
-    (name, alpha), = extra_rows(9, "MS+C3+CS2MA")
+    ((name, alpha),) = extra_rows(9, "MS+C3+CS2MA")
     rows = evaluate_table(f, s, 9, "MS+C3+CS2MA", RERANK, 0.2, 5.0, 10)
     assert [r["row"] for r in rows] == [r for r, _, _ in standard_rows()] + [name]
     row = rows[-1]
-    assert row["alpha"] == 0.1 and row["mAP"] == evaluate_rows(f, s, standard_rows()[4:5], RERANK, 0.1, 5.0, 10)[0]["mAP"]
+    assert (
+        row["alpha"] == 0.1 and row["mAP"] == evaluate_rows(f, s, standard_rows()[4:5], RERANK, 0.1, 5.0, 10)[0]["mAP"]
+    )
     df = assemble(9, [{"protocol": "MS+C3+CS2MA", **row}])
     line = [x for x in markdown(df, "T9").splitlines() if x.startswith(f"| {name} |")][0]
     assert f"{100 * row['mAP']:.1f} / 63.3" in line and "/ 84.1" in line
@@ -65,9 +74,12 @@ def test_section_5_4_4_row_at_alpha_0_1(case):
 
 def test_ablation_rows_vary_one_thing_each():
     assert [v for _, v in ablation_rows(5, ["m"])] == [Variant(prompt=p) for p in ("void", "task_resp", "dap")]
-    assert ablation_rows(6, ["A", "B"]) == [("+ MUSE (A, zero-shot)", Variant(mllm="A", sft=False)),
-                                            ("+ MUSE (B, zero-shot)", Variant(mllm="B", sft=False)),
-                                            ("+ MUSE (A, SFT)", Variant(mllm="A")), ("+ MUSE (B, SFT)", Variant(mllm="B"))]
+    assert ablation_rows(6, ["A", "B"]) == [
+        ("+ MUSE (A, zero-shot)", Variant(mllm="A", sft=False)),
+        ("+ MUSE (B, zero-shot)", Variant(mllm="B", sft=False)),
+        ("+ MUSE (A, SFT)", Variant(mllm="A")),
+        ("+ MUSE (B, SFT)", Variant(mllm="B")),
+    ]
     assert ablation_rows(7, ["m"]) == [("+ MUSE (random)", Variant(strategy="random")), ("+ MUSE (QCHM)", Variant())]
     with pytest.raises(ValueError, match="not an ablation table"):
         ablation_rows(2, ["m"])
@@ -77,7 +89,7 @@ def test_ablation_is_krnn_on_each_judges_mu_distance(case):
     f, s = case
     q, g = f.query_gallery()
     same = np.where(g.pids[s.cand] == q.pids[:, None], 5.0, -5.0)
-    oracle, flipped = Scores(s.cand, same, -same), Scores(s.cand, -same, same)   # right / always wrong
+    oracle, flipped = Scores(s.cand, same, -same), Scores(s.cand, -same, same)  # right / always wrong
     rows = evaluate_ablation(f, {"+ MUSE (a)": oracle, "+ MUSE (b)": flipped}, RERANK, 0.5, 1.0, 10)
     assert [r["row"] for r in rows] == ["Baseline + K-RNN", "+ MUSE (a)", "+ MUSE (b)"]
     assert rows[0] == evaluate_rows(f, None, [("Baseline + K-RNN", False, "krnn")], RERANK, 0.5, 1.0, 10)[0]
@@ -103,10 +115,13 @@ def test_mu_rows_carry_the_judge_auc_and_the_markdown_footnote_prints_it(case):
     assert all("judge_auc" not in r for r in rows[:4])
     assert all(r["judge_auc"] == auc["judge_auc"] and r["base_auc"] == auc["base_auc"] for r in rows[4:])
     note = judge_footnote([{"protocol": "MA2MS", **r} for r in rows])
-    assert note.splitlines()[2] == (f"- MA2MS: judge ROC-AUC {auc['judge_auc']:.3f} (base distance "
-                                    f"{auc['base_auc']:.3f}) over the scored pairs")
-    ablation = [{"protocol": "MA2C3", "row": "+ MUSE (void)", "judge_auc": 0.61, "base_auc": 0.7},
-                {"protocol": "MA2C3", "row": "+ MUSE (dap)", "judge_auc": 0.83, "base_auc": 0.7}]
+    assert note.splitlines()[2] == (
+        f"- MA2MS: judge ROC-AUC {auc['judge_auc']:.3f} (base distance {auc['base_auc']:.3f}) over the scored pairs"
+    )
+    ablation = [
+        {"protocol": "MA2C3", "row": "+ MUSE (void)", "judge_auc": 0.61, "base_auc": 0.7},
+        {"protocol": "MA2C3", "row": "+ MUSE (dap)", "judge_auc": 0.83, "base_auc": 0.7},
+    ]
     assert "+ MUSE (void) 0.610, + MUSE (dap) 0.830 (base distance 0.700)" in judge_footnote(ablation)
     assert judge_footnote(rows[:4]) == ""
     md = markdown(assemble(2, []), "caption", note)
@@ -118,7 +133,10 @@ def test_assemble_and_markdown():
     assert list(df.columns) == ["table", "protocol", "row", "metric", "reproduced", "paper"]
     base = df[df.row == "Baseline"].set_index("metric")
     assert base.loc["mAP", "reproduced"] == 50.0 and base.loc["R1", "reproduced"] == 25.0
-    assert base.loc["mAP", "paper"] == paper_numbers().query("table == 13 and row == 'Baseline' and metric == 'mAP'").paper.item()
+    assert (
+        base.loc["mAP", "paper"]
+        == paper_numbers().query("table == 13 and row == 'Baseline' and metric == 'mAP'").paper.item()
+    )
     assert df.paper.notna().all() and df.reproduced.notna().sum() == 2
     md = markdown(df, "Table 13 — caption")
     assert md.startswith("Table 13 — caption") and "| Baseline | 50.0 / " in md
@@ -128,7 +146,6 @@ def test_rankings_and_figures(case, tmp_path):
     from PIL import Image
 
     from muse.report.figures import plot_sweep, ranking_figure
-    from muse.report.tables import rankings
 
     f, s = case
     r = rankings(f, s, "krnn", RERANK, alpha=0.5, tau=1.0, C=10, k=6)
@@ -142,7 +159,7 @@ def test_rankings_and_figures(case, tmp_path):
         Image.new("RGB", (8, 16), (i * 60, 0, 0)).save(paths[-1])
     ranking_figure(paths[0], [("a", [(paths[1], True), (paths[2], False)])], tmp_path / "fig.png", size=(16, 8))
     img = Image.open(tmp_path / "fig.png").convert("RGB")
-    x = 150 + 2 * (8 + 4) + 4                      # second candidate's box: red outline
+    x = 150 + 2 * (8 + 4) + 4  # second candidate's box: red outline
     assert img.getpixel((x - 1, 4 + 3)) == (255, 0, 0)
     plot_sweep([{"value": 1, "mAP": 0.1, "R1": 0.2}, {"value": 2, "mAP": 0.2, "R1": 0.3}], "C", tmp_path / "s.png", "t")
     assert Image.open(tmp_path / "s.png").size[0] > 100

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from rerank_reference import caj_dense, dense_distance, ecn_dense, krnn_dense, mu_fused, ranking
+from test_evaluate import reference as eval_reference
 
 from muse.distance import Distance, check_fusion
 from muse.errors import MuseError
@@ -10,8 +12,6 @@ from muse.evaluate import evaluate
 from muse.rerank import params_for, rerank
 from muse.rerank.budget import MEMORY
 from muse.rerank.knn import knn
-from rerank_reference import caj_dense, dense_distance, ecn_dense, krnn_dense, mu_fused, ranking
-from test_evaluate import reference as eval_reference
 
 
 def clustered(seed, Q=24, G=110, ids=14, cams=4, d=12, rare_camera=True):
@@ -50,8 +50,12 @@ def fast_and_dense(method, seed, fused, dtype=torch.float64, memory=MEMORY, **pa
     cams = np.concatenate([qc, gc])
     blocks = list(rerank(method, D, camids=cams, memory=memory, **params))
     fast = torch.cat([b for _, b in blocks]).double().numpy()
-    dense = {"none": lambda: Dd[:Q, Q:], "krnn": lambda: krnn_dense(Dd, Q, **params),
-             "ecn": lambda: ecn_dense(Dd, Q, **params), "caj": lambda: caj_dense(Dd, Q, cams, **params)}[method]()
+    dense = {
+        "none": lambda: Dd[:Q, Q:],
+        "krnn": lambda: krnn_dense(Dd, Q, **params),
+        "ecn": lambda: ecn_dense(Dd, Q, **params),
+        "caj": lambda: caj_dense(Dd, Q, cams, **params),
+    }[method]()
     return fast, dense, blocks, (qp, qc, gp, gc)
 
 
@@ -61,7 +65,7 @@ PARAMS = {
     "ecn": {"k": 25, "t": 3, "q": 8},
     "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 3, "k2_inter": 3, "lam": 0.3},
 }
-RELEASED = {   # the values of MUSE's released evaluation script
+RELEASED = {  # the values of MUSE's released evaluation script
     "krnn": {"k1": 10, "k2": 5, "lam": 0.3},
     "caj": {"k1_intra": 5, "k1_inter": 20, "qe": "plain", "k2": 5, "lam": 0.3},
 }
@@ -90,8 +94,8 @@ def test_tiny_working_memory_is_unchanged(method, monkeypatch):
     pieces, _, blocks, _ = fast_and_dense(method, 4, True, memory=900, **PARAMS[method])
     Q = len(whole)
     if method != "ecn":
-        assert len(calls) > 5 * Q                         # several pieces per query row
-    assert len(blocks) == Q                               # one query per block
+        assert len(calls) > 5 * Q  # several pieces per query row
+    assert len(blocks) == Q  # one query per block
     np.testing.assert_allclose(pieces, whole, rtol=0, atol=1e-12)
     np.testing.assert_allclose(pieces, dense, atol=1e-9)
 
@@ -171,20 +175,22 @@ def test_fusion_is_symmetric_and_local():
 def test_fusion_hand_computed():
     """α = 0.5, τ = 1, s_yes = s_no → P_no = ½: D' = ½·D + ½·2·½."""
     q, g = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 0.0]])
-    D = Distance(q, g, dtype=torch.float64).fuse(np.array([[1, 0]]), np.zeros((1, 2)), np.zeros((1, 2)),
-                                                 0.5, 1.0, 1)
+    D = Distance(q, g, dtype=torch.float64).fuse(np.array([[1, 0]]), np.zeros((1, 2)), np.zeros((1, 2)), 0.5, 1.0, 1)
     block = D.block(slice(0, 3)).numpy()
-    assert block[0, 2] == pytest.approx(0.5 * 0.0 + 0.5)            # fused: candidate 1 (identical)
+    assert block[0, 2] == pytest.approx(0.5 * 0.0 + 0.5)  # fused: candidate 1 (identical)
     assert block[2, 0] == pytest.approx(0.5)
-    assert block[0, 1] == pytest.approx(np.sqrt(2))                  # not a candidate within C = 1
+    assert block[0, 1] == pytest.approx(np.sqrt(2))  # not a candidate within C = 1
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"alpha": 1.5, "tau": 5, "C": 4}, "alpha = 1.5"),
-    ({"alpha": -0.1, "tau": 5, "C": 4}, "alpha = -0.1"),
-    ({"alpha": 0.2, "tau": 0, "C": 4}, "tau = 0"),
-    ({"alpha": 0.2, "tau": 5, "C": 11}, "C = 11: expected 1 <= C <= 10"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"alpha": 1.5, "tau": 5, "C": 4}, "alpha = 1.5"),
+        ({"alpha": -0.1, "tau": 5, "C": 4}, "alpha = -0.1"),
+        ({"alpha": 0.2, "tau": 0, "C": 4}, "tau = 0"),
+        ({"alpha": 0.2, "tau": 5, "C": 11}, "C = 11: expected 1 <= C <= 10"),
+    ],
+)
 def test_fusion_parameter_errors(kwargs, fragment):
     with pytest.raises(MuseError, match=fragment):
         check_fusion(width=10, G=100, **kwargs)
@@ -211,7 +217,7 @@ def test_malformed_candidates_are_refused(tmp_path):
     cand, sy, sn = scores_for(q, g, 5, 0)
     with pytest.raises(MuseError, match="candidates of query 0 are not in order of the base distance"):
         Distance(q, g).fuse(cand[:, ::-1].copy(), sy, sn, 0.2, 5.0, 5)
-    Distance(q, g).fuse(cand, sy, sn, 0.2, 5.0, 5)                 # in order: accepted
+    Distance(q, g).fuse(cand, sy, sn, 0.2, 5.0, 5)  # in order: accepted
     repeated = cand.copy()
     repeated[3, 4] = repeated[3, 0]
     save_scores(tmp_path / "r.npz", Scores(repeated, sy, sn))
@@ -239,8 +245,7 @@ def test_reordered_distance_is_the_permuted_matrix():
     D = Distance(q, g, dtype=torch.float64).fuse(cand, sy, sn, 0.3, 1.0, 4)
     order = torch.as_tensor(np.random.default_rng(0).permutation(D.N))
     full = D.block(slice(0, D.N)).numpy()
-    np.testing.assert_allclose(D.reordered(order).block(slice(0, D.N)).numpy(), full[np.ix_(order, order)],
-                               atol=1e-12)
+    np.testing.assert_allclose(D.reordered(order).block(slice(0, D.N)).numpy(), full[np.ix_(order, order)], atol=1e-12)
 
 
 @pytest.mark.parametrize("share", [0.0, float("inf")])

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from test_workflow import REPO, copy_workflow
 
 pytestmark = pytest.mark.slurm
@@ -63,7 +62,7 @@ def cluster(tmp_path):
     for d in ("ctld", "d"):
         (root / d).mkdir(parents=True)
     host = socket.gethostname().split(".")[0]
-    conf = Path("/etc/slurm/slurm.conf")           # jobs' own srun calls read the default path
+    conf = Path("/etc/slurm/slurm.conf")  # jobs' own srun calls read the default path
     conf.parent.mkdir(parents=True, exist_ok=True)
     backup = conf.read_text() if conf.exists() else None
     conf.write_text(_conf(root, host))
@@ -104,13 +103,33 @@ def test_small_target_through_the_slurm_profile(cluster, tmp_path):
     copy_workflow(work, small_world=True)
     targets = ["results/data/MA.csv", "results/data/C3.csv"]
     res = subprocess.run(
-        ["snakemake", *targets, "--profile", str(REPO / "profiles" / "slurm"), "--jobs", "2", "--slurm-no-account",
-         "--slurm-init-seconds-before-status-checks", "1", "--slurm-status-command", "squeue",
-         "--default-resources", "slurm_partition=main", "mem_mb=1000", "runtime=10", "cpus_per_task=1"],
-        cwd=work, env=cluster, capture_output=True, text=True, timeout=900)
+        [
+            "snakemake",
+            *targets,
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--jobs",
+            "2",
+            "--slurm-no-account",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--slurm-status-command",
+            "squeue",
+            "--default-resources",
+            "slurm_partition=main",
+            "mem_mb=1000",
+            "runtime=10",
+            "cpus_per_task=1",
+        ],
+        cwd=work,
+        env=cluster,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     for t in targets:
         df = pd.read_csv(work / t)
         assert (df.split == "train").any() and (df.split == "query").any()
     log = (tmp_path / "slurm" / "slurmctld.log").read_text()
-    assert "_job_complete" in log            # jobs really ran through slurmctld
+    assert "_job_complete" in log  # jobs really ran through slurmctld

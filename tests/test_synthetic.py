@@ -11,18 +11,21 @@ from muse.data.synthetic import Sizes, generate_domain
 from muse.errors import MuseError
 
 SMALL = {
-    "MA": Sizes(train_ids=4, test_ids=5, cameras=4, cams_per_id=(2, 3), images_per_camera=(2, 3),
-                distractors=3, junk=2),
-    "MS": Sizes(train_ids=5, test_ids=4, cameras=5, cams_per_id=(2, 2), images_per_camera=(2, 2),
-                val_fraction=0.3),
+    "MA": Sizes(
+        train_ids=4, test_ids=5, cameras=4, cams_per_id=(2, 3), images_per_camera=(2, 3), distractors=3, junk=2
+    ),
+    "MS": Sizes(train_ids=5, test_ids=4, cameras=5, cams_per_id=(2, 2), images_per_camera=(2, 2), val_fraction=0.3),
     "C3": Sizes(train_ids=4, test_ids=4, cameras=2, cams_per_id=(2, 2), images_per_camera=(2, 3)),
     "CS": Sizes(train_ids=6, cameras=5, cams_per_id=(1, 1), images_per_camera=(2, 3)),
 }
 
 
 def digest(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def test_msmt_val_list_and_cuhk03_variants(world):
     lab = formats.read_cuhk03np(world / "C3", "labeled")
     assert [r.path.split("/")[-1] for r in det] == [r.path.split("/")[-1] for r in lab]
     a, b = np.asarray(Image.open(det[0].path)), np.asarray(Image.open(lab[0].path))
-    assert a.shape == b.shape and not np.array_equal(a, b)   # same shot, different box
+    assert a.shape == b.shape and not np.array_equal(a, b)  # same shot, different box
 
 
 def test_identity_cues_repeat_within_identity():
@@ -87,10 +90,12 @@ def test_identity_cues_repeat_within_identity():
 
 def test_domains_draw_from_different_wardrobes():
     """The winter domain (MS) dresses mostly in long sleeves and jackets, the summer one (MA) not."""
+
     def share_long(domain):
         rng = np.random.default_rng(0)
         people = [synthetic.draw_person(rng, synthetic.STYLES[domain].wardrobe) for _ in range(400)]
         return np.mean([p.upper_type != "tshirt" for p in people])
+
     assert share_long("MS") > 0.8 > 0.5 > share_long("MA")
 
 

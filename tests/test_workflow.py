@@ -12,8 +12,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 SMALL_WORLD = {
-    "MA": {"train_ids": 3, "test_ids": 3, "cameras": 3, "cams_per_id": [2, 2], "images_per_camera": [2, 2],
-           "distractors": 2, "junk": 1},
+    "MA": {
+        "train_ids": 3,
+        "test_ids": 3,
+        "cameras": 3,
+        "cams_per_id": [2, 2],
+        "images_per_camera": [2, 2],
+        "distractors": 2,
+        "junk": 1,
+    },
     "MS": {"train_ids": 3, "test_ids": 3, "cameras": 3, "cams_per_id": [2, 2], "images_per_camera": [2, 2]},
     "C3": {"train_ids": 3, "test_ids": 3, "cameras": 2, "cams_per_id": [2, 2], "images_per_camera": [2, 2]},
     "CS": {"train_ids": 3, "cameras": 2, "cams_per_id": [1, 1], "images_per_camera": [2, 2]},
@@ -62,17 +69,23 @@ def test_data_rules_build_manifests_then_nothing_to_do(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-@pytest.mark.parametrize("edit, fragment", [
-    (lambda c: c.update(colour="red"), "colour"),
-    (lambda c: c["datasets"]["MA"].update(format="viper"), "viper"),
-    (lambda c: c["world"]["domains"]["MA"].update(train_ids=0), "train_ids"),
-    (lambda c: c["rerank"]["krnn"].update(k1=0), "rerank.krnn: krnn k1 = 0"),
-    (lambda c: c["rerank"]["caj"].update(lam=5), "rerank.caj: caj lambda = 5"),
-    (lambda c: c["rerank"]["ecn"].update(kk=3), "rerank.ecn: re-ranking 'ecn' has no parameter 'kk'"),
-    (lambda c: c["encoder"].update(weights="/nonexistent/ViT-B-16.pt"), "encoder.weights: /nonexistent/ViT-B-16.pt"),
-    (lambda c: c["mllm"]["models"].update({"../escape": "tiny:qwen2_vl"}), "name '../escape'"),
-    (lambda c: c["mining"].update(val_ids=1.0), "val_ids"),
-])
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda c: c.update(colour="red"), "colour"),
+        (lambda c: c["datasets"]["MA"].update(format="viper"), "viper"),
+        (lambda c: c["world"]["domains"]["MA"].update(train_ids=0), "train_ids"),
+        (lambda c: c["rerank"]["krnn"].update(k1=0), "rerank.krnn: krnn k1 = 0"),
+        (lambda c: c["rerank"]["caj"].update(lam=5), "rerank.caj: caj lambda = 5"),
+        (lambda c: c["rerank"]["ecn"].update(kk=3), "rerank.ecn: re-ranking 'ecn' has no parameter 'kk'"),
+        (
+            lambda c: c["encoder"].update(weights="/nonexistent/ViT-B-16.pt"),
+            "encoder.weights: /nonexistent/ViT-B-16.pt",
+        ),
+        (lambda c: c["mllm"]["models"].update({"../escape": "tiny:qwen2_vl"}), "name '../escape'"),
+        (lambda c: c["mining"].update(val_ids=1.0), "val_ids"),
+    ],
+)
 def test_config_errors_name_the_key(workdir, edit, fragment):
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     edit(cfg)
@@ -107,17 +120,30 @@ def test_bad_dataset_fails_the_rule_with_one_line_in_its_log(workdir, tmp_path):
 
 
 TINY_RUN = {
-    "encoder": {"clip": {"embed_dim": 16, "vision_cfg": {"patch_size": 8, "width": 16, "layers": 1, "head_width": 8},
-                         "text_cfg": {"context_length": 4, "vocab_size": 16, "width": 8, "heads": 1, "layers": 1}},
-                "image_size": [32, 16], "weights": None, "batch": 32,
-                "train": {"epochs": 1, "lr": 1e-3, "ids_per_batch": 2, "warmup_epochs": 0, "milestones": []}},
+    "encoder": {
+        "clip": {
+            "embed_dim": 16,
+            "vision_cfg": {"patch_size": 8, "width": 16, "layers": 1, "head_width": 8},
+            "text_cfg": {"context_length": 4, "vocab_size": 16, "width": 8, "heads": 1, "layers": 1},
+        },
+        "image_size": [32, 16],
+        "weights": None,
+        "batch": 32,
+        "train": {"epochs": 1, "lr": 1e-3, "ids_per_batch": 2, "warmup_epochs": 0, "milestones": []},
+    },
     "mining": {"cpos": 1, "cneg": 1},
-    "mllm": {"judge": "Qwen2-VL-2B", "models": {"Qwen2-VL-2B": "tiny:qwen2_vl", "Qwen2.5-VL-7B": "tiny:qwen2_5_vl"},
-             "sft": {"epochs": 1, "batch": 2, "fraction": 0.3, "prompt": "dap", "seed": 0},
-             "score": {"engine": "cached", "batch": 4, "shards": 2, "logits": "raw"}},
+    "mllm": {
+        "judge": "Qwen2-VL-2B",
+        "models": {"Qwen2-VL-2B": "tiny:qwen2_vl", "Qwen2.5-VL-7B": "tiny:qwen2_5_vl"},
+        "sft": {"epochs": 1, "batch": 2, "fraction": 0.3, "prompt": "dap", "seed": 0},
+        "score": {"engine": "cached", "batch": 4, "shards": 2, "logits": "raw"},
+    },
     "muse": {"C": 3, "tau": 5.0, "alpha": 0.2, "alpha_intra": 0.1},
-    "rerank": {"krnn": {"k1": 3, "k2": 2, "lam": 0.3}, "ecn": {"k": 4, "t": 2, "q": 2},
-               "caj": {"k1_intra": 2, "k1_inter": 3, "k2_intra": 1, "k2_inter": 1, "lam": 0.3}},
+    "rerank": {
+        "krnn": {"k1": 3, "k2": 2, "lam": 0.3},
+        "ecn": {"k": 4, "t": 2, "q": 2},
+        "caj": {"k1_intra": 2, "k1_inter": 3, "k2_intra": 1, "k2_inter": 1, "lam": 0.3},
+    },
     "sweeps": {"protocol": "MS+C3+CS2MA", "rerank": "krnn", "C": [1, 3], "alpha": [0.0, 0.5], "tau": [1.0, 5.0]},
     "tables": [13],
 }
@@ -132,8 +158,16 @@ def test_a_table_builds_end_to_end(workdir):
     df = pd.read_csv(workdir / "results" / "table13.csv")
     assert list(df.columns) == ["table", "protocol", "row", "metric", "reproduced", "paper"]
     ours = df.dropna(subset=["reproduced"])
-    assert set(ours.row) == {"Baseline", "Baseline + K-RNN", "Baseline + ECN", "Baseline + CAJ", "Baseline + MUSE",
-                             "Baseline + MUSE + K-RNN", "Baseline + MUSE + ECN", "Baseline + MUSE + CAJ"}
+    assert set(ours.row) == {
+        "Baseline",
+        "Baseline + K-RNN",
+        "Baseline + ECN",
+        "Baseline + CAJ",
+        "Baseline + MUSE",
+        "Baseline + MUSE + K-RNN",
+        "Baseline + MUSE + ECN",
+        "Baseline + MUSE + CAJ",
+    }
     assert set(ours.protocol) == {"MS+C3+CS2MA"} and ours.reproduced.between(0, 100).all()
     assert df.paper.notna().all() and len(df) == 16
     assert "synthetic world" in (workdir / "results" / "table13.md").read_text().splitlines()[0]
@@ -147,7 +181,7 @@ def test_a_table_builds_end_to_end(workdir):
     for d in ("results", "data", ".snakemake"):
         shutil.rmtree(workdir / d)
     assert snakemake(workdir, "results/table13.csv").returncode == 0
-    assert (workdir / "results" / "table13.csv").read_text() == first        # from scratch: identical table
+    assert (workdir / "results" / "table13.csv").read_text() == first  # from scratch: identical table
 
 
 def test_ablation_table_6_builds_with_both_mllm_classes_zero_shot_and_fine_tuned(workdir):
@@ -157,8 +191,9 @@ def test_ablation_table_6_builds_with_both_mllm_classes_zero_shot_and_fine_tuned
     res = snakemake(workdir, "results/table6.csv")
     assert res.returncode == 0, res.stderr[-3000:]
     df = pd.read_csv(workdir / "results" / "table6.csv")
-    assert set(df.row) == {"Baseline + K-RNN"} | {f"+ MUSE ({m}, {t})" for m in ("Qwen2-VL-2B", "Qwen2.5-VL-7B")
-                                                  for t in ("zero-shot", "SFT")}
+    assert set(df.row) == {"Baseline + K-RNN"} | {
+        f"+ MUSE ({m}, {t})" for m in ("Qwen2-VL-2B", "Qwen2.5-VL-7B") for t in ("zero-shot", "SFT")
+    }
     assert set(df.protocol) == {"MA2C3", "MA2MS"} and df.paper.notna().all() and df.reproduced.notna().all()
     results = workdir / "results"
     for name, model_type in (("Qwen2-VL-2B", "qwen2_vl"), ("Qwen2.5-VL-7B", "qwen2_5_vl")):
@@ -197,9 +232,11 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
     for t in cfg["tables"]:
         assert f"results/table{t}.csv" in out
     assert "synth_world" not in out and "init_tiny_mllm" not in out
-    assert "shard7" in out                      # 8 scoring shards per (protocol, adapter)
+    assert "shard7" in out  # 8 scoring shards per (protocol, adapter)
     assert all(f"sweeps/{p}.png" in out for p in ("C", "alpha", "tau"))
-    assert f"{sys.executable} -m accelerate.commands.launch --multi_gpu --num_processes 4 -m muse.cli sft" in out  # one job, 4 GPUs, this interpreter
+    assert (
+        f"{sys.executable} -m accelerate.commands.launch --multi_gpu --num_processes 4 -m muse.cli sft" in out
+    )  # one job, 4 GPUs, this interpreter
 
 
 def test_lint_passes(tmp_path):

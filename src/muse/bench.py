@@ -10,7 +10,8 @@ import time
 import numpy as np
 import torch
 
-from muse.distance import Distance, base_distance_blocks, device as default_device
+from muse.distance import Distance, base_distance_blocks
+from muse.distance import device as default_device
 from muse.errors import MuseError
 from muse.evaluate import evaluate
 from muse.rerank import rerank, rerank_features
@@ -21,7 +22,7 @@ from muse.rerank.knn import TILE
 SIZES = {
     "market": dict(Q=3368, G=15913, ids=750, cams=6),
     "msmt17": dict(Q=11659, G=82161, ids=3060, cams=15),
-    "tiny": dict(Q=100, G=500, ids=50, cams=6),                 # smoke tests
+    "tiny": dict(Q=100, G=500, ids=50, cams=6),  # smoke tests
 }
 
 
@@ -51,13 +52,22 @@ def bench_evaluate(size: str = "msmt17", d: int = 512, block: int = 256) -> dict
     t0 = time.perf_counter()
     metrics = evaluate(base_distance_blocks(q, g, block=block), qp, qc, gp, gc)
     seconds = time.perf_counter() - t0
-    return {"benchmark": "evaluate", "size": size, "Q": len(q), "G": len(g), "d": d,
-            "seconds": round(seconds, 2), "peak_rss_gb": round(peak_rss_gb(), 3),
-            "mAP": round(metrics["mAP"], 5), "machine": machine()}
+    return {
+        "benchmark": "evaluate",
+        "size": size,
+        "Q": len(q),
+        "G": len(g),
+        "d": d,
+        "seconds": round(seconds, 2),
+        "peak_rss_gb": round(peak_rss_gb(), 3),
+        "mAP": round(metrics["mAP"], 5),
+        "machine": machine(),
+    }
 
 
-def identity_test_set(size: str, d: int = 512, seed: int = 0, bias: float = 0.8, noise: float = 1.8,
-                      ids: int | None = None):
+def identity_test_set(
+    size: str, d: int = 512, seed: int = 0, bias: float = 0.8, noise: float = 1.8, ids: int | None = None
+):
     """Features centre[id] + bias·b[camera] + noise·ε (centres, b, ε ~ N(0, 1)) with ids and
     cameras drawn uniformly: the structure of trained Re-ID features that re-ranking works on."""
     s = SIZES[size]
@@ -87,17 +97,24 @@ def hubby_test_set(size: str, d: int = 512, share: float = 0.02, seed: int = 2):
     return q + u, qp, qc, g, gp, gc
 
 
-FEATURES = {"clustered": identity_test_set, "hubby": hubby_test_set}     # feature kinds of `bench rerank`
+FEATURES = {"clustered": identity_test_set, "hubby": hubby_test_set}  # feature kinds of `bench rerank`
 
 
-def bench_rerank(size: str = "market", method: str = "krnn", d: int = 512, fused: bool = True,
-                 C: int = 40, features: str = "clustered", memory: int = MEMORY) -> dict:
+def bench_rerank(
+    size: str = "market",
+    method: str = "krnn",
+    d: int = 512,
+    fused: bool = True,
+    C: int = 40,
+    features: str = "clustered",
+    memory: int = MEMORY,
+) -> dict:
     """Time μ-fusion + re-ranking + streaming evaluation (what ``muse evaluate --scores --rerank``
     does once the files are read), with the library's default parameters and working ``memory``;
     for the Jaccard-based methods also the structure their Jaccard step's work depends on
     (:func:`muse.rerank.jaccard.overlap_stats`)."""
     q, qp, qc, g, gp, gc = FEATURES[features](size, d)
-    if fused:             # what a scores file holds: each query's top-C candidates and random logits
+    if fused:  # what a scores file holds: each query's top-C candidates and random logits
         rng = np.random.default_rng(1)
         cand = Distance(q, g).top_candidates(C)
         logits = rng.normal(size=cand.shape), rng.normal(size=cand.shape)
@@ -106,13 +123,25 @@ def bench_rerank(size: str = "market", method: str = "krnn", d: int = 512, fused
     if fused:
         D.fuse(cand, *logits, 0.2, 5.0, C)
     stats = {}
-    metrics = evaluate(rerank(method, D, camids=np.concatenate([qc, gc]), stats=stats, memory=memory),
-                       qp, qc, gp, gc)
+    metrics = evaluate(rerank(method, D, camids=np.concatenate([qc, gc]), stats=stats, memory=memory), qp, qc, gp, gc)
     seconds = time.perf_counter() - t0
-    return {"benchmark": "rerank", "method": method, "size": size, "features": features, "Q": len(q), "G": len(g),
-            "d": d, "fused": fused, "memory_gb": round(memory / 2**30, 3), "seconds": round(seconds, 1),
-            "peak_rss_gb": round(peak_rss_gb(), 3),
-            "mAP": round(metrics["mAP"], 4), "R1": round(metrics["R1"], 4), **stats, "machine": machine()}
+    return {
+        "benchmark": "rerank",
+        "method": method,
+        "size": size,
+        "features": features,
+        "Q": len(q),
+        "G": len(g),
+        "d": d,
+        "fused": fused,
+        "memory_gb": round(memory / 2**30, 3),
+        "seconds": round(seconds, 1),
+        "peak_rss_gb": round(peak_rss_gb(), 3),
+        "mAP": round(metrics["mAP"], 4),
+        "R1": round(metrics["R1"], 4),
+        **stats,
+        "machine": machine(),
+    }
 
 
 def bench_floor(size: str = "market", d: int = 512) -> dict:
@@ -124,12 +153,20 @@ def bench_floor(size: str = "market", d: int = 512) -> dict:
     t0 = time.perf_counter()
     for a in range(0, N, TILE):
         for b in range(0, N, TILE):
-            f[a:a + TILE] @ f[b:b + TILE].T
+            f[a : a + TILE] @ f[b : b + TILE].T
     if f.is_cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    return {"benchmark": "rerank", "method": "floor (N² products)", "size": size, "N": N, "d": d,
-            "seconds": round(seconds, 1), "gflops": round(2 * N * N * d / seconds / 1e9, 1), "machine": machine()}
+    return {
+        "benchmark": "rerank",
+        "method": "floor (N² products)",
+        "size": size,
+        "N": N,
+        "d": d,
+        "seconds": round(seconds, 1),
+        "gflops": round(2 * N * N * d / seconds / 1e9, 1),
+        "machine": machine(),
+    }
 
 
 def bench_original(path, size: str = "market", d: int = 512, features: str = "clustered") -> dict:
@@ -143,7 +180,7 @@ def bench_original(path, size: str = "market", d: int = 512, features: str = "cl
     try:
         spec.loader.exec_module(module)
         re_ranking = module.re_ranking
-    except Exception as e:                             # whatever the file does, one line
+    except Exception as e:  # whatever the file does, one line
         raise MuseError(f"{path}: not the original k-reciprocal code with re_ranking() ({e})") from None
     q, qp, qc, g, gp, gc = FEATURES[features](size, d)
     t0 = time.perf_counter()
@@ -154,10 +191,21 @@ def bench_original(path, size: str = "market", d: int = 512, features: str = "cl
     del dense
     metrics = evaluate([(slice(0, Q), torch.as_tensor(final))], qp, qc, gp, gc)
     seconds = time.perf_counter() - t0
-    return {"benchmark": "rerank", "method": "original k-reciprocal", "size": size, "features": features,
-            "Q": Q, "G": D.G, "d": d, "fused": False, "seconds": round(seconds, 1),
-            "peak_rss_gb": round(peak_rss_gb(), 3), "mAP": round(metrics["mAP"], 4), "R1": round(metrics["R1"], 4),
-            "machine": machine()}
+    return {
+        "benchmark": "rerank",
+        "method": "original k-reciprocal",
+        "size": size,
+        "features": features,
+        "Q": Q,
+        "G": D.G,
+        "d": d,
+        "fused": False,
+        "seconds": round(seconds, 1),
+        "peak_rss_gb": round(peak_rss_gb(), 3),
+        "mAP": round(metrics["mAP"], 4),
+        "R1": round(metrics["R1"], 4),
+        "machine": machine(),
+    }
 
 
 def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = False) -> list[dict]:
@@ -171,9 +219,15 @@ def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = Fals
     from muse.encoder.train import config_from, train_encoder
 
     rows = []
-    for src, df in manifests.items():
-        model = train_encoder(combine_train(manifests, [src]), clip_from_config(encoder_cfg), Path(work_dir) / src,
-                              config_from(encoder_cfg["train"]), weights=encoder_cfg["weights"], progress=progress)
+    for src in manifests:
+        model = train_encoder(
+            combine_train(manifests, [src]),
+            clip_from_config(encoder_cfg),
+            Path(work_dir) / src,
+            config_from(encoder_cfg["train"]),
+            weights=encoder_cfg["weights"],
+            progress=progress,
+        )
         for tgt, test in manifests.items():
             test = test[test.split.isin(["query", "gallery"])]
             if test.empty:
@@ -226,19 +280,22 @@ def pair_flops(judge, queries: int, C: int) -> dict:
     core = judge.model.model
     vis, llm = core.visual, core.language_model
     tokens = len(judge.cand_pos)
-    patches = tokens * vis.spatial_merge_size ** 2
+    patches = tokens * vis.spatial_merge_size**2
 
     def n_params(module) -> int:
         return sum(p.numel() for p in module.parameters())
 
     v_width = vis.blocks[0].attn.qkv.in_features
-    image = (2 * (n_params(vis.patch_embed) + n_params(vis.blocks)) * patches + 2 * n_params(vis.merger) * tokens
-             + 4 * patches ** 2 * v_width * len(vis.blocks))
+    image = (
+        2 * (n_params(vis.patch_embed) + n_params(vis.blocks)) * patches
+        + 2 * n_params(vis.merger) * tokens
+        + 4 * patches**2 * v_width * len(vis.blocks)
+    )
     cfg = llm.config
     d_attn = cfg.num_attention_heads * (cfg.hidden_size // cfg.num_attention_heads)
     layers = n_params(llm.layers)
 
-    def text(n: int, before: int) -> float:           # n tokens after `before` cached ones
+    def text(n: int, before: int) -> float:  # n tokens after `before` cached ones
         return 2 * layers * n + 4 * cfg.num_hidden_layers * d_attn * n * (before + n)
 
     T, P = judge.input_ids.shape[1], judge.P
@@ -246,8 +303,12 @@ def pair_flops(judge, queries: int, C: int) -> dict:
     naive = 2 * image + text(T, 0) + head
     pairs = queries * C
     cached = (queries + C) / pairs * image + queries / pairs * text(P, 0) + text(T - P, P) + head
-    gflop = {"image_gflop": image, "llm_gflop_per_token": 2 * layers, "naive_gflop_per_pair": naive,
-             "cached_gflop_per_pair": cached}
+    gflop = {
+        "image_gflop": image,
+        "llm_gflop_per_token": 2 * layers,
+        "naive_gflop_per_pair": naive,
+        "cached_gflop_per_pair": cached,
+    }
     return {**{k: float(f"{v / 1e9:.4g}") for k, v in gflop.items()}, "bound_cached_vs_naive": round(naive / cached, 2)}
 
 
@@ -268,8 +329,10 @@ def _split_ms(judge, paths, repeats: int = 5) -> dict:
     pair = [load_pair_image(p) for p in paths[:2]]
     images = [judge.visual([im]) for im in pair]
     out = {}
-    for name, step in (("vision_encoder", lambda: judge.visual(pair)),
-                       ("llm_decoder", lambda: judge.suffix(judge.prefix(images[0][0]), images[1]))):
+    for name, step in (
+        ("vision_encoder", lambda: judge.visual(pair)),
+        ("llm_decoder", lambda: judge.suffix(judge.prefix(images[0][0]), images[1])),
+    ):
         step()
         _sync(judge)
         t0 = time.perf_counter()
@@ -285,7 +348,7 @@ def _engine_figures(judge, paths, queries: int, C: int, runs) -> dict:
     ``C`` candidates (the next ones): ms/pair of each (engine, batch, number of queries) of
     ``runs``, the max |Δ logit| of the later runs against the first naive one on the queries they
     share, the token composition, the FLOP model (:func:`pair_flops`) and the Figure 4 split."""
-    q, g = paths[:queries], np.array(paths[queries:queries + C])
+    q, g = paths[:queries], np.array(paths[queries : queries + C])
     cand = np.tile(np.arange(C), (queries, 1))
     ms, diffs, ref = {}, [], None
     for engine, b, rows in runs:
@@ -296,13 +359,26 @@ def _engine_figures(judge, paths, queries: int, C: int, runs) -> dict:
         elif engine == "naive":
             ref = logits
     n_vision = len(judge.query_pos) + len(judge.cand_pos)
-    return {"ms_per_pair": ms, **({"max_abs_logit_diff": max(diffs)} if diffs else {}),
-            "tokens": {"vision": n_vision, "text": judge.input_ids.shape[1] - n_vision, "prefix": judge.P},
-            "flops": pair_flops(judge, queries, C), "one_pair_ms": _split_ms(judge, paths)}
+    return {
+        "ms_per_pair": ms,
+        **({"max_abs_logit_diff": max(diffs)} if diffs else {}),
+        "tokens": {"vision": n_vision, "text": judge.input_ids.shape[1] - n_vision, "prefix": judge.P},
+        "flops": pair_flops(judge, queries, C),
+        "one_pair_ms": _split_ms(judge, paths),
+    }
 
 
-def bench_score(model_dir=None, arch: str = "qwen2_vl", size: str = "tiny", queries: int = 8, C: int = 40,
-                batch: int = 8, seed: int = 0, device=None, dtype=None) -> dict:
+def bench_score(
+    model_dir=None,
+    arch: str = "qwen2_vl",
+    size: str = "tiny",
+    queries: int = 8,
+    C: int = 40,
+    batch: int = 8,
+    seed: int = 0,
+    device=None,
+    dtype=None,
+) -> dict:
     """pairs/s of the scoring engines on the same model, machine and pairs — naive with batch 1
     (the paper's setting), naive at ``batch`` and cached at ``batch`` — their max logit
     difference, the FLOP bound of the cached engine's saving (:func:`pair_flops`), and the token
@@ -313,19 +389,30 @@ def bench_score(model_dir=None, arch: str = "qwen2_vl", size: str = "tiny", quer
 
     judge = _judge(arch, size, model_dir, device, dtype)
     with tempfile.TemporaryDirectory() as tmp:
-        fig = _engine_figures(judge, _random_images(tmp, queries + C, seed), queries, C,
-                              [("naive", 1, queries), ("naive", batch, queries), ("cached", batch, queries)])
+        fig = _engine_figures(
+            judge,
+            _random_images(tmp, queries + C, seed),
+            queries,
+            C,
+            [("naive", 1, queries), ("naive", batch, queries), ("cached", batch, queries)],
+        )
     ms = fig.pop("ms_per_pair")
-    return {"benchmark": "score", "model": str(model_dir) if model_dir else f"{arch} {size} (random weights)",
-            "dtype": str(judge.model.dtype).removeprefix("torch."), "pairs": queries * C,
-            "pairs_per_s": {k: float(f"{1000 / v:.4g}") for k, v in ms.items()},
-            "ms_per_pair": {k: float(f"{v:.4g}") for k, v in ms.items()},
-            "speedup_cached_vs_naive_b1": round(ms["naive_b1"] / ms[f"cached_b{batch}"], 2),
-            "speedup_cached_vs_naive_same_batch": round(ms[f"naive_b{batch}"] / ms[f"cached_b{batch}"], 2),
-            **fig, "machine": machine()}
+    return {
+        "benchmark": "score",
+        "model": str(model_dir) if model_dir else f"{arch} {size} (random weights)",
+        "dtype": str(judge.model.dtype).removeprefix("torch."),
+        "pairs": queries * C,
+        "pairs_per_s": {k: float(f"{1000 / v:.4g}") for k, v in ms.items()},
+        "ms_per_pair": {k: float(f"{v:.4g}") for k, v in ms.items()},
+        "speedup_cached_vs_naive_b1": round(ms["naive_b1"] / ms[f"cached_b{batch}"], 2),
+        "speedup_cached_vs_naive_same_batch": round(ms[f"naive_b{batch}"] / ms[f"cached_b{batch}"], 2),
+        **fig,
+        "machine": machine(),
+    }
 
 
 # -- one command for a GPU machine ----------------------------------------------------------------
+
 
 def _gpu_score(arch: str, size: str, device, queries: int, C: int, batches, naive_batches, paths) -> dict:
     """ms/pair of the engines for one judge built in bf16 on ``device`` (fp32 on a CPU), after a
@@ -334,14 +421,20 @@ def _gpu_score(arch: str, size: str, device, queries: int, C: int, batches, naiv
     gpu = judge.dev.type == "cuda"
     if gpu:
         torch.cuda.reset_peak_memory_stats(judge.dev)
-    for engine, b in (("cached", max(batches)), ("naive", 1)):                        # warm-up
-        _ms_per_pair(judge, paths[:1], np.array(paths[1:1 + b]), np.arange(b)[None], engine, b)
-    runs = [("naive", b, 1 if b == 1 else min(queries, 2)) for b in naive_batches] + \
-           [("cached", b, queries) for b in batches]
+    for engine, b in (("cached", max(batches)), ("naive", 1)):  # warm-up
+        _ms_per_pair(judge, paths[:1], np.array(paths[1 : 1 + b]), np.arange(b)[None], engine, b)
+    runs = [("naive", b, 1 if b == 1 else min(queries, 2)) for b in naive_batches] + [
+        ("cached", b, queries) for b in batches
+    ]
     fig = _engine_figures(judge, paths, queries, C, runs)
     fig["ms_per_pair"] = {k: round(v, 2) for k, v in fig["ms_per_pair"].items()}
-    out = {"model": f"{arch} {size}", "dtype": str(judge.model.dtype).removeprefix("torch."),
-           "attention": judge.model.config._attn_implementation, "C": C, **fig}
+    out = {
+        "model": f"{arch} {size}",
+        "dtype": str(judge.model.dtype).removeprefix("torch."),
+        "attention": judge.model.config._attn_implementation,
+        "C": C,
+        **fig,
+    }
     if gpu:
         out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated(judge.dev) / 2**30, 2)
     del judge
@@ -376,14 +469,17 @@ def _gpu_encoder(device, batch: int, steps: int) -> dict:
         t0 = time.perf_counter()
         for _ in range(steps):
             f = model(x)
-        float(f.float().sum())                             # waits for the device
-    return {"model": "ViT-B-16 at 256x128", "batch": batch, "images_per_s": round(batch * steps / (time.perf_counter() - t0), 1)}
+        float(f.float().sum())  # waits for the device
+    return {
+        "model": "ViT-B-16 at 256x128",
+        "batch": batch,
+        "images_per_s": round(batch * steps / (time.perf_counter() - t0), 1),
+    }
 
 
 GPU_PLANS = {
     # size: judges (arch, size, queries, batches, naive batches), re-ranking size, encoder (batch, steps)
-    "full": ([("qwen2_vl", "2b", 4, (8, 16, 40), (1, 8)), ("qwen2_5_vl", "7b", 2, (40,), ())],
-             "msmt17", (256, 20), 40),
+    "full": ([("qwen2_vl", "2b", 4, (8, 16, 40), (1, 8)), ("qwen2_5_vl", "7b", 2, (40,), ())], "msmt17", (256, 20), 40),
     "tiny": ([("qwen2_vl", "tiny", 2, (4, 8), (1, 4)), ("qwen2_5_vl", "tiny", 2, (8,), ())], "tiny", (4, 2), 8),
 }
 
@@ -408,7 +504,7 @@ def bench_gpu(device=None, size: str = "full", out=None) -> dict:
         t0 = time.perf_counter()
         try:
             report["sections"][name] = fn(*args)
-        except Exception as e:                                           # recorded, and the next section runs
+        except Exception as e:  # recorded, and the next section runs
             report["sections"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
         report["sections"][name]["section_s"] = round(time.perf_counter() - t0, 1)
         if out is not None:
@@ -420,8 +516,18 @@ def bench_gpu(device=None, size: str = "full", out=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         paths = _random_images(tmp, max(q for _, _, q, _, _ in judges) + C)
         for arch, judge_size, queries, batches, naive_batches in judges:
-            run(f"score {arch} {judge_size}", _gpu_score, arch, judge_size, device, queries, C, batches, naive_batches,
-                paths)
+            run(
+                f"score {arch} {judge_size}",
+                _gpu_score,
+                arch,
+                judge_size,
+                device,
+                queries,
+                C,
+                batches,
+                naive_batches,
+                paths,
+            )
     run("encoder", _gpu_encoder, device, enc_batch, enc_steps)
     for method in ("evaluate", "krnn", "ecn", "caj"):
         run(f"{method} {rerank_size}", _gpu_rerank, rerank_size, method)
@@ -430,7 +536,12 @@ def bench_gpu(device=None, size: str = "full", out=None) -> dict:
 
 def gpu_markdown(report: dict) -> str:
     """The report as Markdown: one table of figures per section."""
-    lines = [f"# GPU benchmark ({report['size']})", "", f"Machine: {report['machine']}; device: {report['device']}.", ""]
+    lines = [
+        f"# GPU benchmark ({report['size']})",
+        "",
+        f"Machine: {report['machine']}; device: {report['device']}.",
+        "",
+    ]
     for name, figures in report["sections"].items():
         lines += [f"## {name}", "", "| figure | value |", "|---|---|"]
         flat = {}

@@ -75,8 +75,19 @@ def _data_synth(a):
     print(f"{a.out}: {n} images")
 
 
-_RERANK_OPTIONS = {"k1": int, "k2": int, "lam": float, "k": int, "t": int, "q": int,
-                   "k1_intra": int, "k1_inter": int, "k2_intra": int, "k2_inter": int, "qe": str}
+_RERANK_OPTIONS = {
+    "k1": int,
+    "k2": int,
+    "lam": float,
+    "k": int,
+    "t": int,
+    "q": int,
+    "k1_intra": int,
+    "k1_inter": int,
+    "k2_intra": int,
+    "k2_inter": int,
+    "qe": str,
+}
 
 
 def _evaluate(a):
@@ -113,8 +124,10 @@ def _evaluate(a):
         print(" ".join(f"{k} {result[k]:.4f}" for k in ("mAP", "R1", "R5", "R10", "mINP")))
         if fusion is not None:
             j = result["judge"]
-            print(f"judge ROC-AUC {j['judge_auc']:.4f} (base distance {j['base_auc']:.4f}) over {j['pairs']} scored "
-                  f"pairs, {j['positives']} of the same identity")
+            print(
+                f"judge ROC-AUC {j['judge_auc']:.4f} (base distance {j['base_auc']:.4f}) over {j['pairs']} scored "
+                f"pairs, {j['positives']} of the same identity"
+            )
 
 
 def _train_encoder(a):
@@ -159,8 +172,11 @@ def _mine(a):
     train, val = mine_split(load_features(a.features), a.strategy, a.cpos, a.cneg, a.val_ids, a.seed)
     for records, out in [(train, a.out)] + ([(val, a.val_out)] if a.val_ids > 0 else []):
         write_pairs(out, records)
-        write_meta(out, {"strategy": a.strategy, "cpos": a.cpos, "cneg": a.cneg, "val_ids": a.val_ids,
-                         "seed": a.seed}, inputs=[a.features])
+        write_meta(
+            out,
+            {"strategy": a.strategy, "cpos": a.cpos, "cneg": a.cneg, "val_ids": a.val_ids, "seed": a.seed},
+            inputs=[a.features],
+        )
         print(f"{out}: {len(records)} pairs")
 
 
@@ -194,9 +210,19 @@ def _mllm_pretrain(a):
 
 
 # SFTConfig fields settable from the command line (the rest of the recipe: muse.mllm.sft)
-SFT_OPTIONS = {"epochs": positive, "lr": float, "lr_min": float, "weight_decay": float, "batch": positive,
-               "rank": positive, "lora_alpha": positive, "lora_dropout": float, "fraction": float,
-               "val_every": positive, "seed": int}
+SFT_OPTIONS = {
+    "epochs": positive,
+    "lr": float,
+    "lr_min": float,
+    "weight_decay": float,
+    "batch": positive,
+    "rank": positive,
+    "lora_alpha": positive,
+    "lora_dropout": float,
+    "fraction": float,
+    "val_every": positive,
+    "seed": int,
+}
 
 
 def _sft(a):
@@ -217,9 +243,22 @@ def _score(a):
 
     judge = load_judge(a.model, a.adapter, a.prompt, a.logits)
     rows = score_features(judge, load_features(a.features), a.C, a.out, a.shard, a.engine, a.batch, a.swap)
-    write_meta(a.out, {"C": a.C, "engine": a.engine, "shard": a.shard, "swap": a.swap, "prompt": a.prompt,
-                       "logits": a.logits, "rows": [rows.start, rows.stop], "model": str(a.model),
-                       "adapter": a.adapter and str(a.adapter), "judge": judge.source}, inputs=[a.features])
+    write_meta(
+        a.out,
+        {
+            "C": a.C,
+            "engine": a.engine,
+            "shard": a.shard,
+            "swap": a.swap,
+            "prompt": a.prompt,
+            "logits": a.logits,
+            "rows": [rows.start, rows.stop],
+            "model": str(a.model),
+            "adapter": a.adapter and str(a.adapter),
+            "judge": judge.source,
+        },
+        inputs=[a.features],
+    )
     print(f"{a.out}: queries {rows.start}..{rows.stop - 1}, C = {a.C}")
 
 
@@ -267,15 +306,36 @@ def _bench_rerank(a):
         print(json.dumps(bench_original(a.original, a.size, d=a.dim, features=a.features)), flush=True)
         return
     if a.method != "all":
-        print(json.dumps(bench_rerank(a.size, a.method, d=a.dim, fused=not a.no_fusion, features=a.features,
-                                      memory=a.memory)), flush=True)
+        print(
+            json.dumps(
+                bench_rerank(a.size, a.method, d=a.dim, fused=not a.no_fusion, features=a.features, memory=a.memory)
+            ),
+            flush=True,
+        )
         return
     methods = ("krnn", "original") if a.original else ("floor", "none", "krnn", "ecn", "caj")
     seconds = {}
-    for method in methods:                          # one process each, so peak RSS is per method
-        cmd = [sys.executable, "-m", "muse.cli", "bench", "rerank", "--size", a.size, "--method", method,
-               "--dim", str(a.dim), "--features", a.features, "--memory", str(a.memory / 2**30)]
-        cmd += (["--no-fusion"] if a.no_fusion or a.original else []) + (["--original", str(a.original)] if a.original else [])
+    for method in methods:  # one process each, so peak RSS is per method
+        cmd = [
+            sys.executable,
+            "-m",
+            "muse.cli",
+            "bench",
+            "rerank",
+            "--size",
+            a.size,
+            "--method",
+            method,
+            "--dim",
+            str(a.dim),
+            "--features",
+            a.features,
+            "--memory",
+            str(a.memory / 2**30),
+        ]
+        cmd += (["--no-fusion"] if a.no_fusion or a.original else []) + (
+            ["--original", str(a.original)] if a.original else []
+        )
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
         print(out, end="", flush=True)
         seconds[method] = json.loads(out)["seconds"]
@@ -299,10 +359,12 @@ def _bench_dg(a):
     for src in manifests:
         cells = []
         for tgt in tests:
-            base, krnn = ({r["rerank"]: r for r in rows if r["train"] == src and r["test"] == tgt}[k]
-                          for k in ("none", "krnn"))
-            cells.append(f"{100 * base['mAP']:.1f} / {100 * base['R1']:.1f} → {100 * krnn['mAP']:.1f} / "
-                         f"{100 * krnn['R1']:.1f}")
+            base, krnn = (
+                {r["rerank"]: r for r in rows if r["train"] == src and r["test"] == tgt}[k] for k in ("none", "krnn")
+            )
+            cells.append(
+                f"{100 * base['mAP']:.1f} / {100 * base['R1']:.1f} → {100 * krnn['mAP']:.1f} / {100 * krnn['R1']:.1f}"
+            )
         print(f"| {src} | " + " | ".join(cells) + " |")
 
 
@@ -324,8 +386,12 @@ def parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_data_manifest)
     c = dsub.add_parser("convert-cuhksysu", help="build cropped_images/ from the official CUHK-SYSU release")
     c.add_argument("--raw", required=True, type=Path, help="folder with Image/SSM/ and annotation/")
-    c.add_argument("--split", choices=["train", "all"], default="train",
-                   help="train: annotation/test/train_test/Train.mat (MUSE's release); all: annotation/Person.mat")
+    c.add_argument(
+        "--split",
+        choices=["train", "all"],
+        default="train",
+        help="train: annotation/test/train_test/Train.mat (MUSE's release); all: annotation/Person.mat",
+    )
     c.add_argument("--out", required=True, type=Path)
     c.set_defaults(func=_data_convert_cuhksysu)
     s = dsub.add_parser("synth", help="write one domain of the synthetic world in its real layout")
@@ -352,8 +418,13 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     t = sub.add_parser("train-encoder", help="train the baseline Re-ID encoder on manifests' train splits")
-    t.add_argument("--manifest", required=True, type=Path, action="append",
-                   help="a domain's manifest CSV; repeat for multi-source training (ids/cameras offset)")
+    t.add_argument(
+        "--manifest",
+        required=True,
+        type=Path,
+        action="append",
+        help="a domain's manifest CSV; repeat for multi-source training (ids/cameras offset)",
+    )
     t.add_argument("--config", default=Path("config.yaml"), type=Path, help="reads its `encoder` section")
     t.add_argument("--out", required=True, type=Path, help="encoder directory (model.safetensors + config.json)")
     t.set_defaults(func=_train_encoder)
@@ -379,12 +450,17 @@ def parser() -> argparse.ArgumentParser:
 
     ml = sub.add_parser("mllm", help="MLLM checkpoints")
     mlsub = ml.add_subparsers(dest="mllm_command", required=True)
-    it = mlsub.add_parser("init", help="write a Qwen2-VL or Qwen2.5-VL checkpoint with random weights (model + "
-                                       "offline processor)")
+    it = mlsub.add_parser(
+        "init", help="write a Qwen2-VL or Qwen2.5-VL checkpoint with random weights (model + offline processor)"
+    )
     it.add_argument("--out", required=True, type=Path)
     it.add_argument("--arch", default="qwen2_vl", help="qwen2_vl or qwen2_5_vl")
-    it.add_argument("--size", default="tiny", help="tiny (tests), small (the pretrained judges' size), or the "
-                                                   "published 2b (qwen2_vl) or 7b (qwen2_5_vl), laid out as a download")
+    it.add_argument(
+        "--size",
+        default="tiny",
+        help="tiny (tests), small (the pretrained judges' size), or the "
+        "published 2b (qwen2_vl) or 7b (qwen2_5_vl), laid out as a download",
+    )
     it.add_argument("--seed", type=int, default=0)
     it.set_defaults(func=_mllm_init)
     oc = mlsub.add_parser("corpus", help="write the open-world pair corpus that the small judges are pretrained on")
@@ -405,10 +481,18 @@ def parser() -> argparse.ArgumentParser:
     ft.add_argument("--prompt", choices=VARIANTS)
     for name, kind in SFT_OPTIONS.items():
         ft.add_argument(f"--{name.replace('_', '-')}", type=kind)
-    ft.add_argument("--vision-attention", action="store_true", default=None,
-                    help="also adapt the vision blocks' attention (the release adapts their MLPs only)")
-    ft.add_argument("--gradient-checkpointing", action="store_true", default=None,
-                    help="recompute activations in the backward pass (same gradients, less memory)")
+    ft.add_argument(
+        "--vision-attention",
+        action="store_true",
+        default=None,
+        help="also adapt the vision blocks' attention (the release adapts their MLPs only)",
+    )
+    ft.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        default=None,
+        help="recompute activations in the backward pass (same gradients, less memory)",
+    )
     ft.add_argument("--out", required=True, type=Path, help="adapter directory (peft)")
     ft.set_defaults(func=_sft)
 
@@ -422,9 +506,12 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--shard", default="0/1", help="i/n: score the i-th of n query ranges")
     sc.add_argument("--swap", action="store_true", help="average with query and candidate swapped")
     sc.add_argument("--prompt", choices=VARIANTS, default="dap")
-    sc.add_argument("--logits", choices=["raw", "generate"], default="raw",
-                    help="raw: the model's logits; generate: as the release's generate().scores[0] "
-                         "(repetition penalty)")
+    sc.add_argument(
+        "--logits",
+        choices=["raw", "generate"],
+        default="raw",
+        help="raw: the model's logits; generate: as the release's generate().scores[0] (repetition penalty)",
+    )
     sc.add_argument("--out", required=True, type=Path)
     sc.set_defaults(func=_score)
     sm = sub.add_parser("score-merge", help="merge score shards (in query order) into one file")
@@ -442,16 +529,28 @@ def parser() -> argparse.ArgumentParser:
     be.set_defaults(func=_bench_evaluate)
     br = bsub.add_parser("rerank", help="μ-fusion + re-ranking + evaluation of clustered random features")
     br.add_argument("--size", choices=["market", "msmt17"], default="market")
-    br.add_argument("--method", choices=["all", "floor", "none", "krnn", "ecn", "caj", "original"], default="all",
-                    help="all: the floor (N² products) and each method in its own process, with their ratios; "
-                    "with --original: K-RNN and the original code")
+    br.add_argument(
+        "--method",
+        choices=["all", "floor", "none", "krnn", "ecn", "caj", "original"],
+        default="all",
+        help="all: the floor (N² products) and each method in its own process, with their ratios; "
+        "with --original: K-RNN and the original code",
+    )
     br.add_argument("--memory", type=gigabytes, default=MEMORY, help=MEMORY_HELP)
-    br.add_argument("--original", type=Path, help="the original k-reciprocal code's re_ranking_ranklist.py "
-                    "(zhunzhong07/person-re-ranking, python-version), run on the same features without fusion")
+    br.add_argument(
+        "--original",
+        type=Path,
+        help="the original k-reciprocal code's re_ranking_ranklist.py "
+        "(zhunzhong07/person-re-ranking, python-version), run on the same features without fusion",
+    )
     br.add_argument("--dim", type=int, default=512)
     br.add_argument("--no-fusion", action="store_true", help="skip μ-fusion (C = 40 random logits)")
-    br.add_argument("--features", choices=["clustered", "hubby"], default="clustered",
-                    help="clustered (default) or hubby: with items near every other (see docs/benchmarks.md)")
+    br.add_argument(
+        "--features",
+        choices=["clustered", "hubby"],
+        default="clustered",
+        help="clustered (default) or hubby: with items near every other (see docs/benchmarks.md)",
+    )
     br.set_defaults(func=_bench_rerank)
     bd = bsub.add_parser("dg", help="train on each domain, test on each: the domain-generalisation matrix")
     bd.add_argument("--manifests", type=Path, default=Path("results/data"), help="folder of <domain>.csv")
@@ -470,8 +569,12 @@ def parser() -> argparse.ArgumentParser:
     bs.set_defaults(func=_bench_score)
     bg = bsub.add_parser("gpu", help="judges, re-ranking, evaluation and encoder on a GPU, as JSON + Markdown")
     bg.add_argument("--device", help="cuda (default when there is one) or cpu")
-    bg.add_argument("--size", choices=["full", "tiny"], default="full",
-                    help="full: Qwen2-VL-2B, Qwen2.5-VL-7B, MSMT17 size; tiny: a smoke test of the same steps")
+    bg.add_argument(
+        "--size",
+        choices=["full", "tiny"],
+        default="full",
+        help="full: Qwen2-VL-2B, Qwen2.5-VL-7B, MSMT17 size; tiny: a smoke test of the same steps",
+    )
     bg.add_argument("--out", type=Path, default=Path("results/bench_gpu"), help="folder of bench_gpu.json and .md")
     bg.set_defaults(func=_bench_gpu)
     return p

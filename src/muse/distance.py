@@ -20,7 +20,7 @@ N×N matrix.
 from __future__ import annotations
 
 import copy
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -79,8 +79,13 @@ class Distance:
     is a dense base-distance block with them scattered in.
     """
 
-    def __init__(self, query: np.ndarray, gallery: np.ndarray, dev: torch.device | None = None,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        query: np.ndarray,
+        gallery: np.ndarray,
+        dev: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         self.dev = dev or device()
         self.Q, self.G = len(query), len(gallery)
         self.N = self.Q + self.G
@@ -91,31 +96,34 @@ class Distance:
         self.vals = torch.zeros(0, dtype=dtype, device=self.dev)
 
     # -- overrides ------------------------------------------------------------------------
-    def fuse(self, cand: np.ndarray, s_yes: np.ndarray, s_no: np.ndarray, alpha: float, tau: float,
-             C: int) -> "Distance":
+    def fuse(self, cand: np.ndarray, s_yes: np.ndarray, s_no: np.ndarray, alpha: float, tau: float, C: int) -> Distance:
         """Apply μ-fusion to each query's first ``C`` candidates (gallery indices ``cand``)."""
         check_fusion(alpha, tau, C, cand.shape[1], self.G)
         qi = torch.arange(self.Q, device=self.dev).repeat_interleave(C)
         gj = torch.as_tensor(np.asarray(cand[:, :C], np.int64), device=self.dev).reshape(-1) + self.Q
-        logits = [torch.as_tensor(np.asarray(s[:, :C]), device=self.dev, dtype=self.f.dtype).reshape(-1)
-                  for s in (s_yes, s_no)]
+        logits = [
+            torch.as_tensor(np.asarray(s[:, :C]), device=self.dev, dtype=self.f.dtype).reshape(-1)
+            for s in (s_yes, s_no)
+        ]
         base = self.pairs(qi, gj)
         late = (base.reshape(self.Q, C).diff(dim=1) < -1e-4).any(dim=1).nonzero()
         if len(late):
-            raise MuseError(f"the scores' candidates of query {int(late[0])} are not in order of the base distance: "
-                            "scored on other features?")
+            raise MuseError(
+                f"the scores' candidates of query {int(late[0])} are not in order of the base distance: "
+                "scored on other features?"
+            )
         fused = mu_fuse(base, *logits, alpha, tau)
         return self._override(torch.cat([qi, gj]), torch.cat([gj, qi]), torch.cat([fused, fused]))
 
-    def _override(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> "Distance":
+    def _override(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> Distance:
         order = torch.argsort(rows * self.N + cols)
-        self.keys = (rows * self.N + cols)[order]           # (row, col) of each override, sorted
+        self.keys = (rows * self.N + cols)[order]  # (row, col) of each override, sorted
         self.cols, self.vals = cols[order], vals[order]
         self.indptr = torch.zeros(self.N + 1, dtype=torch.long, device=self.dev)
         self.indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=self.N), 0)
         return self
 
-    def reordered(self, order: torch.Tensor) -> "Distance":
+    def reordered(self, order: torch.Tensor) -> Distance:
         """The same distance over the items taken in ``order``: item n of the result is item
         ``order[n]`` of this one (for access by blocks only; queries and gallery lose their meaning)."""
         out = copy.copy(self)
@@ -146,8 +154,9 @@ class Distance:
             d[diag - r0, diag - c0] = diagonal
         lo, hi = int(self.indptr[r0]), int(self.indptr[r1])
         if hi > lo:
-            r = torch.repeat_interleave(torch.arange(r0, r1, device=self.dev), self.indptr[r0 + 1:r1 + 1] -
-                                        self.indptr[r0:r1])
+            r = torch.repeat_interleave(
+                torch.arange(r0, r1, device=self.dev), self.indptr[r0 + 1 : r1 + 1] - self.indptr[r0:r1]
+            )
             c, v = self.cols[lo:hi], self.vals[lo:hi]
             keep = (c >= c0) & (c < c1)
             d[r[keep] - r0, c[keep] - c0] = of(v[keep])
@@ -155,8 +164,11 @@ class Distance:
 
     def pairs(self, i: torch.Tensor, j: torch.Tensor, chunk: int = 1 << 15) -> torch.Tensor:
         """D(i_k, j_k) for index vectors ``i``, ``j`` (same length), in chunks of pairs."""
-        d = torch.cat([(self.f[i[s:s + chunk]] * self.f[j[s:s + chunk]]).sum(1)
-                       for s in range(0, len(i), chunk)]) if len(i) else self.f.new_zeros(0)
+        d = (
+            torch.cat([(self.f[i[s : s + chunk]] * self.f[j[s : s + chunk]]).sum(1) for s in range(0, len(i), chunk)])
+            if len(i)
+            else self.f.new_zeros(0)
+        )
         d = d.mul_(-2).add_(2).clamp_min_(0).sqrt_()
         d[i == j] = 0.0
         if len(self.vals):
@@ -170,8 +182,7 @@ class Distance:
         """(Q, C) int32: each query's C nearest gallery indices, nearest first (the μ candidates)."""
         if not 1 <= C <= self.G:
             raise MuseError(f"C = {C}: expected 1 <= C <= {self.G} (the gallery size)")
-        return np.concatenate([smallest_k(d, C)[1].cpu().numpy().astype(np.int32)
-                               for _, d in self.query_blocks(block)])
+        return np.concatenate([smallest_k(d, C)[1].cpu().numpy().astype(np.int32) for _, d in self.query_blocks(block)])
 
     def query_blocks(self, block: int = 256) -> Iterator[tuple[slice, torch.Tensor]]:
         """``(rows, D[rows, gallery])`` for consecutive blocks of query rows (for evaluation)."""

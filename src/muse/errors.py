@@ -7,7 +7,6 @@ import sys
 
 from PIL import Image
 
-
 IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 

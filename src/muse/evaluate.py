@@ -15,16 +15,22 @@ positive k}: per query block the positives' distances are sorted (a few per quer
 negative is binned among them by binary search, so nothing of size G·log G is sorted and the
 distance matrix is visited one block of queries at a time (ranked in chunks of
 :data:`CHUNK` rows, whose temporaries stay small enough to be reused by the allocator).
+
+The paper's evaluation loops (:func:`evaluate_rows` and the tables, sweeps and Figure 5 built on
+it) re-rank and evaluate a test set's features for each row :mod:`muse.paper` defines.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
 from muse.errors import MuseError
+from muse.io import Features, Scores
+from muse.paper import ABLATION_RERANK, extra_rows, standard_rows
+from muse.rerank import rerank_features
 
 CHUNK = 16
 
@@ -32,7 +38,7 @@ CHUNK = 16
 def _padded_positives(pos: torch.Tensor, dist: torch.Tensor):
     """Per row, the positives' distances P (B, M) sorted by (distance, gallery index), +inf
     padded, their gallery indices J, and the count m per row."""
-    rows, cols = pos.nonzero(as_tuple=True)             # row-major: cols ascending per row
+    rows, cols = pos.nonzero(as_tuple=True)  # row-major: cols ascending per row
     m = pos.sum(1)
     M = int(m.max()) if len(m) else 0
     starts = torch.cumsum(m, 0) - m
@@ -55,8 +61,8 @@ def positive_ranks(dist, q_pids, q_camids, g_pids, g_camids):
     M = P.shape[1]
     if M == 0:
         return P, m
-    neg_d = dist.masked_fill(same, float("inf"))         # same id: positive or removed
-    bucket = torch.searchsorted(P, neg_d, right=True)    # positives ranked before each negative
+    neg_d = dist.masked_fill(same, float("inf"))  # same id: positive or removed
+    bucket = torch.searchsorted(P, neg_d, right=True)  # positives ranked before each negative
     # A negative tied with positives goes before those with a larger gallery index: it follows
     # the positives k with (P_k, J_k) < (its distance, its index).
     prev = P.gather(1, (bucket - 1).clamp_min(0))
@@ -72,7 +78,11 @@ def positive_ranks(dist, q_pids, q_camids, g_pids, g_camids):
 
 def evaluate(
     blocks: Iterable[tuple[slice, torch.Tensor]],
-    q_pids, q_camids, g_pids, g_camids, max_rank: int = 50,
+    q_pids,
+    q_camids,
+    g_pids,
+    g_camids,
+    max_rank: int = 50,
 ) -> dict:
     """Mean AP, CMC (ranks 1, 5, 10 and the curve to ``max_rank``) and mINP.
 
@@ -95,9 +105,13 @@ def evaluate(
         raise MuseError("no query has a valid match in the gallery (same id, other camera)")
     cmc = acc["cmc"] / n_valid
     return {
-        "mAP": acc["ap"] / n_valid, "R1": float(cmc[0]), "R5": float(cmc[min(4, max_rank - 1)]),
-        "R10": float(cmc[min(9, max_rank - 1)]), "mINP": acc["inp"] / n_valid,
-        "cmc": cmc.tolist(), "num_queries": n_valid,
+        "mAP": acc["ap"] / n_valid,
+        "R1": float(cmc[0]),
+        "R5": float(cmc[min(4, max_rank - 1)]),
+        "R10": float(cmc[min(9, max_rank - 1)]),
+        "mINP": acc["inp"] / n_valid,
+        "cmc": cmc.tolist(),
+        "num_queries": n_valid,
     }
 
 
@@ -146,5 +160,100 @@ def judge_auc(q, g, scores, C: int) -> dict:
     gap = (scores.s_no[:, :C] - scores.s_yes[:, :C]).reshape(-1)[keep]
     d = Distance(q.feats, g.feats)
     base = d.pairs(torch.as_tensor(qi), torch.as_tensor(gj + d.Q)).cpu().numpy()
-    return {"judge_auc": roc_auc(gap, different), "base_auc": roc_auc(base, different), "pairs": int(len(qi)),
-            "positives": int((~different).sum())}
+    return {
+        "judge_auc": roc_auc(gap, different),
+        "base_auc": roc_auc(base, different),
+        "pairs": int(len(qi)),
+        "positives": int((~different).sum()),
+    }
+
+
+# -- the paper's evaluation loops (rows of a table, sweeps, Figure 5's rankings) ----------------
+
+
+def evaluate_rows(
+    features: Features, scores: Scores | None, rows, rerank_params: dict, alpha: float, tau: float, C: int
+) -> list[dict]:
+    """mAP, R1, … of each (name, μ, method) row on the query/gallery of ``features``; a μ row also
+    carries the judge's and the base distance's ROC-AUC over its scored pairs (:func:`judge_auc`)."""
+    q, g = features.query_gallery()
+    auc = judge_auc(q, g, scores, C) if any(mu for _, mu, _ in rows) else {}
+    out = []
+    for name, mu, method in rows:
+        blocks = rerank_features(q, g, method, rerank_params.get(method), (scores, alpha, tau, C) if mu else None)
+        m = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
+        out.append(
+            {
+                "row": name,
+                "mAP": m["mAP"],
+                "R1": m["R1"],
+                "R5": m["R5"],
+                "R10": m["R10"],
+                "mINP": m["mINP"],
+                "rerank": method,
+                "mu": mu,
+                "alpha": alpha if mu else None,
+                "tau": tau if mu else None,
+                "C": C if mu else None,
+                **({"judge_auc": auc["judge_auc"], "base_auc": auc["base_auc"]} if mu else {}),
+            }
+        )
+    return out
+
+
+def evaluate_table(
+    features: Features, scores: Scores, table: int, protocol: str, rerank_params: dict, alpha: float, tau: float, C: int
+) -> list[dict]:
+    """The standard rows of ``table`` on ``protocol``, then its :func:`extra_rows` at their own α."""
+    rows = evaluate_rows(features, scores, standard_rows(), rerank_params, alpha, tau, C)
+    for name, row_alpha in extra_rows(table, protocol):
+        rows += evaluate_rows(features, scores, [(name, True, "none")], rerank_params, row_alpha, tau, C)
+    return rows
+
+
+def evaluate_ablation(
+    features: Features, named_scores: dict[str, Scores], rerank_params: dict, alpha: float, tau: float, C: int
+) -> list[dict]:
+    """Baseline + K-RNN, then one μ-distance + K-RNN row per (row name → that judge's scores)."""
+    rows = evaluate_rows(features, None, [("Baseline + K-RNN", False, ABLATION_RERANK)], rerank_params, alpha, tau, C)
+    for name, scores in named_scores.items():
+        rows += evaluate_rows(features, scores, [(name, True, ABLATION_RERANK)], rerank_params, alpha, tau, C)
+    return rows
+
+
+def sweep(
+    features: Features, scores: Scores, param: str, values, base: dict, method: str, rerank_params: dict
+) -> list[dict]:
+    """mAP/R1 of the μ-distance + ``method`` as one of α, τ, C takes each of ``values`` (the others
+    at ``base``); only the stored logits are used, no MLLM call."""
+    out = []
+    for v in values:
+        p = {**base, param: v}
+        row = evaluate_rows(
+            features, scores, [(f"{param}={v}", True, method)], rerank_params, p["alpha"], p["tau"], p["C"]
+        )[0]
+        out.append({"param": param, "value": v, **row})
+    return out
+
+
+def rankings(
+    features: Features, scores: Scores, method: str, rerank_params: dict, alpha: float, tau: float, C: int, k: int = 15
+) -> dict:
+    """For the query whose first true match moves up the most with MUSE: its path and the top-``k``
+    gallery (path, is-match) lists of ``method`` on the base distance and on the μ-distance."""
+    q, g = features.query_gallery()
+    tops, firsts = [], []
+    for mu in (False, True):
+        blocks = rerank_features(q, g, method, rerank_params.get(method), (scores, alpha, tau, C) if mu else None)
+        d = torch.cat([b for _, b in blocks]).cpu()
+        valid = ~((q.pids[:, None] == g.pids[None]) & (q.camids[:, None] == g.camids[None]))
+        d = d.masked_fill(torch.as_tensor(~valid), float("inf"))
+        order = torch.argsort(d, dim=1, stable=True).numpy()
+        match = g.pids[order] == q.pids[:, None]
+        firsts.append(np.where(match.any(1), match.argmax(1), len(g.pids)))
+        tops.append(order[:, :k])
+    i = int(np.argmax(firsts[0] - firsts[1]))
+    return {
+        "query": str(q.paths[i]),
+        "rows": [[(str(g.paths[j]), bool(g.pids[j] == q.pids[i])) for j in top[i]] for top in tops],
+    }

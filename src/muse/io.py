@@ -13,10 +13,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -164,8 +164,9 @@ def files_digest(path: str | os.PathLike | None) -> str | None:
     if not path.exists():
         raise MuseError(f"{path}: not found")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return digest([[str(f.relative_to(path)) if path.is_dir() else f.name, f.stat().st_size, f.stat().st_mtime_ns]
-                   for f in files])
+    return digest(
+        [[str(f.relative_to(path)) if path.is_dir() else f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    )
 
 
 def resumable(checkpoint: str | os.PathLike, found: str | None, expected: str) -> bool:
@@ -185,7 +186,10 @@ def provenance(config: dict | None = None, inputs: list | tuple = ()) -> dict:
             versions[name] = metadata.version(name)
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=Path(__file__).parent,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -223,7 +227,7 @@ class Features:
         (computed once per object)."""
         return digest(self.feats, self.pids, self.camids, self.paths, self.split)
 
-    def subset(self, name: str) -> "Features":
+    def subset(self, name: str) -> Features:
         """The rows whose split is ``name`` ("query", "gallery" or "train")."""
         keep = self.split == name
         return Features(*(getattr(self, f)[keep] for f in _FEATURE_FIELDS))
@@ -233,11 +237,11 @@ class Features:
         """(Q, G): how many query and gallery rows."""
         return int((self.split == "query").sum()), int((self.split == "gallery").sum())
 
-    def query_gallery(self, path="features") -> tuple["Features", "Features"]:
+    def query_gallery(self, path="features") -> tuple[Features, Features]:
         """The query and gallery rows, failing clearly when either is empty."""
         return self.require("query", path), self.require("gallery", path)
 
-    def require(self, name: str, path) -> "Features":
+    def require(self, name: str, path) -> Features:
         """:meth:`subset`, failing clearly when the split is empty."""
         sub = self.subset(name)
         if len(sub.pids) == 0:
@@ -313,8 +317,7 @@ class Scores:
         return self.cand.shape[1]
 
     @classmethod
-    def concat(cls, pieces: list["Scores"], rows: tuple[int, int] | None = None,
-               features: str | None = None) -> "Scores":
+    def concat(cls, pieces: list[Scores], rows: tuple[int, int] | None = None, features: str | None = None) -> Scores:
         """Row blocks (in query order) as one file's arrays, covering ``rows`` of ``features``."""
         return cls(*(np.concatenate([getattr(p, f) for p in pieces]) for f in _SCORE_FIELDS), rows, features)
 
@@ -329,11 +332,16 @@ def save_scores(path, scores: Scores) -> None:
         extra["features"] = np.asarray(scores.features)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, cand=scores.cand.astype(np.int32), s_yes=scores.s_yes.astype(np.float32),
-                     s_no=scores.s_no.astype(np.float32), **extra)
+            np.savez(
+                fh,
+                cand=scores.cand.astype(np.int32),
+                s_yes=scores.s_yes.astype(np.float32),
+                s_no=scores.s_no.astype(np.float32),
+                **extra,
+            )
 
 
-def load_scores(path, Q: int | None, G: int, features: "Features | None" = None) -> Scores:
+def load_scores(path, Q: int | None, G: int, features: Features | None = None) -> Scores:
     """Read a pair-scores ``.npz`` and check it against a test set of Q queries (any number when
     None, e.g. a shard) and G gallery images: shapes, finite logits, integer candidates that are
     distinct gallery indices. With ``features`` (the test set's file), a file that names its

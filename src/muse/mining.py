@@ -24,7 +24,6 @@ from muse.distance import Distance, smallest_k
 from muse.errors import MuseError
 from muse.io import Features, atomic_path
 
-
 STRATEGIES = ("qchm", "random")
 
 
@@ -67,8 +66,15 @@ def split_identities(pids: np.ndarray, fraction: float, seed: int = 0) -> np.nda
     return np.isin(pids, held)
 
 
-def mine(feats: np.ndarray, pids: np.ndarray, paths: np.ndarray, strategy: str = "qchm", cpos: int = 5,
-         cneg: int = 5, seed: int = 0) -> list[dict]:
+def mine(
+    feats: np.ndarray,
+    pids: np.ndarray,
+    paths: np.ndarray,
+    strategy: str = "qchm",
+    cpos: int = 5,
+    cneg: int = 5,
+    seed: int = 0,
+) -> list[dict]:
     """Pairs as records ``{"query", "candidate", "label"}`` (paths)."""
     if cpos < 0 or cneg < 0:
         raise MuseError(f"cpos = {cpos}, cneg = {cneg}: expected non-negative counts")
@@ -81,8 +87,9 @@ def mine(feats: np.ndarray, pids: np.ndarray, paths: np.ndarray, strategy: str =
     return [{"query": str(paths[i]), "candidate": str(paths[j]), "label": label} for i, j, label in pairs]
 
 
-def mine_split(f: Features, strategy: str = "qchm", cpos: int = 5, cneg: int = 5, val_ids: float = 0.0,
-               seed: int = 0) -> tuple[list[dict], list[dict]]:
+def mine_split(
+    f: Features, strategy: str = "qchm", cpos: int = 5, cneg: int = 5, val_ids: float = 0.0, seed: int = 0
+) -> tuple[list[dict], list[dict]]:
     """(training pairs, validation pairs) of the training rows of ``f``: mined over all of them,
     a pair held out when its query's identity is among the round(val_ids·K) held-out ones."""
     if (f.split == "train").any():

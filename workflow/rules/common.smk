@@ -33,19 +33,27 @@ def dataset_root(wildcards):
 # -- protocols, adaptation settings, the MLLMs and the tables -------------------------------
 import re
 
-from muse.data.protocols import adaptation_domains, get as get_protocol
+from muse.data.protocols import get as get_protocol
 from muse.errors import MuseError
-from muse.mining import STRATEGIES
-from muse.mllm.prompt import VARIANTS
+from muse.mllm import ARCHITECTURES
+from muse.paper import (
+    ABLATION_TABLES,
+    STANDARD_TABLES,
+    SWEEP_SETTING,
+    TABLES,
+    Variant,
+    ablation_rows,
+    adaptation_domains,
+    alpha,
+    wildcard_patterns,
+)
 from muse.rerank import params_for
-from muse.report.tables import ABLATION_TABLES, TABLES, Variant, ablation_rows
 
 MLLMS = config["mllm"]["models"]
 JUDGE = config["mllm"]["judge"]
 if JUDGE not in MLLMS:
     raise WorkflowError(f"mllm.judge: {JUDGE} is not one of mllm.models ({', '.join(MLLMS)})")
-SMALL_ARCHS = ("qwen2_vl", "qwen2_5_vl")
-_BUILT = [f"{kind}:{arch}" for kind in ("tiny", "pretrained") for arch in SMALL_ARCHS]
+_BUILT = [f"{kind}:{arch}" for kind in ("tiny", "pretrained") for arch in ARCHITECTURES]
 for _name, _source in MLLMS.items():
     if _source.startswith(("tiny", "pretrained")) and _source not in _BUILT:
         raise WorkflowError(f"mllm.models.{_name}: {_source} is not one of {', '.join(_BUILT)} or a directory")
@@ -61,16 +69,9 @@ if config["encoder"].get("weights") and not Path(config["encoder"]["weights"]).i
 
 
 wildcard_constraints:
-    src=r"(MA|MS|C3|CS)(\+(MA|MS|C3|CS))*",
-    tgt="MA|MS|C3",
-    protocol=r"[A-Z0-9+]+2(MA|MS|C3)",
-    strategy="|".join(STRATEGIES),
-    prompt="|".join(VARIANTS),
+    **wildcard_patterns(),
     mllm="|".join(re.escape(m) for m in MLLMS),
-    tuning=r"zeroshot|(MA|MS|C3|CS)(\+(MA|MS|C3|CS))*_(" + "|".join(STRATEGIES) + ")",
-    table=r"\d+",
     shard=r"\d+",
-    arch="|".join(SMALL_ARCHS),
 
 
 def encoder_of(protocol):
@@ -111,8 +112,10 @@ def scores_of(table, protocol, variant=Variant()):
 
 def ablation_inputs(wildcards):
     rows = ablation_rows(int(wildcards.table), MLLMS)
-    return {"features": features_of(wildcards.protocol),
-            "scores": [scores_of(wildcards.table, wildcards.protocol, v) for _, v in rows]}
+    return {
+        "features": features_of(wildcards.protocol),
+        "scores": [scores_of(wildcards.table, wildcards.protocol, v) for _, v in rows],
+    }
 
 
 def score_inputs(w):
@@ -135,7 +138,7 @@ SFT_GPUS = config["mllm"].get("sft_gpus", 1) if config["gpu"] else 0
 
 
 def alpha_of(table):
-    return config["muse"]["alpha_intra"] if int(table) == 4 else config["muse"]["alpha"]
+    return alpha(int(table), config["muse"])
 
 
 def stored_C():

@@ -4,15 +4,15 @@
 rule synth_world:
     output:
         directory("data/synthetic/{domain}"),
-    params:
-        sizes=lambda w: config["world"]["domains"][w.domain],
-        seed=config["world"]["seed"],
     log:
         "logs/data/synth_world_{domain}.log",
     benchmark:
         "benchmarks/data/synth_world_{domain}.tsv"
     conda:
         "../envs/muse.yaml"
+    params:
+        sizes=lambda w: config["world"]["domains"][w.domain],
+        seed=config["world"]["seed"],
     script:
         "../scripts/synth_world.py"
 
@@ -22,15 +22,15 @@ rule manifest:
         root=dataset_root,
     output:
         "results/data/{domain}.csv",
-    params:
-        dataset=lambda w: config["datasets"][w.domain],
-        check=config["check_images"],
     log:
         "logs/data/manifest_{domain}.log",
     benchmark:
         "benchmarks/data/manifest_{domain}.tsv"
     conda:
         "../envs/muse.yaml"
+    params:
+        dataset=lambda w: config["datasets"][w.domain],
+        check=config["check_images"],
     script:
         "../scripts/manifest.py"
 

@@ -6,18 +6,18 @@ rule train_encoder:
         "results/data/train_{src}.csv",
     output:
         directory("results/encoder/{src}"),
-    params:
-        encoder=config["encoder"],
-    resources:
-        gpu=config["gpu"],
-        mem_mb=16000,
-        runtime=720,
     log:
         "logs/encoder/train_{src}.log",
     benchmark:
         "benchmarks/encoder/train_{src}.tsv"
     conda:
         "../envs/muse.yaml"
+    resources:
+        gpu=config["gpu"],
+        mem_mb=16000,
+        runtime=720,
+    params:
+        encoder=config["encoder"],
     script:
         "../scripts/train_encoder.py"
 
@@ -28,17 +28,17 @@ rule extract_test:
         manifest="results/data/{tgt}.csv",
     output:
         "results/features/{src}/{tgt}.npz",
-    params:
-        splits=["query", "gallery"],
-        batch=config["encoder"]["batch"],
-    resources:
-        gpu=config["gpu"],
     log:
         "logs/features/{src}_{tgt}.log",
     benchmark:
         "benchmarks/features/{src}_{tgt}.tsv"
     conda:
         "../envs/muse.yaml"
+    resources:
+        gpu=config["gpu"],
+    params:
+        splits=["query", "gallery"],
+        batch=config["encoder"]["batch"],
     script:
         "../scripts/extract.py"
 
@@ -49,16 +49,16 @@ rule extract_train:
         manifest="results/data/train_{src}.csv",
     output:
         "results/features/{src}/train.npz",
-    params:
-        splits=["train"],
-        batch=config["encoder"]["batch"],
-    resources:
-        gpu=config["gpu"],
     log:
         "logs/features/{src}_train.log",
     benchmark:
         "benchmarks/features/{src}_train.tsv"
     conda:
         "../envs/muse.yaml"
+    resources:
+        gpu=config["gpu"],
+    params:
+        splits=["train"],
+        batch=config["encoder"]["batch"],
     script:
         "../scripts/extract.py"

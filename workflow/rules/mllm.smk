@@ -4,14 +4,14 @@
 rule init_tiny_mllm:
     output:
         directory("results/mllm/{mllm}"),
-    params:
-        arch=lambda w: MLLMS[w.mllm].removeprefix("tiny:"),
     log:
         "logs/mllm/init_tiny_{mllm}.log",
     benchmark:
         "benchmarks/mllm/init_tiny_{mllm}.tsv"
     conda:
         "../envs/muse.yaml"
+    params:
+        arch=lambda w: MLLMS[w.mllm].removeprefix("tiny:"),
     script:
         "../scripts/init_tiny_mllm.py"
 
@@ -23,21 +23,24 @@ rule sft:
         val="results/pairs/{src}_{strategy}.val.jsonl",
     output:
         directory("results/adapters/{mllm}/{src}_{strategy}/{prompt}"),
-    params:
-        launch=sft_launch(SFT_GPUS),
-        val=lambda w, input: f"--val-pairs {input.val}" if config["mining"].get("val_ids", 0) > 0 else "",
-        args=lambda w: " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
-                                for k, v in {**config["mllm"]["sft"], "prompt": w.prompt}.items() if v is not False),
-    resources:
-        gpu=SFT_GPUS,
-        mem_mb=32000,
-        runtime=1440,
     log:
         "logs/adapters/{mllm}/{src}_{strategy}/{prompt}.log",
     benchmark:
         "benchmarks/adapters/{mllm}/{src}_{strategy}/{prompt}.tsv"
     conda:
         "../envs/muse.yaml"
+    resources:
+        gpu=SFT_GPUS,
+        mem_mb=32000,
+        runtime=1440,
+    params:
+        launch=sft_launch(SFT_GPUS),
+        val=lambda w, input: f"--val-pairs {input.val}" if config["mining"].get("val_ids", 0) > 0 else "",
+        args=lambda w: " ".join(
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+            for k, v in {**config["mllm"]["sft"], "prompt": w.prompt}.items()
+            if v is not False
+        ),
     shell:
         "{params.launch} -m muse.cli sft --model {input.model:q} --pairs {input.pairs:q} {params.val} "
         "--out {output:q} {params.args} > {log:q} 2>&1"
@@ -50,14 +53,14 @@ rule sft:
 rule openworld_corpus:
     output:
         directory("results/openworld"),
-    params:
-        corpus=config.get("pretrain", {}).get("corpus", {}),
     log:
         "logs/mllm/openworld_corpus.log",
     benchmark:
         "benchmarks/mllm/openworld_corpus.tsv"
     conda:
         "../envs/muse.yaml"
+    params:
+        corpus=config.get("pretrain", {}).get("corpus", {}),
     script:
         "../scripts/openworld_corpus.py"
 
@@ -67,21 +70,21 @@ rule pretrain_judge:
         "results/openworld",
     output:
         directory("results/pretrained/{arch}"),
-    threads: 2
-    params:
-        recipe=lambda w: {**config.get("pretrain", {}).get("recipe", {}), "arch": w.arch},
-    resources:
-        gpu=config["gpu"],
     log:
         "logs/mllm/pretrain_{arch}.log",
     benchmark:
         "benchmarks/mllm/pretrain_{arch}.tsv"
     conda:
         "../envs/muse.yaml"
+    threads: 2
+    resources:
+        gpu=config["gpu"],
+    params:
+        recipe=lambda w: {**config.get("pretrain", {}).get("recipe", {}), "arch": w.arch},
     script:
         "../scripts/pretrain_judge.py"
 
 
 rule pretrained_judges:
     input:
-        expand("results/pretrained/{arch}", arch=SMALL_ARCHS),
+        expand("results/pretrained/{arch}", arch=ARCHITECTURES),

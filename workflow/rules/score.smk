@@ -12,20 +12,20 @@ if SHARDS == 1:
             unpack(score_inputs),
         output:
             "results/scores/{mllm}/{tuning}/{prompt}/{protocol}.npz",
-        params:
-            C=stored_C(),
-            score=config["mllm"]["score"],
-            shard="0/1",
-        resources:
-            gpu=config["gpu"],
-            mem_mb=32000,
-            runtime=720,
         log:
             "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.log",
         benchmark:
             "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.tsv"
         conda:
             "../envs/muse.yaml"
+        resources:
+            gpu=config["gpu"],
+            mem_mb=32000,
+            runtime=720,
+        params:
+            C=stored_C(),
+            score=config["mllm"]["score"],
+            shard="0/1",
         script:
             "../scripts/score_shard.py"
 
@@ -36,20 +36,20 @@ else:
             unpack(score_inputs),
         output:
             "results/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.npz",
-        params:
-            C=stored_C(),
-            score=config["mllm"]["score"],
-            shard=lambda w: f"{w.shard}/{SHARDS}",
-        resources:
-            gpu=config["gpu"],
-            mem_mb=32000,
-            runtime=720,
         log:
             "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.log",
         benchmark:
             "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.tsv"
         conda:
             "../envs/muse.yaml"
+        resources:
+            gpu=config["gpu"],
+            mem_mb=32000,
+            runtime=720,
+        params:
+            C=stored_C(),
+            score=config["mllm"]["score"],
+            shard=lambda w: f"{w.shard}/{SHARDS}",
         script:
             "../scripts/score_shard.py"
 

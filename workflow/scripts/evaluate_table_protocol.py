@@ -1,12 +1,21 @@
-"""rule evaluate_table_protocol -> muse.report.tables.evaluate_table"""
+"""rule evaluate_table_protocol -> muse.evaluate.evaluate_table"""
+
 from muse.errors import logged
+from muse.evaluate import evaluate_table
 from muse.io import load_features, load_scores, write_json
-from muse.report.tables import evaluate_table
 
 with logged(snakemake.log[0]):
     f = load_features(snakemake.input.features)
     scores = load_scores(snakemake.input.scores, *f.test_sizes, features=f)
     protocol = snakemake.wildcards.protocol
-    rows = evaluate_table(f, scores, int(snakemake.wildcards.table), protocol, snakemake.params.rerank,
-                          snakemake.params.alpha, snakemake.params.tau, snakemake.params.C)
+    rows = evaluate_table(
+        f,
+        scores,
+        int(snakemake.wildcards.table),
+        protocol,
+        snakemake.params.rerank,
+        snakemake.params.alpha,
+        snakemake.params.tau,
+        snakemake.params.C,
+    )
     write_json(snakemake.output[0], [{"protocol": protocol, **r} for r in rows])

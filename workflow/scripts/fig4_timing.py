@@ -1,4 +1,5 @@
 """rule fig4_timing -> muse.bench.bench_score, muse.report.figures.plot_timing"""
+
 from muse.bench import bench_score
 from muse.errors import logged
 from muse.io import write_json

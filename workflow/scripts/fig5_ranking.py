@@ -1,8 +1,9 @@
-"""rule fig5_ranking -> muse.report.tables.rankings, muse.report.figures.ranking_figure"""
+"""rule fig5_ranking -> muse.evaluate.rankings, muse.report.figures.ranking_figure"""
+
 from muse.errors import logged
+from muse.evaluate import rankings
 from muse.io import load_features, load_scores
 from muse.report.figures import ranking_figure
-from muse.report.tables import rankings
 
 with logged(snakemake.log[0]):
     f = load_features(snakemake.input.features)

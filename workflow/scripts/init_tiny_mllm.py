@@ -1,4 +1,5 @@
 """rule init_tiny_mllm -> muse.mllm.model.init"""
+
 from muse.errors import logged
 from muse.mllm.model import init
 

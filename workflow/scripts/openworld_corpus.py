@@ -1,4 +1,5 @@
 """rule openworld_corpus -> muse.data.openworld.generate_corpus"""
+
 from muse.data.openworld import CorpusSpec, generate_corpus
 from muse.errors import logged
 from muse.io import write_meta

@@ -1,4 +1,5 @@
 """rule score_gather -> muse.mllm.score.merge_shards"""
+
 from muse.errors import logged
 from muse.io import load_features
 from muse.mllm.score import merge_shards

@@ -1,10 +1,11 @@
-"""rule sweep -> muse.report.tables.sweep, muse.report.figures.plot_sweep"""
+"""rule sweep -> muse.evaluate.sweep, muse.report.figures.plot_sweep"""
+
 import pandas as pd
 
 from muse.errors import logged
+from muse.evaluate import sweep
 from muse.io import atomic_path, load_features, load_scores
 from muse.report.figures import plot_sweep
-from muse.report.tables import sweep
 
 with logged(snakemake.log[0]):
     cfg, param = snakemake.params.sweeps, snakemake.wildcards.param
@@ -12,6 +13,7 @@ with logged(snakemake.log[0]):
     scores = load_scores(snakemake.input.scores, *f.test_sizes, features=f)
     rows = sweep(f, scores, param, cfg[param], snakemake.params.base, cfg["rerank"], snakemake.params.rerank)
     with atomic_path(snakemake.output.csv) as tmp:
-        pd.DataFrame([{k: r[k] for k in ("param", "value", "mAP", "R1", "R5", "R10", "mINP")} for r in rows]
-                     ).to_csv(tmp, index=False)
+        pd.DataFrame([{k: r[k] for k in ("param", "value", "mAP", "R1", "R5", "R10", "mINP")} for r in rows]).to_csv(
+            tmp, index=False
+        )
     plot_sweep(rows, param, snakemake.output.png, f"{cfg['protocol']}, MUSE + {cfg['rerank']}")

@@ -1,4 +1,5 @@
 """rule synth_world -> muse.data.synthetic.generate_domain"""
+
 from muse.data.synthetic import Sizes, generate_domain
 from muse.errors import logged
 from muse.io import write_meta

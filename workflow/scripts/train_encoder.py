@@ -1,4 +1,5 @@
 """rule train_encoder -> muse.encoder.train.train_encoder"""
+
 from muse.data.formats import read_manifest
 from muse.encoder.model import clip_from_config
 from muse.encoder.train import config_from, train_encoder
@@ -7,6 +8,11 @@ from muse.io import write_meta
 
 with logged(snakemake.log[0]):
     enc = snakemake.params.encoder
-    train_encoder(read_manifest(snakemake.input[0]), clip_from_config(enc), snakemake.output[0],
-                  config_from(enc["train"]), weights=enc["weights"])
+    train_encoder(
+        read_manifest(snakemake.input[0]),
+        clip_from_config(enc),
+        snakemake.output[0],
+        config_from(enc["train"]),
+        weights=enc["weights"],
+    )
     write_meta(snakemake.output[0], enc, inputs=snakemake.input)

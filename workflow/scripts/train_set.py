@@ -1,4 +1,5 @@
 """rule train_set -> muse.data.protocols.combine_train"""
+
 from muse.data.formats import read_manifest, write_manifest
 from muse.data.protocols import combine_train
 from muse.errors import logged

@@ -23,8 +23,8 @@ def _text(cell) -> str:
 
 
 SPLITS = {  # which persons are cropped: the file under annotation/ and its variable
-    "train": ("test/train_test/Train.mat", "Train"),   # the 5,532 training identities (MUSE's release)
-    "all": ("Person.mat", "Person"),                   # all 11,934 (the literature's "protocol 2")
+    "train": ("test/train_test/Train.mat", "Train"),  # the 5,532 training identities (MUSE's release)
+    "all": ("Person.mat", "Person"),  # all 11,934 (the literature's "protocol 2")
 }
 
 

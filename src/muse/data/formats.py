@@ -109,9 +109,7 @@ _MSMT_LISTS = {"train": 0, "val": 0, "query": 1, "gallery": 1}  # split -> index
 def read_msmt17(root) -> list[Record]:
     """MSMT17 V1 or V2 (whichever folders exist), from its four list files."""
     root = _require_dir(Path(root), "dataset root")
-    folders = next(
-        ((root / a, root / b) for a, b in _MSMT_RELEASES if (root / a).is_dir()), None
-    )
+    folders = next(((root / a, root / b) for a, b in _MSMT_RELEASES if (root / a).is_dir()), None)
     if folders is None:
         raise MuseError(f"{root}: missing 'mask_train_v2/' (V2) or 'train/' (V1) folder")
     _require_dir(folders[1], "test")
@@ -179,8 +177,9 @@ def check_images(records: list[Record], progress: bool = True) -> None:
             im.load()
 
 
-def manifest(fmt: str, root, domain: str | None = None, check: bool = True, progress: bool = True,
-             **options) -> pd.DataFrame:
+def manifest(
+    fmt: str, root, domain: str | None = None, check: bool = True, progress: bool = True, **options
+) -> pd.DataFrame:
     """The manifest table (``path,pid,camid,split,domain``) of a dataset on disk."""
     records = read(fmt, root, **options)
     if check:
@@ -204,8 +203,10 @@ def read_manifest(path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype={"path": str, "pid": int, "camid": int, "split": str, "domain": str})
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise MuseError(f"{path}: not a manifest (columns {', '.join(MANIFEST_COLUMNS)}; pid, camid integers): "
-                        f"{str(e).splitlines()[0]}") from None
+        raise MuseError(
+            f"{path}: not a manifest (columns {', '.join(MANIFEST_COLUMNS)}; pid, camid integers): "
+            f"{str(e).splitlines()[0]}"
+        ) from None
     if list(df.columns) != MANIFEST_COLUMNS:
         raise MuseError(f"{path}: columns {list(df.columns)}, expected {MANIFEST_COLUMNS}")
     if df.empty:

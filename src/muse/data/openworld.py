@@ -36,7 +36,7 @@ from muse.errors import MuseError
 from muse.io import atomic_path
 
 DOMAIN = "OW"
-_ROLE = 17            # random streams of the open world: (seed, _ROLE, group, ...)
+_ROLE = 17  # random streams of the open world: (seed, _ROLE, group, ...)
 _SCENES = ("outdoor", "indoor", "mixed", "street")
 
 
@@ -45,11 +45,11 @@ class CorpusSpec:
     """Sizes and nuisance ranges of the corpus (config ``pretrain.corpus``)."""
 
     groups: int = 600
-    group_size: int = 4                       # identities per group (1 drawn + look-alikes)
-    cameras: int = 3                          # cameras per group; every identity is seen by each
+    group_size: int = 4  # identities per group (1 drawn + look-alikes)
+    cameras: int = 3  # cameras per group; every identity is seen by each
     images_per_camera: tuple[int, int] = (1, 2)
-    share: float = 0.6                        # P(a look-alike keeps a cue of the group's first person)
-    val_groups: float = 0.05                  # share of groups held out for validation
+    share: float = 0.6  # P(a look-alike keeps a cue of the group's first person)
+    val_groups: float = 0.05  # share of groups held out for validation
     brightness: tuple[float, float] = (0.55, 1.35)
     cast: float = 0.25
     saturation: tuple[float, float] = (0.7, 1.25)
@@ -59,7 +59,7 @@ class CorpusSpec:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "CorpusSpec":
+    def from_config(cls, cfg: dict) -> CorpusSpec:
         spec = from_section(cls, cfg, "pretrain.corpus")
         if spec.groups < 2 or spec.group_size < 2 or spec.cameras < 2:
             raise MuseError("pretrain.corpus: need groups >= 2, group_size >= 2 and cameras >= 2")
@@ -74,11 +74,18 @@ def broad_style(spec: CorpusSpec, rng: np.random.Generator) -> Style:
     lo, hi = spec.brightness
     gain = rng.uniform(lo, hi - 0.2)
     scale_lo = rng.uniform(0.62, 0.85)
-    return replace(base, scene=_SCENES[rng.integers(len(_SCENES))], brightness=(gain, gain + 0.2),
-                   cast=float(rng.uniform(0, spec.cast)), saturation=float(rng.uniform(*spec.saturation)),
-                   blur=(0.0, float(rng.uniform(0.1, spec.blur))), noise=float(rng.uniform(0, spec.noise)),
-                   scale=(scale_lo, float(rng.uniform(max(scale_lo, 0.88), 1.0))),
-                   occlusion=float(rng.uniform(0, spec.occlusion)), views=tuple(rng.dirichlet((2, 2, 1))))
+    return replace(
+        base,
+        scene=_SCENES[rng.integers(len(_SCENES))],
+        brightness=(gain, gain + 0.2),
+        cast=float(rng.uniform(0, spec.cast)),
+        saturation=float(rng.uniform(*spec.saturation)),
+        blur=(0.0, float(rng.uniform(0.1, spec.blur))),
+        noise=float(rng.uniform(0, spec.noise)),
+        scale=(scale_lo, float(rng.uniform(max(scale_lo, 0.88), 1.0))),
+        occlusion=float(rng.uniform(0, spec.occlusion)),
+        views=tuple(rng.dirichlet((2, 2, 1))),
+    )
 
 
 def look_alike(anchor: Person, rng: np.random.Generator, share: float) -> Person:
@@ -102,8 +109,9 @@ def _group(spec: CorpusSpec, g: int):
     return people, list(zip(styles, cams))
 
 
-def generate_corpus(out, spec: CorpusSpec = CorpusSpec(), pairs_per_image: tuple[int, int, int] = (2, 2, 2),
-                    progress: bool = True) -> pd.DataFrame:
+def generate_corpus(
+    out, spec: CorpusSpec = CorpusSpec(), pairs_per_image: tuple[int, int, int] = (2, 2, 2), progress: bool = True
+) -> pd.DataFrame:
     """Write the corpus at ``out`` (atomically); returns its manifest. ``pairs_per_image`` =
     (positives, hard negatives, easy negatives) drawn per anchor image for the pair files."""
     out = Path(out)
@@ -121,13 +129,25 @@ def generate_corpus(out, spec: CorpusSpec = CorpusSpec(), pairs_per_image: tuple
                     for k in range(int(rng.integers(spec.images_per_camera[0], spec.images_per_camera[1] + 1))):
                         name = f"{pid:06d}_c{cam.index}_{k}.jpg"
                         render(person, style, cam, draw_shot(style, cam, rng)).save(folder / name, quality=90)
-                        rows.append((str(out / "images" / f"g{g:05d}" / name), pid, cam.index,
-                                     "val" if g >= spec.groups - n_val else "train", DOMAIN, g))
+                        rows.append(
+                            (
+                                str(out / "images" / f"g{g:05d}" / name),
+                                pid,
+                                cam.index,
+                                "val" if g >= spec.groups - n_val else "train",
+                                DOMAIN,
+                                g,
+                            )
+                        )
         df = pd.DataFrame(rows, columns=["path", "pid", "camid", "split", "domain", "group"])
         df.drop(columns="group").to_csv(tmp / "manifest.csv", index=False)
         for split in ("train", "val"):
-            write_pairs(df[df.split == split], tmp / f"pairs_{split}.jsonl", pairs_per_image,
-                        np.random.default_rng([spec.seed, _ROLE, spec.groups, int(split == "val")]))
+            write_pairs(
+                df[df.split == split],
+                tmp / f"pairs_{split}.jsonl",
+                pairs_per_image,
+                np.random.default_rng([spec.seed, _ROLE, spec.groups, int(split == "val")]),
+            )
     return df.drop(columns="group")
 
 
@@ -142,8 +162,11 @@ def write_pairs(df: pd.DataFrame, path: Path, per_image: tuple[int, int, int], r
         pos = np.flatnonzero((pids == pids[a]) & (cams != cams[a]))
         hard = np.flatnonzero((groups == groups[a]) & (pids != pids[a]) & (cams == cams[a]))
         easy = np.flatnonzero(groups != groups[a])
-        for kind, pool, n, label in (("pos", pos, per_image[0], "Yes"), ("hard", hard, per_image[1], "No"),
-                                     ("easy", easy, per_image[2], "No")):
+        for kind, pool, n, label in (
+            ("pos", pos, per_image[0], "Yes"),
+            ("hard", hard, per_image[1], "No"),
+            ("easy", easy, per_image[2], "No"),
+        ):
             for b in rng.choice(pool, size=min(n, len(pool)), replace=False):
                 lines.append(json.dumps({"query": paths[a], "candidate": paths[b], "label": label, "kind": kind}))
     path.write_text("".join(f"{line}\n" for line in lines))

@@ -8,7 +8,7 @@ domains S and tests on the query/gallery of the target domain T:
   MS+C3+CS2MA (tables 3, 9, 13);
 - intra-domain: MA2MA, C32C3, MS2MS (table 4).
 
-The domain the MLLM is adapted on is a separate axis (:data:`ADAPTATION`).
+The domain the MLLM is adapted on is a separate axis, fixed per table (:data:`muse.paper.ADAPTATION`).
 """
 
 from __future__ import annotations
@@ -39,18 +39,23 @@ class Protocol:
         return "intra-domain" if self.sources == (self.target,) else "single-source"
 
 
-PROTOCOLS = {p.name: p for p in (
-    Protocol(("MA",), "MS"), Protocol(("MA",), "C3"), Protocol(("MS",), "C3"),
-    Protocol(("C3",), "MS"), Protocol(("MS",), "MA"), Protocol(("C3",), "MA"),
-    Protocol(("MA", "MS", "CS"), "C3"), Protocol(("MA", "C3", "CS"), "MS"), Protocol(("MS", "C3", "CS"), "MA"),
-    Protocol(("MA",), "MA"), Protocol(("C3",), "C3"), Protocol(("MS",), "MS"),
-)}
-
-# Where the MLLM is fine-tuned, per table: a domain, or "source" (the protocol's own sources).
-# The paper does not say for Table 4 (intra-domain); its own training domain is assumed. The
-# ablations (Tables 5–7) vary Table 2's MA → C3, MA → MS setting: their QCHM/DAP rows equal Table 2's.
-ADAPTATION = {2: "MA", 3: "MA", 4: "source", 5: "MA", 6: "MA", 7: "MA", 8: "source", 9: "source", 10: "MS",
-              11: "C3", 12: "MA", 13: "MA"}
+PROTOCOLS = {
+    p.name: p
+    for p in (
+        Protocol(("MA",), "MS"),
+        Protocol(("MA",), "C3"),
+        Protocol(("MS",), "C3"),
+        Protocol(("C3",), "MS"),
+        Protocol(("MS",), "MA"),
+        Protocol(("C3",), "MA"),
+        Protocol(("MA", "MS", "CS"), "C3"),
+        Protocol(("MA", "C3", "CS"), "MS"),
+        Protocol(("MS", "C3", "CS"), "MA"),
+        Protocol(("MA",), "MA"),
+        Protocol(("C3",), "C3"),
+        Protocol(("MS",), "MS"),
+    )
+}
 
 
 def get(name: str) -> Protocol:
@@ -59,14 +64,6 @@ def get(name: str) -> Protocol:
         return PROTOCOLS[name]
     except KeyError:
         raise MuseError(f"unknown protocol '{name}': expected one of {', '.join(PROTOCOLS)}") from None
-
-
-def adaptation_domains(table: int, protocol: Protocol) -> tuple[str, ...]:
-    """The domains whose training pairs fine-tune the MLLM used for ``protocol`` in ``table``."""
-    if table not in ADAPTATION:
-        raise MuseError(f"table {table} has no MLLM adaptation rule: expected one of {sorted(ADAPTATION)}")
-    rule = ADAPTATION[table]
-    return protocol.sources if rule == "source" else (rule,)
 
 
 def combine_train(manifests: dict[str, pd.DataFrame], sources) -> pd.DataFrame:

@@ -39,17 +39,32 @@ from muse.io import atomic_path
 # Identities
 
 COLOURS = {
-    "black": (25, 25, 28), "white": (235, 235, 230), "grey": (128, 128, 128),
-    "navy": (30, 40, 100), "blue": (40, 90, 200), "sky": (120, 180, 235),
-    "red": (200, 35, 40), "maroon": (110, 25, 35), "pink": (235, 140, 175),
-    "orange": (240, 140, 30), "yellow": (235, 215, 50), "green": (40, 150, 60),
-    "olive": (110, 115, 45), "brown": (110, 70, 40), "beige": (210, 190, 150),
+    "black": (25, 25, 28),
+    "white": (235, 235, 230),
+    "grey": (128, 128, 128),
+    "navy": (30, 40, 100),
+    "blue": (40, 90, 200),
+    "sky": (120, 180, 235),
+    "red": (200, 35, 40),
+    "maroon": (110, 25, 35),
+    "pink": (235, 140, 175),
+    "orange": (240, 140, 30),
+    "yellow": (235, 215, 50),
+    "green": (40, 150, 60),
+    "olive": (110, 115, 45),
+    "brown": (110, 70, 40),
+    "beige": (210, 190, 150),
     "purple": (120, 60, 160),
 }
 DARK = ("black", "grey", "navy", "maroon", "brown", "olive")
 SKIN = ((250, 220, 195), (235, 195, 160), (210, 165, 125), (175, 125, 85), (130, 90, 60), (90, 60, 40))
-HAIR = {"black": (20, 18, 18), "brown": (90, 55, 30), "blond": (215, 185, 110),
-        "grey": (160, 160, 160), "red": (150, 60, 30)}
+HAIR = {
+    "black": (20, 18, 18),
+    "brown": (90, 55, 30),
+    "blond": (215, 185, 110),
+    "grey": (160, 160, 160),
+    "red": (150, 60, 30),
+}
 
 HAIR_STYLES = ("short", "long", "ponytail", "bald")
 UPPER_TYPES = ("tshirt", "longsleeve", "jacket")
@@ -136,34 +151,74 @@ def draw_person(rng: np.random.Generator, wardrobe: Wardrobe = Wardrobe()) -> Pe
 class Style:
     """The nuisances of a domain: image geometry, scenes, optics and clothing prior."""
 
-    size: tuple[int, int]                 # (H, W) of the written images
-    scene: str                            # background generator, see _scene()
-    brightness: tuple[float, float]       # per-camera gain range
-    cast: float                           # per-camera colour-cast magnitude (per channel)
-    saturation: float                     # domain colour saturation factor
-    blur: tuple[float, float]             # Gaussian blur radius range (pixels)
-    noise: float                          # sensor noise std (0..255 scale)
-    scale: tuple[float, float]            # person height as a fraction of the image height
-    occlusion: float                      # probability of a partial occluder
-    views: tuple[float, float, float]     # P(front), P(back), P(side)
+    size: tuple[int, int]  # (H, W) of the written images
+    scene: str  # background generator, see _scene()
+    brightness: tuple[float, float]  # per-camera gain range
+    cast: float  # per-camera colour-cast magnitude (per channel)
+    saturation: float  # domain colour saturation factor
+    blur: tuple[float, float]  # Gaussian blur radius range (pixels)
+    noise: float  # sensor noise std (0..255 scale)
+    scale: tuple[float, float]  # person height as a fraction of the image height
+    occlusion: float  # probability of a partial occluder
+    views: tuple[float, float, float]  # P(front), P(back), P(side)
     wardrobe: Wardrobe = field(default_factory=Wardrobe)
-    quality: int = 90                     # JPEG quality
+    quality: int = 90  # JPEG quality
 
 
 STYLES = {
-    "MA": Style(size=(128, 64), scene="outdoor", brightness=(0.95, 1.25), cast=0.15, saturation=1.1,
-                blur=(0.0, 0.6), noise=4.0, scale=(0.82, 0.95), occlusion=0.1,
-                views=(0.4, 0.4, 0.2), wardrobe=Wardrobe((0.65, 0.25, 0.1), (0.45, 0.35, 0.2), 0.25, 0.1, 0.0)),
-    "MS": Style(size=(144, 64), scene="mixed", brightness=(0.75, 1.05), cast=0.1, saturation=0.85,
-                blur=(0.2, 0.8), noise=6.0, scale=(0.75, 0.95), occlusion=0.15,
-                views=(0.35, 0.35, 0.3), wardrobe=Wardrobe((0.1, 0.45, 0.45), (0.85, 0.05, 0.1), 0.45, 0.3, 0.3)),
-    "C3": Style(size=(160, 64), scene="indoor", brightness=(0.85, 1.15), cast=0.1, saturation=0.9,
-                blur=(0.3, 0.9), noise=5.0, scale=(0.88, 1.0), occlusion=0.05,
-                views=(0.5, 0.5, 0.0), wardrobe=Wardrobe((0.45, 0.4, 0.15), (0.65, 0.2, 0.15), 0.4, 0.05, 0.05),
-                quality=95),
-    "CS": Style(size=(128, 56), scene="street", brightness=(0.75, 1.2), cast=0.15, saturation=1.0,
-                blur=(0.0, 1.0), noise=5.0, scale=(0.65, 0.95), occlusion=0.35,
-                views=(0.4, 0.3, 0.3), wardrobe=Wardrobe((0.4, 0.35, 0.25), (0.6, 0.2, 0.2), 0.4, 0.15, 0.1)),
+    "MA": Style(
+        size=(128, 64),
+        scene="outdoor",
+        brightness=(0.95, 1.25),
+        cast=0.15,
+        saturation=1.1,
+        blur=(0.0, 0.6),
+        noise=4.0,
+        scale=(0.82, 0.95),
+        occlusion=0.1,
+        views=(0.4, 0.4, 0.2),
+        wardrobe=Wardrobe((0.65, 0.25, 0.1), (0.45, 0.35, 0.2), 0.25, 0.1, 0.0),
+    ),
+    "MS": Style(
+        size=(144, 64),
+        scene="mixed",
+        brightness=(0.75, 1.05),
+        cast=0.1,
+        saturation=0.85,
+        blur=(0.2, 0.8),
+        noise=6.0,
+        scale=(0.75, 0.95),
+        occlusion=0.15,
+        views=(0.35, 0.35, 0.3),
+        wardrobe=Wardrobe((0.1, 0.45, 0.45), (0.85, 0.05, 0.1), 0.45, 0.3, 0.3),
+    ),
+    "C3": Style(
+        size=(160, 64),
+        scene="indoor",
+        brightness=(0.85, 1.15),
+        cast=0.1,
+        saturation=0.9,
+        blur=(0.3, 0.9),
+        noise=5.0,
+        scale=(0.88, 1.0),
+        occlusion=0.05,
+        views=(0.5, 0.5, 0.0),
+        wardrobe=Wardrobe((0.45, 0.4, 0.15), (0.65, 0.2, 0.15), 0.4, 0.05, 0.05),
+        quality=95,
+    ),
+    "CS": Style(
+        size=(128, 56),
+        scene="street",
+        brightness=(0.75, 1.2),
+        cast=0.15,
+        saturation=1.0,
+        blur=(0.0, 1.0),
+        noise=5.0,
+        scale=(0.65, 0.95),
+        occlusion=0.35,
+        views=(0.4, 0.3, 0.3),
+        wardrobe=Wardrobe((0.4, 0.35, 0.25), (0.6, 0.2, 0.2), 0.4, 0.15, 0.1),
+    ),
 }
 LAYOUT = {"MA": "market1501", "MS": "msmt17", "C3": "cuhk03np", "CS": "cuhksysu"}
 _DOMAIN_INDEX = {d: i for i, d in enumerate(LAYOUT)}
@@ -176,7 +231,7 @@ class Camera:
     gain: float
     cast: tuple[float, float, float]
     blur: float
-    scene: np.ndarray = field(repr=False)   # a wide background from which each shot is cropped
+    scene: np.ndarray = field(repr=False)  # a wide background from which each shot is cropped
     time: str = "noon"
 
 
@@ -190,14 +245,14 @@ def _scene(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
         img[:] = rng.uniform(60, 200, 3)
         for _ in range(10):
             y0, x0 = rng.integers(0, H), rng.integers(0, W)
-            img[y0:y0 + rng.integers(10, H // 2), x0:x0 + rng.integers(8, W // 2)] = rng.uniform(20, 240, 3)
+            img[y0 : y0 + rng.integers(10, H // 2), x0 : x0 + rng.integers(8, W // 2)] = rng.uniform(20, 240, 3)
     elif indoor:
         wall, floor = rng.uniform(120, 220, 3), rng.uniform(60, 150, 3)
         img = np.where(y < rng.uniform(0.55, 0.75), wall, floor) * np.ones((H, W, 3))
         period = int(rng.integers(8, 20))
-        img[:, ::period] *= 0.7                       # panels / tiles
-        img[::period * 2] *= 0.85 if kind == "mixed" else 1.0
-    else:                                             # outdoor: sky, greenery, pavement
+        img[:, ::period] *= 0.7  # panels / tiles
+        img[:: period * 2] *= 0.85 if kind == "mixed" else 1.0
+    else:  # outdoor: sky, greenery, pavement
         sky, ground = rng.uniform([150, 170, 190], [210, 225, 250]), rng.uniform(90, 170, 3)
         img = (sky * (1 - y) + ground * y) * np.ones((H, W, 3))
         for _ in range(6):
@@ -220,8 +275,14 @@ def make_cameras(domain: str, n: int, seed: int) -> list[Camera]:
 def draw_camera(style: Style, index: int, rng: np.random.Generator, time: str = "noon") -> Camera:
     """One camera of a style: gain (dimmer in the morning and afternoon), colour cast, blur, scene."""
     gain = rng.uniform(*style.brightness) * {"morning": 0.8, "noon": 1.0, "afternoon": 0.9}[time]
-    return Camera(index=index, gain=float(gain), cast=tuple(float(v) for v in rng.uniform(-style.cast, style.cast, 3)),
-                  blur=float(rng.uniform(*style.blur)), scene=_scene(style.scene, *style.size, rng), time=time)
+    return Camera(
+        index=index,
+        gain=float(gain),
+        cast=tuple(float(v) for v in rng.uniform(-style.cast, style.cast, 3)),
+        blur=float(rng.uniform(*style.blur)),
+        scene=_scene(style.scene, *style.size, rng),
+        time=time,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,14 +293,14 @@ def draw_camera(style: Style, index: int, rng: np.random.Generator, time: str = 
 class Shot:
     """The per-image nuisances: where the person stands, how, and what hides part of them."""
 
-    view: str                  # front | back | left | right
-    phase: float               # walking phase, −1..1
-    scale: float               # person height / image height
-    dx: float                  # horizontal offset, fraction of the width
-    dy: float                  # vertical offset, fraction of the height
-    crop: tuple[int, int]      # top-left corner of the background crop
-    occluder: tuple | None     # (x0, y0, x1, y1) fractions and an RGB colour, or None
-    jitter: tuple              # small RGB shift of the clothes under this camera
+    view: str  # front | back | left | right
+    phase: float  # walking phase, −1..1
+    scale: float  # person height / image height
+    dx: float  # horizontal offset, fraction of the width
+    dy: float  # vertical offset, fraction of the height
+    crop: tuple[int, int]  # top-left corner of the background crop
+    occluder: tuple | None  # (x0, y0, x1, y1) fractions and an RGB colour, or None
+    jitter: tuple  # small RGB shift of the clothes under this camera
     noise_seed: int
 
 
@@ -252,15 +313,20 @@ def draw_shot(style: Style, camera: Camera, rng: np.random.Generator) -> Shot:
     if rng.random() < style.occlusion:
         side = rng.integers(3)
         y0 = rng.uniform(0.55, 0.8) if side == 0 else rng.uniform(0.1, 0.5)
-        x0, x1 = ((0.0, 1.0) if side == 0 else (0.0, rng.uniform(0.25, 0.45)) if side == 1
-                  else (rng.uniform(0.55, 0.75), 1.0))
+        x0, x1 = (
+            (0.0, 1.0) if side == 0 else (0.0, rng.uniform(0.25, 0.45)) if side == 1 else (rng.uniform(0.55, 0.75), 1.0)
+        )
         occluder = (x0, y0, x1, 1.0 if side == 0 else y0 + rng.uniform(0.3, 0.5), tuple(rng.integers(20, 230, 3)))
     sh, sw = camera.scene.shape[:2]
     return Shot(
-        view=view, phase=float(rng.uniform(-1, 1)), scale=float(rng.uniform(*style.scale)),
-        dx=float(rng.uniform(-0.08, 0.08)), dy=float(rng.uniform(-0.03, 0.03)),
+        view=view,
+        phase=float(rng.uniform(-1, 1)),
+        scale=float(rng.uniform(*style.scale)),
+        dx=float(rng.uniform(-0.08, 0.08)),
+        dy=float(rng.uniform(-0.03, 0.03)),
         crop=(int(rng.integers(0, sh - h + 1)), int(rng.integers(0, sw - w + 1))),
-        occluder=occluder, jitter=tuple(int(v) for v in rng.integers(-10, 11, 3)),
+        occluder=occluder,
+        jitter=tuple(int(v) for v in rng.integers(-10, 11, 3)),
         noise_seed=int(rng.integers(2**31)),
     )
 
@@ -284,7 +350,7 @@ def _person(draw: ImageDraw.ImageDraw, p: Person, s: Shot, h: int, w: int) -> No
     stride = 0.06 * u * s.phase
 
     if p.carry == "backpack" and s.view in ("front", "left", "right"):
-        if side:   # behind the torso, on the side facing away
+        if side:  # behind the torso, on the side facing away
             bx = cx - facing * tw
             draw.rectangle([bx - 0.07 * u, ys + 0.02 * u, bx + 0.07 * u, yh - 0.06 * u], fill=J(p.carry_colour))
 
@@ -293,27 +359,56 @@ def _person(draw: ImageDraw.ImageDraw, p: Person, s: Shot, h: int, w: int) -> No
         lx = cx + (0 if side else leg * 0.055 * u) + leg * stride
         lw = 0.04 * u * p.build
         hem = {"trousers": yf, "shorts": yk - 0.06 * u, "skirt": top + 0.62 * u}[p.lower_type]
-        draw.polygon([(cx + leg * 0.02 * u - lw, yh), (cx + leg * 0.02 * u + lw, yh),
-                      (lx + lw, yf), (lx - lw, yf)], fill=p.skin)
-        draw.polygon([(cx + leg * 0.02 * u - lw, yh), (cx + leg * 0.02 * u + lw, yh),
-                      (lx + lw * (1 + (hem - yh) / (yf - yh)) / 2, hem),
-                      (lx - lw * (1 + (hem - yh) / (yf - yh)) / 2, hem)], fill=J(p.lower))
-        draw.rectangle([lx - lw - (0.02 * u if side else 0), yf, lx + lw + (0.02 * u if side else 0), top + u],
-                       fill=J(p.shoes))
+        draw.polygon(
+            [(cx + leg * 0.02 * u - lw, yh), (cx + leg * 0.02 * u + lw, yh), (lx + lw, yf), (lx - lw, yf)], fill=p.skin
+        )
+        draw.polygon(
+            [
+                (cx + leg * 0.02 * u - lw, yh),
+                (cx + leg * 0.02 * u + lw, yh),
+                (lx + lw * (1 + (hem - yh) / (yf - yh)) / 2, hem),
+                (lx - lw * (1 + (hem - yh) / (yf - yh)) / 2, hem),
+            ],
+            fill=J(p.lower),
+        )
+        draw.rectangle(
+            [lx - lw - (0.02 * u if side else 0), yf, lx + lw + (0.02 * u if side else 0), top + u], fill=J(p.shoes)
+        )
     if p.lower_type == "skirt":
-        draw.polygon([(cx - tw, yh - 0.02 * u), (cx + tw, yh - 0.02 * u),
-                      (cx + tw * 1.5, top + 0.68 * u), (cx - tw * 1.5, top + 0.68 * u)], fill=J(p.lower))
+        draw.polygon(
+            [
+                (cx - tw, yh - 0.02 * u),
+                (cx + tw, yh - 0.02 * u),
+                (cx + tw * 1.5, top + 0.68 * u),
+                (cx - tw * 1.5, top + 0.68 * u),
+            ],
+            fill=J(p.lower),
+        )
 
     # arms (behind the torso when seen from the side)
     sleeve = {"tshirt": ys + 0.12 * u, "longsleeve": top + 0.48 * u, "jacket": top + 0.48 * u}[p.upper_type]
     arm_x = (cx - facing * 0.02 * u,) if side else (cx - tw - aw / 2, cx + tw + aw / 2)
     for i, ax in enumerate(arm_x):
         swing = (s.phase if i == 0 else -s.phase) * 0.05 * u
-        draw.polygon([(ax - aw / 2, ys), (ax + aw / 2, ys), (ax + aw / 2 + swing, top + 0.5 * u),
-                      (ax - aw / 2 + swing, top + 0.5 * u)], fill=p.skin)
+        draw.polygon(
+            [
+                (ax - aw / 2, ys),
+                (ax + aw / 2, ys),
+                (ax + aw / 2 + swing, top + 0.5 * u),
+                (ax - aw / 2 + swing, top + 0.5 * u),
+            ],
+            fill=p.skin,
+        )
         frac = (sleeve - ys) / (0.5 * u - 0.16 * u)
-        draw.polygon([(ax - aw / 2, ys), (ax + aw / 2, ys), (ax + aw / 2 + swing * frac, sleeve),
-                      (ax - aw / 2 + swing * frac, sleeve)], fill=J(p.upper))
+        draw.polygon(
+            [
+                (ax - aw / 2, ys),
+                (ax + aw / 2, ys),
+                (ax + aw / 2 + swing * frac, sleeve),
+                (ax - aw / 2 + swing * frac, sleeve),
+            ],
+            fill=J(p.upper),
+        )
 
     # torso with pattern
     box = [cx - tw, ys, cx + tw, yh]
@@ -338,8 +433,9 @@ def _person(draw: ImageDraw.ImageDraw, p: Person, s: Shot, h: int, w: int) -> No
             draw.rectangle([cx - tw * 0.8, ys + 0.03 * u, cx + tw * 0.8, yh - 0.05 * u], fill=cc)
         elif s.view == "front":
             for sx in (-1, 1):
-                draw.line([(cx + sx * tw * 0.6, ys), (cx + sx * tw * 0.6, ys + 0.2 * u)], fill=cc,
-                          width=max(1, int(0.02 * u)))
+                draw.line(
+                    [(cx + sx * tw * 0.6, ys), (cx + sx * tw * 0.6, ys + 0.2 * u)], fill=cc, width=max(1, int(0.02 * u))
+                )
     elif p.carry == "handbag":
         hx = arm_x[-1] + (s.phase * 0.05 * u if side else 0)
         draw.rectangle([hx - 0.05 * u, top + 0.47 * u, hx + 0.05 * u, top + 0.58 * u], fill=cc)
@@ -361,8 +457,11 @@ def _person(draw: ImageDraw.ImageDraw, p: Person, s: Shot, h: int, w: int) -> No
         draw.ellipse([px - 0.4 * r, top + r, px + 0.4 * r, top + 2.6 * r], fill=p.hair)
     if p.glasses and s.view != "back":
         gx0, gx1 = (hx - 0.8 * r, hx + 0.8 * r) if not side else (hx, hx + facing * 0.9 * r)
-        draw.line([(min(gx0, gx1), top + r * 0.9), (max(gx0, gx1), top + r * 0.9)], fill=(10, 10, 10),
-                  width=max(1, int(0.35 * r)))
+        draw.line(
+            [(min(gx0, gx1), top + r * 0.9), (max(gx0, gx1), top + r * 0.9)],
+            fill=(10, 10, 10),
+            width=max(1, int(0.35 * r)),
+        )
     if p.scarf is not None:
         draw.rectangle([cx - tw * 0.7, ys - 0.02 * u, cx + tw * 0.7, ys + 0.05 * u], fill=J(p.scarf))
     if p.hat is not None:
@@ -370,12 +469,13 @@ def _person(draw: ImageDraw.ImageDraw, p: Person, s: Shot, h: int, w: int) -> No
         draw.rectangle([hx - r * 1.3, top + r * 0.4, hx + r * 1.3, top + r * 0.55], fill=J(p.hat))
 
 
-def render(person: Person | None, style: Style, camera: Camera, shot: Shot,
-           size: tuple[int, int] | None = None) -> Image.Image:
+def render(
+    person: Person | None, style: Style, camera: Camera, shot: Shot, size: tuple[int, int] | None = None
+) -> Image.Image:
     """One image: background crop, the person (None: background only), occluder, camera optics."""
     h, w = size or style.size
     y0, x0 = shot.crop
-    bg = camera.scene[y0:y0 + style.size[0], x0:x0 + style.size[1]]
+    bg = camera.scene[y0 : y0 + style.size[0], x0 : x0 + style.size[1]]
     img = Image.fromarray(bg).resize((w, h), Image.BILINEAR) if (h, w) != style.size else Image.fromarray(bg)
     draw = ImageDraw.Draw(img)
     if person is not None:
@@ -411,7 +511,7 @@ class Sizes:
     val_fraction: float = 0.0
 
     @classmethod
-    def from_config(cls, domain: str, cfg: dict) -> "Sizes":
+    def from_config(cls, domain: str, cfg: dict) -> Sizes:
         try:
             sizes = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
         except TypeError as e:
@@ -432,7 +532,7 @@ class _Image:
     cam: int
     image: Image.Image
     query: bool = False
-    extra: Image.Image | None = None     # CUHK03 'labeled' twin of a 'detected' box
+    extra: Image.Image | None = None  # CUHK03 'labeled' twin of a 'detected' box
 
 
 def _identity_images(domain, pid, role, sizes, cams, seed, person=None) -> list[_Image]:
@@ -450,10 +550,14 @@ def _identity_images(domain, pid, role, sizes, cams, seed, person=None) -> list[
             cam = cams[ci] if domain != "CS" else cams[int(rng.integers(len(cams)))]
             shot = draw_shot(style, cam, rng)
             img = _Image(pid, cam.index, render(person, style, cam, shot), query=(k == 0 and n >= 2))
-            if domain == "C3":   # labeled: tight box; detected: the same shot, loosely boxed
+            if domain == "C3":  # labeled: tight box; detected: the same shot, loosely boxed
                 img.extra = img.image
-                loose = replace(shot, scale=shot.scale * rng.uniform(0.8, 0.95),
-                                dx=shot.dx + rng.uniform(-0.1, 0.1), dy=shot.dy + rng.uniform(-0.05, 0.08))
+                loose = replace(
+                    shot,
+                    scale=shot.scale * rng.uniform(0.8, 0.95),
+                    dx=shot.dx + rng.uniform(-0.1, 0.1),
+                    dy=shot.dy + rng.uniform(-0.05, 0.08),
+                )
                 img.image = render(person, style, cam, loose)
             out.append(img)
     return out
@@ -473,8 +577,7 @@ def generate_domain(domain: str, out, sizes: Sizes, seed: int = 0, progress: boo
     style = STYLES[domain]
     cams = make_cameras(domain, sizes.cameras, seed)
     n_ids = sizes.train_ids + sizes.test_ids
-    bar = tqdm(total=n_ids + sizes.distractors + sizes.junk, desc=f"world {domain}", unit="id",
-               disable=not progress)
+    bar = tqdm(total=n_ids + sizes.distractors + sizes.junk, desc=f"world {domain}", unit="id", disable=not progress)
     with atomic_path(out) as root:
         root.mkdir(parents=True)
         writer = {"MA": _write_market, "MS": _write_msmt, "C3": _write_cuhk03, "CS": _write_cuhksysu}[domain]
@@ -502,7 +605,8 @@ def _write_market(root, domain, style, sizes, cams, seed, bar):
 
     def name(pid, cam):
         frame[cam] += 1
-        return f"{pid if pid < 0 else f'{pid:04d}'}_c{cam}s{1 + frame[cam] // 500}_{frame[cam]:06d}_{1 + frame[cam] % 7:02d}.jpg"
+        person = pid if pid < 0 else f"{pid:04d}"
+        return f"{person}_c{cam}s{1 + frame[cam] // 500}_{frame[cam]:06d}_{1 + frame[cam] % 7:02d}.jpg"
 
     train, test = _splits(domain, sizes, cams, seed, bar)
     for im in train:
@@ -510,12 +614,12 @@ def _write_market(root, domain, style, sizes, cams, seed, bar):
     for im in test:
         _write(im.image, dirs["query" if im.query else "bounding_box_test"] / name(im.pid, im.cam), style.quality)
     rng = np.random.default_rng([seed, _DOMAIN_INDEX[domain], 3])
-    for _ in range(sizes.distractors):       # pid 0: people outside the test identities
+    for _ in range(sizes.distractors):  # pid 0: people outside the test identities
         cam = cams[int(rng.integers(len(cams)))]
         img = render(draw_person(rng, style.wardrobe), style, cam, draw_shot(style, cam, rng))
         _write(img, dirs["bounding_box_test"] / name(0, cam.index), style.quality)
         bar.update()
-    for _ in range(sizes.junk):              # pid -1: bad detections (background, fragments)
+    for _ in range(sizes.junk):  # pid -1: bad detections (background, fragments)
         cam = cams[int(rng.integers(len(cams)))]
         shot = draw_shot(style, cam, rng)
         person = draw_person(rng, style.wardrobe) if rng.random() < 0.5 else None
@@ -533,10 +637,12 @@ def _write_msmt(root, domain, style, sizes, cams, seed, bar):
     for folder, images, offset in (("mask_train_v2", train, 1), ("mask_test_v2", test, 1 + sizes.train_ids)):
         counter: dict[int, int] = {}
         for im in images:
-            pid = im.pid - offset                    # both releases number train and test ids from 0
+            pid = im.pid - offset  # both releases number train and test ids from 0
             k = counter[pid] = counter.get(pid, -1) + 1
-            rel = f"{pid:04d}/{pid:04d}_{k:03d}_{im.cam:02d}_0{3 + im.cam % 2}0{1 + im.cam % 9}" \
-                  f"{cams[im.cam - 1].time}_{int(rng.integers(10000)):04d}_{int(rng.integers(3))}.jpg"
+            rel = (
+                f"{pid:04d}/{pid:04d}_{k:03d}_{im.cam:02d}_0{3 + im.cam % 2}0{1 + im.cam % 9}"
+                f"{cams[im.cam - 1].time}_{int(rng.integers(10000)):04d}_{int(rng.integers(3))}.jpg"
+            )
             (root / folder / rel).parent.mkdir(parents=True, exist_ok=True)
             _write(im.image, root / folder / rel, style.quality)
             if folder == "mask_train_v2":

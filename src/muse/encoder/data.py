@@ -55,8 +55,9 @@ def identity_batches(labels: np.ndarray, ids_per_batch: int, imgs_per_id: int, s
         idx = rng.permutation(np.flatnonzero(labels == pid))
         if len(idx) < imgs_per_id:
             idx = rng.choice(idx, size=imgs_per_id, replace=True)
-        groups[int(pid)] = [list(map(int, idx[s:s + imgs_per_id]))
-                            for s in range(0, len(idx) - imgs_per_id + 1, imgs_per_id)]
+        groups[int(pid)] = [
+            list(map(int, idx[s : s + imgs_per_id])) for s in range(0, len(idx) - imgs_per_id + 1, imgs_per_id)
+        ]
     batches = []
     while True:
         alive = [p for p, g in groups.items() if g]

@@ -32,12 +32,18 @@ def embed(model: ReIDEncoder, paths, batch: int = 128, workers: int = 0, progres
     return torch.cat(out).numpy() if out else np.zeros((0, model.config["clip"]["embed_dim"]), np.float32)
 
 
-def extract(model: ReIDEncoder, manifest: pd.DataFrame, batch: int = 128, workers: int = 0,
-            progress: bool = True) -> Features:
+def extract(
+    model: ReIDEncoder, manifest: pd.DataFrame, batch: int = 128, workers: int = 0, progress: bool = True
+) -> Features:
     """Features of every manifest row, with its pid, camera, path and split."""
     feats = embed(model, manifest.path.tolist(), batch, workers, progress)
-    return Features(feats=feats, pids=manifest.pid.to_numpy(np.int64), camids=manifest.camid.to_numpy(np.int64),
-                    paths=manifest.path.to_numpy(str), split=manifest.split.to_numpy(str))
+    return Features(
+        feats=feats,
+        pids=manifest.pid.to_numpy(np.int64),
+        camids=manifest.camid.to_numpy(np.int64),
+        paths=manifest.path.to_numpy(str),
+        split=manifest.split.to_numpy(str),
+    )
 
 
 def extract_splits(encoder_dir, manifest_path, splits, batch: int = 128) -> Features:

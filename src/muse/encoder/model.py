@@ -55,7 +55,7 @@ def _read_state_dict(path: Path) -> dict:
         return load_file(path)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except RuntimeError:                   # OpenAI's TorchScript archive (ViT-B-16.pt)
+    except RuntimeError:  # OpenAI's TorchScript archive (ViT-B-16.pt)
         sd = torch.jit.load(path, map_location="cpu").state_dict()
     sd = sd.get("state_dict", sd)
     return {k.removeprefix("module."): v for k, v in sd.items()}
@@ -79,7 +79,7 @@ def load_clip_visual(visual: nn.Module, path) -> None:
     path = Path(path)
     if not path.is_file():
         raise MuseError(f"{path}: CLIP weights file not found (encoder.clip.weights)")
-    sd = {k[len("visual."):]: v.float() for k, v in _read_state_dict(path).items() if k.startswith("visual.")}
+    sd = {k[len("visual.") :]: v.float() for k, v in _read_state_dict(path).items() if k.startswith("visual.")}
     if not sd:
         raise MuseError(f"{path}: no 'visual.*' weights in this checkpoint")
     if sd["positional_embedding"].shape != visual.positional_embedding.shape:
@@ -124,7 +124,7 @@ class ReIDEncoder(nn.Module):
             (tmp / CONFIG).write_text(json.dumps(self.config, indent=2))
 
     @classmethod
-    def from_pretrained(cls, path) -> "ReIDEncoder":
+    def from_pretrained(cls, path) -> ReIDEncoder:
         path = Path(path)
         for f in (CONFIG, WEIGHTS):
             if not (path / f).is_file():

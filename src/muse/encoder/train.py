@@ -5,8 +5,9 @@
   BNNeck output f_bn (as both MUSE's and PCL-CLIP's code), M the memory of identity prototypes
   (eq. 1);
 - M is rebuilt at the start of every epoch as the L2-normalised class centroids of the whole
-  training set's test features (normalised f_bn, eval mode), and after every step each identity y of the batch is moved towards its hardest
-  sample f* (the one least similar to M_y): M_y ← γ·M_y + (1 − γ)·f*, then renormalised (eq. 2);
+  training set's test features (normalised f_bn, eval mode), and after every step each identity y
+  of the batch is moved towards its hardest sample f* (the one least similar to M_y):
+  M_y ← γ·M_y + (1 − γ)·f*, then renormalised (eq. 2);
 - AdamW; the learning rate warms up linearly from ``warmup_factor`` over ``warmup_epochs`` and is
   multiplied by ``lr_gamma`` at each milestone; P×K batches; horizontal flip only.
 
@@ -95,8 +96,9 @@ def relabel(pids: np.ndarray) -> np.ndarray:
 
 
 @one_writer
-def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weights=None,
-                  progress: bool = True) -> ReIDEncoder:
+def train_encoder(
+    train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weights=None, progress: bool = True
+) -> ReIDEncoder:
     """Train on the manifest rows ``train`` and save the encoder at ``out`` (directory).
 
     The checkpoint ``<out>.ckpt`` is kept while training and removed when ``out`` is written;
@@ -118,8 +120,14 @@ def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weight
     scaler = torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda")
     start = 0
     recipe = {k: v for k, v in asdict(cfg).items() if k != "workers"}
-    fingerprint = digest(train.path.to_numpy(str), train.pid.to_numpy(np.int64), train.camid.to_numpy(np.int64),
-                         clip, recipe, files_digest(weights))
+    fingerprint = digest(
+        train.path.to_numpy(str),
+        train.pid.to_numpy(np.int64),
+        train.camid.to_numpy(np.int64),
+        clip,
+        recipe,
+        files_digest(weights),
+    )
     if ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=True)
         if resumable(ckpt, state.get("fingerprint"), fingerprint):
@@ -135,10 +143,11 @@ def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weight
             g["lr"] = cfg.lr * lr_factor(epoch, cfg)
         feats = torch.as_tensor(embed(model, paths, workers=cfg.workers, progress=False))
         memory = centroids(feats, y_all, K).to(dev)
-        epoch_seed = cfg.seed * 100_003 + epoch                # batches and flips of this epoch
+        epoch_seed = cfg.seed * 100_003 + epoch  # batches and flips of this epoch
         batches = identity_batches(labels, cfg.ids_per_batch, cfg.imgs_per_id, seed=epoch_seed)
-        loader = DataLoader(Images(paths, model.image_size, flip_seed=epoch_seed),
-                            batch_sampler=batches, num_workers=cfg.workers)
+        loader = DataLoader(
+            Images(paths, model.image_size, flip_seed=epoch_seed), batch_sampler=batches, num_workers=cfg.workers
+        )
         model.train()
         total = 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress)
@@ -155,11 +164,22 @@ def train_encoder(train: pd.DataFrame, clip: dict, out, cfg: TrainConfig, weight
             update_memory(memory, f.detach(), y, cfg.pcl_momentum)
             total += float(loss.detach())
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        print(f"epoch {epoch + 1}: mean loss {total / max(1, len(batches)):.4f}, lr {opt.param_groups[0]['lr']:.2e}",
-              file=sys.stderr, flush=True)
+        print(
+            f"epoch {epoch + 1}: mean loss {total / max(1, len(batches)):.4f}, lr {opt.param_groups[0]['lr']:.2e}",
+            file=sys.stderr,
+            flush=True,
+        )
         with atomic_path(ckpt) as tmp:
-            torch.save({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scaler": scaler.state_dict(), "fingerprint": fingerprint}, tmp)
+            torch.save(
+                {
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "fingerprint": fingerprint,
+                },
+                tmp,
+            )
     model.cpu().eval().save_pretrained(out)
     ckpt.unlink(missing_ok=True)
     return model

@@ -21,19 +21,42 @@ from pathlib import Path
 
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (AutoModelForImageTextToText, AutoProcessor, Qwen2_5_VLConfig,
-                          Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2TokenizerFast, Qwen2VLConfig,
-                          Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
-                          Qwen2VLVideoProcessor)
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2TokenizerFast,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLImageProcessor,
+    Qwen2VLProcessor,
+    Qwen2VLVideoProcessor,
+)
 
 from muse.distance import device as default_device
 from muse.errors import MuseError
 from muse.io import atomic_path
+from muse.mllm import ARCHITECTURES
 from muse.mllm.prompt import ANSWERS, RESPONSE, RULE, TASK, VARIANTS, messages
 
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-           "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-           "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -51,10 +74,15 @@ PATCHES = {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
 
 # arch -> (config class, model class, processor class); the vision towers differ as in the real
 # models: Qwen2.5-VL has SwiGLU blocks, RMSNorm and window attention.
-ARCHS = {
-    "qwen2_vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor),
-    "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor),
-}
+ARCHS = dict(
+    zip(
+        ARCHITECTURES,
+        [
+            (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor),
+            (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor),
+        ],
+    )
+)
 
 
 def _text(width: int, layers: int, heads: int, init: float | None) -> dict:
@@ -62,47 +90,102 @@ def _text(width: int, layers: int, heads: int, init: float | None) -> dict:
     ``init``: the std of its weights at initialisation (None: transformers' 0.02)."""
     half = width // heads // 2
     t = half // 4
-    return {**({"initializer_range": init} if init else {}), "hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": layers,
-            "num_attention_heads": heads, "num_key_value_heads": heads // 2, "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                "mrope_section": [t, (half - t) // 2, half - t - (half - t) // 2]}}
+    return {
+        **({"initializer_range": init} if init else {}),
+        "hidden_size": width,
+        "intermediate_size": 2 * width,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads // 2,
+        "max_position_embeddings": 4096,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [t, (half - t) // 2, half - t - (half - t) // 2],
+        },
+    }
 
 
 def _vision(arch: str, width: int, depth: int, heads: int, out: int) -> dict:
     if arch == "qwen2_vl":
         return {"depth": depth, "embed_dim": width, "num_heads": heads, "mlp_ratio": 2, "hidden_size": out, **PATCHES}
-    return {"depth": depth, "hidden_size": width, "intermediate_size": 2 * width, "num_heads": heads,
-            "out_hidden_size": out, "window_size": 56, "fullatt_block_indexes": list(range(1, depth, 2)), **PATCHES}
+    return {
+        "depth": depth,
+        "hidden_size": width,
+        "intermediate_size": 2 * width,
+        "num_heads": heads,
+        "out_hidden_size": out,
+        "window_size": 56,
+        "fullatt_block_indexes": list(range(1, depth, 2)),
+        **PATCHES,
+    }
 
 
 # size -> (LLM width, layers, heads, init std; vision width, depth, heads). `tiny`: plumbing for the
 # tests; `small`: the embedded default's pretrained judges (muse.mllm.pretrain), whose language
 # model starts at std 1/√width: at 0.02 it stays on the 50/50 plateau for thousands of pairs.
-SIZES = {"tiny": (64, 2, 4, None, 32, 2, 2), "small": (128, 2, 4, 128 ** -0.5, 128, 4, 4)}
+SIZES = {"tiny": (64, 2, 4, None, 32, 2, 2), "small": (128, 2, 4, 128**-0.5, 128, 4, 4)}
 
 # The published checkpoints, (arch, size) -> (name, text config, vision config), as their
 # config.json gives them. Their tokenizer has 151,643 regular tokens, then the special tokens
 # from <|endoftext|> = 151643 to <|video_pad|> = 151656; the embedding has `vocab_size` rows.
 _ROPE = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]}
 PUBLISHED = {
-    ("qwen2_vl", "2b"): ("Qwen2-VL-2B-Instruct",
-                         {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-                          "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936,
-                          "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_parameters": _ROPE},
-                         {"depth": 32, "embed_dim": 1280, "num_heads": 16, "mlp_ratio": 4, "hidden_size": 1536,
-                          **PATCHES}, True),
-    ("qwen2_5_vl", "7b"): ("Qwen2.5-VL-7B-Instruct",
-                           {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-                            "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
-                            "max_position_embeddings": 128000, "rms_norm_eps": 1e-6, "rope_parameters": _ROPE},
-                           {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-                            "out_hidden_size": 3584, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
-                            "hidden_act": "silu", **PATCHES}, False),
+    ("qwen2_vl", "2b"): (
+        "Qwen2-VL-2B-Instruct",
+        {
+            "hidden_size": 1536,
+            "intermediate_size": 8960,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 12,
+            "num_key_value_heads": 2,
+            "vocab_size": 151936,
+            "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": _ROPE,
+        },
+        {"depth": 32, "embed_dim": 1280, "num_heads": 16, "mlp_ratio": 4, "hidden_size": 1536, **PATCHES},
+        True,
+    ),
+    ("qwen2_5_vl", "7b"): (
+        "Qwen2.5-VL-7B-Instruct",
+        {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "vocab_size": 152064,
+            "max_position_embeddings": 128000,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": _ROPE,
+        },
+        {
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "out_hidden_size": 3584,
+            "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+            "hidden_act": "silu",
+            **PATCHES,
+        },
+        False,
+    ),
 }
 REGULAR_TOKENS = 151643
 # generation_config.json of the published checkpoints (greedy in effect: top_k 1)
-GENERATION = {"bos_token_id": 151643, "pad_token_id": 151643, "eos_token_id": [151645, 151643], "do_sample": True,
-              "repetition_penalty": 1.05, "temperature": 0.1, "top_p": 0.001, "top_k": 1}
+GENERATION = {
+    "bos_token_id": 151643,
+    "pad_token_id": 151643,
+    "eos_token_id": [151645, 151643],
+    "do_sample": True,
+    "repetition_penalty": 1.05,
+    "temperature": 0.1,
+    "top_p": 0.001,
+    "top_k": 1,
+}
 
 
 def small_config(arch: str, size: str = "tiny") -> tuple[dict, dict]:
@@ -112,8 +195,22 @@ def small_config(arch: str, size: str = "tiny") -> tuple[dict, dict]:
 
 
 def _words() -> list[str]:
-    return sorted(set(re.findall(r"[A-Za-z]+", " ".join([TASK, RULE, RESPONSE, "Query Candidate system user assistant "
-                                                         "You are a helpful assistant", *ANSWERS]))))
+    return sorted(
+        set(
+            re.findall(
+                r"[A-Za-z]+",
+                " ".join(
+                    [
+                        TASK,
+                        RULE,
+                        RESPONSE,
+                        "Query Candidate system user assistant You are a helpful assistant",
+                        *ANSWERS,
+                    ]
+                ),
+            )
+        )
+    )
 
 
 def _byte_level(bpe: models.BPE) -> Tokenizer:
@@ -129,8 +226,8 @@ def _byte_level_bpe() -> Tokenizer:
     anything else falls back to shorter pieces and bytes."""
     vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     merges = []
-    pieces = [(w[:end - 1], w[end - 1]) for w in _words() for end in range(2, len(w) + 1)]
-    spaced = [("\u0120", w) for w in _words()]                # Ġ marks a leading space
+    pieces = [(w[: end - 1], w[end - 1]) for w in _words() for end in range(2, len(w) + 1)]
+    spaced = [("\u0120", w) for w in _words()]  # Ġ marks a leading space
     for left, right in pieces + spaced:
         if left + right not in vocab:
             vocab[left + right] = len(vocab)
@@ -147,8 +244,9 @@ def _published_bpe() -> Tokenizer:
     texts = [m["text"] for v in VARIANTS for turn in messages(v) for m in turn["content"] if m["type"] == "text"]
     texts += [" ".join(_words()), "\n".join(_words()), "system\nYou are a helpful assistant.\nuser\nassistant\n"]
     learner = _byte_level(models.BPE())
-    learner.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=REGULAR_TOKENS, initial_alphabet=alphabet,
-                                                            show_progress=False))
+    learner.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=REGULAR_TOKENS, initial_alphabet=alphabet, show_progress=False)
+    )
     model = json.loads(learner.to_str())["model"]
     vocab, merges = model["vocab"], [tuple(m) for m in model["merges"]]
     lefts, grown = alphabet, []
@@ -174,15 +272,21 @@ def make_processor(arch: str = "qwen2_vl", size: str = "tiny"):
         bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])  # the published ids
     else:
         bpe = _byte_level_bpe()
-    tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe,
-                                   eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   additional_special_tokens=SPECIAL, model_max_length=32768 if published else 4096)
+    tokenizer = Qwen2TokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL,
+        model_max_length=32768 if published else 4096,
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL})
     pixels = (3136, 12845056) if published else (280 * 140, 280 * 140)
-    return ARCHS[arch][2](image_processor=Qwen2VLImageProcessor(min_pixels=pixels[0], max_pixels=pixels[1]),
-                          tokenizer=tokenizer,
-                          video_processor=Qwen2VLVideoProcessor(min_pixels=pixels[0], max_pixels=pixels[1]),
-                          chat_template=CHAT_TEMPLATE)
+    return ARCHS[arch][2](
+        image_processor=Qwen2VLImageProcessor(min_pixels=pixels[0], max_pixels=pixels[1]),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(min_pixels=pixels[0], max_pixels=pixels[1]),
+        chat_template=CHAT_TEMPLATE,
+    )
 
 
 def _check(arch: str, size: str) -> None:
@@ -193,8 +297,7 @@ def _check(arch: str, size: str) -> None:
         raise MuseError(f"unknown model size '{size}' for {arch}: expected one of {', '.join(sizes)}")
 
 
-def build(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0, dtype: torch.dtype | None = None,
-          device=None):
+def build(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0, dtype: torch.dtype | None = None, device=None):
     """(model, processor) of ``arch`` at ``size`` (a key of :data:`SIZES`, or a published size of
     :data:`PUBLISHED`), randomly initialised from ``seed``; a published size is built directly in
     ``dtype`` (default fp32) on ``device`` (``"meta"``: the architecture without its weights)."""
@@ -209,11 +312,18 @@ def build(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0, dtype: torc
     else:
         _, text, vision, tied = PUBLISHED[arch, size]
     config = config_cls(
-        text_config={**text, "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-                     "pad_token_id": ids["<|endoftext|>"]},
-        vision_config=vision, tie_word_embeddings=tied,
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        text_config={
+            **text,
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config=vision,
+        tie_word_embeddings=tied,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
     if size in SIZES:
@@ -247,7 +357,9 @@ def pretrained_dir(arch: str) -> Path:
     """The shipped pretrained judge of ``arch`` (a ``small`` model pretrained on the open-world
     corpus by :mod:`muse.mllm.pretrain`; its ``provenance.json`` says how)."""
     if arch not in ARCHS:
-        raise MuseError(f"pretrained:{arch}: no such judge (expected one of {', '.join('pretrained:' + a for a in ARCHS)})")
+        raise MuseError(
+            f"pretrained:{arch}: no such judge (expected one of {', '.join('pretrained:' + a for a in ARCHS)})"
+        )
     return Path(__file__).parent / "pretrained" / arch
 
 
@@ -278,8 +390,9 @@ def load(model_dir, adapter=None, dtype: torch.dtype | None = None, device=None,
     if not (model_dir / "config.json").is_file():
         raise MuseError(f"{model_dir}: not a model directory (no config.json)")
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, local_files_only=True, dtype=dtype,
-                                                        attn_implementation="sdpa")
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_dir, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
+    )
     if adapter is not None:
         from peft import PeftModel
 

@@ -82,13 +82,15 @@ class PretrainConfig:
     eval_pairs: int = 600
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "PretrainConfig":
+    def from_config(cls, cfg: dict) -> PretrainConfig:
         c = from_section(cls, cfg, "pretrain.recipe")
         bad = [p for p in c.prompts if p not in VARIANTS]
         if bad:
             raise MuseError(f"pretrain.recipe.prompts: unknown prompt variant '{bad[0]}'")
-        if min(c.vision_steps, c.llm_steps, c.pair_steps) < 0 or \
-                min(c.pair_batch, c.llm_batch, c.vision_groups, c.vision_imgs) < 1:
+        if (
+            min(c.vision_steps, c.llm_steps, c.pair_steps) < 0
+            or min(c.pair_batch, c.llm_batch, c.vision_groups, c.vision_imgs) < 1
+        ):
             raise MuseError("pretrain.recipe: steps must be >= 0 and batch sizes >= 1")
         return c
 
@@ -118,8 +120,10 @@ class _Corpus:
         if not all(self.by_kind.values()):
             raise MuseError(f"{root}/pairs_train.jsonl: needs pairs of every kind (pos, hard, easy)")
         group = df.path.str.extract(r"/(g\d+)/")[0]
-        self.groups = {split: {g: sorted(rows.pid.unique()) for g, rows in df[df.split == split].groupby(group)}
-                       for split in ("train", "val")}
+        self.groups = {
+            split: {g: sorted(rows.pid.unique()) for g, rows in df[df.split == split].groupby(group)}
+            for split in ("train", "val")
+        }
         self.paths_of = {pid: rows.path.tolist() for pid, rows in df.groupby("pid")}
         self.images = PairImages()
 
@@ -155,9 +159,9 @@ def embed(model, processor, images: list[Image.Image], stripes: int = 5) -> torc
     merge = model.config.vision_config.spatial_merge_size
     parts = []
     for t, (_, h, w) in zip(out, grid.tolist()):
-        rows = t.float().reshape(h // merge, w // merge, -1).mean(1)          # (rows, H)
+        rows = t.float().reshape(h // merge, w // merge, -1).mean(1)  # (rows, H)
         parts.append(torch.stack([r.mean(0) for r in rows.tensor_split(stripes)]))
-    return F.normalize(torch.stack(parts), dim=2).flatten(1) / stripes ** 0.5
+    return F.normalize(torch.stack(parts), dim=2).flatten(1) / stripes**0.5
 
 
 def contrastive_loss(e: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -181,8 +185,9 @@ def token_loss(judge, records: list[dict], tokens: dict, two_way: bool) -> torch
     """Answer-only loss of a batch of pairs from the images' stored visual ``tokens`` (path → (T, H)):
     −log softmax at each pair's label over the two answer logits (``two_way``) or over the
     vocabulary (eq. 4, as :func:`pair_loss` on the images)."""
-    logits = judge.logits_from_tokens(torch.stack([tokens[r["query"]] for r in records]),
-                                      torch.stack([tokens[r["candidate"]] for r in records]))
+    logits = judge.logits_from_tokens(
+        torch.stack([tokens[r["query"]] for r in records]), torch.stack([tokens[r["candidate"]] for r in records])
+    )
     if not two_way:
         return answer_target_loss(logits, judge, records)
     label = torch.tensor([ANSWERS.index(r["label"]) for r in records], device=logits.device)
@@ -196,7 +201,7 @@ def visual_tokens(judge, corpus: _Corpus, batch: int = 64, progress: bool = True
     judge.model.eval()
     tokens = {}
     for s in tqdm(range(0, len(paths), batch), desc="visual tokens", unit="batch", disable=not progress):
-        chunk = paths[s:s + batch]
+        chunk = paths[s : s + batch]
         tokens.update(zip(chunk, judge.visual([corpus.images[p] for p in chunk])))
     judge.model.train()
     return tokens
@@ -211,9 +216,11 @@ def held_out_loss(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig
     model.eval()
     images, labels = _vision_batch(corpus, cfg, np.random.default_rng([cfg.seed, 98]), split="val")
     vision = float(contrastive_loss(embed(model, processor, images), labels, cfg.temperature))
-    judge, val = Judge(model, processor, answer, "dap"), corpus.val[:cfg.eval_pairs]
-    pairs = sum(float(pair_loss(judge, val[s:s + batch], corpus.images)) * len(val[s:s + batch])
-                for s in range(0, len(val), batch)) / len(val)
+    judge, val = Judge(model, processor, answer, "dap"), corpus.val[: cfg.eval_pairs]
+    pairs = sum(
+        float(pair_loss(judge, val[s : s + batch], corpus.images)) * len(val[s : s + batch])
+        for s in range(0, len(val), batch)
+    ) / len(val)
     model.train()
     return {"vision": round(vision, 4), "pairs": round(pairs, 4)}
 
@@ -226,12 +233,13 @@ def held_out(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, bat
 
     model.eval()
     rng = np.random.default_rng([cfg.seed, 99])
-    val = [corpus.val[i] for i in sorted(rng.choice(len(corpus.val), min(cfg.eval_pairs, len(corpus.val)),
-                                                    replace=False))]
+    val = [
+        corpus.val[i] for i in sorted(rng.choice(len(corpus.val), min(cfg.eval_pairs, len(corpus.val)), replace=False))
+    ]
     judge = Judge(model, processor, answer, "dap")
     gap, cos = [], []
     for s in range(0, len(val), batch):
-        chunk = val[s:s + batch]
+        chunk = val[s : s + batch]
         q = [corpus.images[r["query"]] for r in chunk]
         c = [corpus.images[r["candidate"]] for r in chunk]
         logits = judge.naive(q, c)
@@ -239,16 +247,20 @@ def held_out(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, bat
         cos.extend((embed(model, processor, q) * embed(model, processor, c)).sum(1).tolist())
     label = np.array([r["label"] == "Yes" for r in val])
     hard = np.array([r.get("kind") != "easy" for r in val])
-    out = {"pairs": len(val), "judge_auc": roc_auc(np.array(gap), label),
-           "judge_auc_hard": roc_auc(np.array(gap)[hard], label[hard]),
-           "embedding_auc": roc_auc(np.array(cos), label),
-           "embedding_auc_hard": roc_auc(np.array(cos)[hard], label[hard])}
+    out = {
+        "pairs": len(val),
+        "judge_auc": roc_auc(np.array(gap), label),
+        "judge_auc_hard": roc_auc(np.array(gap)[hard], label[hard]),
+        "embedding_auc": roc_auc(np.array(cos), label),
+        "embedding_auc_hard": roc_auc(np.array(cos)[hard], label[hard]),
+    }
     model.train()
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
-def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: bool = True,
-             command: str | None = None) -> dict:
+def pretrain(
+    corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: bool = True, command: str | None = None
+) -> dict:
     """Pretrain a small judge of ``cfg.arch`` on the corpus at ``corpus_dir`` and write it at ``out``
     (model, processor, ``provenance.json``, whose ``command`` is ``command`` or the process's
     argv); returns the provenance record."""
@@ -265,9 +277,11 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
     judges = {p: Judge(model, processor, answer, p) for p in cfg.prompts}
     visual = list(model.model.visual.parameters())
     ids = {id(p) for p in visual}
-    stages = [("vision", cfg.vision_steps, cfg.vision_lr, visual),
-              ("llm", cfg.llm_steps, cfg.llm_lr, [p for p in model.parameters() if id(p) not in ids]),
-              ("pairs", cfg.pair_steps, cfg.pair_lr, list(model.parameters()))]
+    stages = [
+        ("vision", cfg.vision_steps, cfg.vision_lr, visual),
+        ("llm", cfg.llm_steps, cfg.llm_lr, [p for p in model.parameters() if id(p) not in ids]),
+        ("pairs", cfg.pair_steps, cfg.pair_lr, list(model.parameters())),
+    ]
     out, ckpt = Path(out), Path(f"{out}.ckpt")
     start = (0, 0)
     history: list[dict] = []
@@ -304,8 +318,9 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
                 loss = contrastive_loss(embed(model, processor, images), labels, cfg.temperature)
             elif name == "llm":
                 hard = cfg.hard_start + (cfg.hard_end - cfg.hard_start) * step / max(1, steps - 1)
-                loss = token_loss(judge, _pair_batch(corpus, cfg.llm_batch, hard, rng), tokens,
-                                  two_way=step < cfg.two_way * steps)
+                loss = token_loss(
+                    judge, _pair_batch(corpus, cfg.llm_batch, hard, rng), tokens, two_way=step < cfg.two_way * steps
+                )
             else:
                 loss = pair_loss(judge, _pair_batch(corpus, cfg.pair_batch, cfg.hard_end, rng), corpus.images)
             opt.zero_grad(set_to_none=True)
@@ -321,20 +336,36 @@ def pretrain(corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: 
                 done = (si + 1, 0) if step + 1 == steps else (si, step + 1)
                 with atomic_path(ckpt) as tmp:
                     tmp.mkdir()
-                    torch.save({"stage": done[0], "step": done[1], "model": model.state_dict(),
-                                "optimizer": opt.state_dict() if done[1] else {}, "fingerprint": fingerprint,
-                                "history": json.dumps(history)}, tmp / "state.pt")
+                    torch.save(
+                        {
+                            "stage": done[0],
+                            "step": done[1],
+                            "model": model.state_dict(),
+                            "optimizer": opt.state_dict() if done[1] else {},
+                            "fingerprint": fingerprint,
+                            "history": json.dumps(history),
+                        },
+                        tmp / "state.pt",
+                    )
         bar.close()
         optimiser = None
     for p in model.parameters():
         p.requires_grad_(True)
-    metrics = {**held_out(model, processor, answer, corpus, cfg),
-               "loss": held_out_loss(model, processor, answer, corpus, cfg)}
-    record = {"command": command or " ".join(sys.argv), "corpus": str(corpus_dir), "corpus_sha256": corpus_sha256,
-              "recipe": asdict(cfg), "history": history, "held_out": metrics,
-              "wall_time_s": round(time.time() - t0, 1),
-              "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",
-              "torch": torch.__version__}
+    metrics = {
+        **held_out(model, processor, answer, corpus, cfg),
+        "loss": held_out_loss(model, processor, answer, corpus, cfg),
+    }
+    record = {
+        "command": command or " ".join(sys.argv),
+        "corpus": str(corpus_dir),
+        "corpus_sha256": corpus_sha256,
+        "recipe": asdict(cfg),
+        "history": history,
+        "held_out": metrics,
+        "wall_time_s": round(time.time() - t0, 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",
+        "torch": torch.__version__,
+    }
     model.eval()
     with atomic_path(out) as tmp:
         model.save_pretrained(tmp)

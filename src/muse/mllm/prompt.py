@@ -22,29 +22,37 @@ from muse.errors import MuseError, readable_image
 
 IMAGE_SIZE = (280, 140)  # H, W
 
-TASK = ("You are an expert in person recognition. I will give you a query and a candidate image, "
-        "captioned by \u201cQuery:\u201d and \u201cCandidate:\u201d independently. Please tell me whether the "
-        "people in the two images have the same identity.")
-RULE = ("You should distinguish the people identities based on following criteria: "
-        "1. appearance (e.g. age, gender, hair style, hair color, face, body shape, etc.) "
-        "2. clothing and wearing (e.g. clothing type, color, style, pattern, etc.) "
-        "3. carried objects (e.g. bags, hats, glasses, accessories, etc.) "
-        "Please keep in mind that you should never rely on following attributes: "
-        "1. background (e.g. location, time, etc.) "
-        "2. human pose (e.g. standing, sitting, walking, etc.) "
-        "3. occlusion (e.g. covered face, covered body, etc.) "
-        "4. camera angle (e.g. front view, side view, back view, etc.)")
-RESPONSE = ("Respond with \u201cYes\u201d if the query and the candidate images have the same identity, "
-            "otherwise respond with \u201cNo\u201d.")
-RELEASE_RULES = (" You should distinguish the people identities based on following criteria:",
-                 "1. appearance (e.g., age, gender, hair style, hair color, face, body shape, etc.)",
-                 "2. clothing and wearing (e.g. clothing type, color, style, pattern, etc.)",
-                 "3. carried objects (e.g. bags, hats, glasses, accessories, etc.)",
-                 "Please keep in mind that you should never rely on following attributes:",
-                 "1. background (e.g., location, time, etc.)",
-                 "2. human pose (e.g. standing, sitting, walking, etc.)",
-                 "3. occlusion (e.g. covered face, covered body, etc.)",
-                 "4. camera angle (e.g. front view, side view, back view, etc.)")
+TASK = (
+    "You are an expert in person recognition. I will give you a query and a candidate image, "
+    "captioned by \u201cQuery:\u201d and \u201cCandidate:\u201d independently. Please tell me whether the "
+    "people in the two images have the same identity."
+)
+RULE = (
+    "You should distinguish the people identities based on following criteria: "
+    "1. appearance (e.g. age, gender, hair style, hair color, face, body shape, etc.) "
+    "2. clothing and wearing (e.g. clothing type, color, style, pattern, etc.) "
+    "3. carried objects (e.g. bags, hats, glasses, accessories, etc.) "
+    "Please keep in mind that you should never rely on following attributes: "
+    "1. background (e.g. location, time, etc.) "
+    "2. human pose (e.g. standing, sitting, walking, etc.) "
+    "3. occlusion (e.g. covered face, covered body, etc.) "
+    "4. camera angle (e.g. front view, side view, back view, etc.)"
+)
+RESPONSE = (
+    "Respond with \u201cYes\u201d if the query and the candidate images have the same identity, "
+    "otherwise respond with \u201cNo\u201d."
+)
+RELEASE_RULES = (
+    " You should distinguish the people identities based on following criteria:",
+    "1. appearance (e.g., age, gender, hair style, hair color, face, body shape, etc.)",
+    "2. clothing and wearing (e.g. clothing type, color, style, pattern, etc.)",
+    "3. carried objects (e.g. bags, hats, glasses, accessories, etc.)",
+    "Please keep in mind that you should never rely on following attributes:",
+    "1. background (e.g., location, time, etc.)",
+    "2. human pose (e.g. standing, sitting, walking, etc.)",
+    "3. occlusion (e.g. covered face, covered body, etc.)",
+    "4. camera angle (e.g. front view, side view, back view, etc.)",
+)
 
 
 def _straight(text: str) -> str:
@@ -77,10 +85,18 @@ def user_content(variant: str = "dap") -> list[dict]:
     if variant == "void":
         return [{"type": "image"}, {"type": "image"}]
     task = _straight(TASK) if variant == "release" else TASK
-    tail = {"dap": f" {RULE} {RESPONSE}", "task_resp": f" {RESPONSE}",
-            "release": "\n".join([*RELEASE_RULES, _straight(RESPONSE)])}[variant]
-    return [{"type": "text", "text": f"{task} Query:"}, {"type": "image"},
-            {"type": "text", "text": " Candidate:"}, {"type": "image"}, {"type": "text", "text": tail}]
+    tail = {
+        "dap": f" {RULE} {RESPONSE}",
+        "task_resp": f" {RESPONSE}",
+        "release": "\n".join([*RELEASE_RULES, _straight(RESPONSE)]),
+    }[variant]
+    return [
+        {"type": "text", "text": f"{task} Query:"},
+        {"type": "image"},
+        {"type": "text", "text": " Candidate:"},
+        {"type": "image"},
+        {"type": "text", "text": tail},
+    ]
 
 
 def messages(variant: str = "dap", answer: str | None = None) -> list[dict]:

@@ -38,8 +38,7 @@ from tqdm import tqdm
 
 from muse.distance import Distance
 from muse.errors import MuseError
-from muse.io import (Features, Scores, digest, file_output, files_digest, load_scores, one_writer, resumable,
-                     save_scores)
+from muse.io import Features, Scores, digest, file_output, files_digest, load_scores, one_writer, resumable, save_scores
 from muse.mllm.prompt import IMAGE_SIZE, PairImages, messages
 
 ENGINES = ("cached", "naive")
@@ -49,8 +48,15 @@ LOGITS = ("raw", "generate")
 class Judge:
     """A loaded MLLM with the token layout of one prompt variant."""
 
-    def __init__(self, model, processor, answer_ids: tuple[int, int], variant: str = "dap", logits: str = "raw",
-                 source: str | None = None):
+    def __init__(
+        self,
+        model,
+        processor,
+        answer_ids: tuple[int, int],
+        variant: str = "dap",
+        logits: str = "raw",
+        source: str | None = None,
+    ):
         """``source``: the identity of the model and adapter files (:func:`load_judge`); without
         it, the digest of the weights stands in when a fingerprint is needed."""
         if logits not in LOGITS:
@@ -62,13 +68,15 @@ class Judge:
         blank = Image.new("RGB", IMAGE_SIZE[::-1])
         enc = processor(text=[self.text], images=[blank, blank], return_tensors="pt")
         self.input_ids = enc["input_ids"].to(self.dev)
-        self.positions, _ = model.model.get_rope_index(input_ids=self.input_ids,
-                                                       mm_token_type_ids=enc["mm_token_type_ids"].to(self.dev),
-                                                       image_grid_thw=enc["image_grid_thw"].to(self.dev))
+        self.positions, _ = model.model.get_rope_index(
+            input_ids=self.input_ids,
+            mm_token_type_ids=enc["mm_token_type_ids"].to(self.dev),
+            image_grid_thw=enc["image_grid_thw"].to(self.dev),
+        )
         image_pos = (self.input_ids[0] == model.config.image_token_id).nonzero(as_tuple=True)[0]
         n = len(image_pos) // 2
         self.query_pos, self.cand_pos = image_pos[:n], image_pos[n:]
-        self.P = int(self.cand_pos[0])                       # prefix: everything before the candidate
+        self.P = int(self.cand_pos[0])  # prefix: everything before the candidate
         self.embeddings = model.get_input_embeddings()(self.input_ids)
         theta = (model.generation_config.repetition_penalty or 1.0) if logits == "generate" else 1.0
         self.theta = torch.tensor([theta if (self.input_ids == a).any() else 1.0 for a in self.answer], device=self.dev)
@@ -121,20 +129,20 @@ class Judge:
     @torch.no_grad()
     def prefix(self, first: torch.Tensor):
         """KV cache of the prompt up to the second image, with ``first`` (T, H) as the first image."""
-        emb = self.embeddings[:, :self.P].clone()
+        emb = self.embeddings[:, : self.P].clone()
         emb[0, self.query_pos] = first.to(emb.dtype)
-        out = self.model.model(inputs_embeds=emb, position_ids=self.positions[:, :, :self.P], use_cache=True)
+        out = self.model.model(inputs_embeds=emb, position_ids=self.positions[:, :, : self.P], use_cache=True)
         return out.cache
 
     @torch.no_grad()
     def suffix(self, cache, seconds: torch.Tensor) -> torch.Tensor:
         """(b, 2) logits of the prefix ``cache`` continued with each of ``seconds`` (b, T, H)."""
         b = len(seconds)
-        emb = self.embeddings[:, self.P:].expand(b, -1, -1).clone()
+        emb = self.embeddings[:, self.P :].expand(b, -1, -1).clone()
         emb[:, self.cand_pos - self.P] = seconds.to(emb.dtype)
         cache = copy.deepcopy(cache)
         cache.batch_repeat_interleave(b)
-        pos = self.positions[:, :, self.P:].expand(-1, b, -1)
+        pos = self.positions[:, :, self.P :].expand(-1, b, -1)
         out = self.model(inputs_embeds=emb, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
         return self.stored(out.logits[:, -1, self.answer].float())
 
@@ -144,8 +152,12 @@ def load_judge(model_dir, adapter=None, variant: str = "dap", logits: str = "raw
     the cheap identity (:func:`muse.io.files_digest`) of both."""
     from muse.mllm.model import load
 
-    return Judge(*load(model_dir, adapter), variant=variant, logits=logits,
-                 source=digest(files_digest(model_dir), files_digest(adapter)))
+    return Judge(
+        *load(model_dir, adapter),
+        variant=variant,
+        logits=logits,
+        source=digest(files_digest(model_dir), files_digest(adapter)),
+    )
 
 
 def _scores_for(judge: Judge, engine: str, groups, images, feats: dict, batch: int, bar) -> dict:
@@ -156,13 +168,13 @@ def _scores_for(judge: Judge, engine: str, groups, images, feats: dict, batch: i
     if engine == "cached":
         needed = sorted({p for f, ss in groups.items() for p in (f, *ss)} - feats.keys())
         for s in range(0, len(needed), batch):
-            chunk = needed[s:s + batch]
+            chunk = needed[s : s + batch]
             for p, v in zip(chunk, judge.visual([images[p] for p in chunk])):
                 feats[p] = v
     for first, seconds in groups.items():
         cache = judge.prefix(feats[first]) if engine == "cached" else None
         for s in range(0, len(seconds), batch):
-            chunk = seconds[s:s + batch]
+            chunk = seconds[s : s + batch]
             if engine == "cached":
                 logits = judge.suffix(cache, torch.stack([feats[p] for p in chunk]))
             else:
@@ -173,8 +185,16 @@ def _scores_for(judge: Judge, engine: str, groups, images, feats: dict, batch: i
     return out
 
 
-def score_queries(judge: Judge, q_paths, g_paths, cand: np.ndarray, engine: str = "cached", batch: int = 8,
-                  swap: bool = False, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def score_queries(
+    judge: Judge,
+    q_paths,
+    g_paths,
+    cand: np.ndarray,
+    engine: str = "cached",
+    batch: int = 8,
+    swap: bool = False,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """(s_yes, s_no), each (Q, C), for queries ``q_paths`` and candidates ``g_paths[cand]``."""
     if engine not in ENGINES:
         raise MuseError(f"unknown scoring engine '{engine}': expected one of {', '.join(ENGINES)}")
@@ -191,8 +211,9 @@ def score_queries(judge: Judge, q_paths, g_paths, cand: np.ndarray, engine: str 
         groups = {f: sorted(set(ss)) for f, ss in groups.items()}
         results.append(_scores_for(judge, engine, groups, images, feats, batch, bar))
     bar.close()
-    logits = np.stack([np.mean([results[d][(pair if d == 0 else pair[::-1])] for d in range(len(directions))], 0)
-                       for pair in pairs]).reshape(*cand.shape, 2)
+    logits = np.stack(
+        [np.mean([results[d][(pair if d == 0 else pair[::-1])] for d in range(len(directions))], 0) for pair in pairs]
+    ).reshape(*cand.shape, 2)
     rate = len(pairs) * len(directions) / max(time.perf_counter() - t0, 1e-9)
     print(f"scored {len(pairs)} pairs ({engine}, swap={swap}): {rate:.1f} pairs/s", file=sys.stderr)
     return logits[..., 0].astype(np.float32), logits[..., 1].astype(np.float32)
@@ -211,9 +232,21 @@ def shard_rows(Q: int, shard: str) -> slice:
 
 
 @one_writer
-def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slice, engine: str = "cached",
-               batch: int = 8, swap: bool = False, chunk: int = 64, progress: bool = True,
-               features: str | None = None, offset: int = 0) -> Scores:
+def score_file(
+    judge: Judge,
+    q_paths,
+    g_paths,
+    cand: np.ndarray,
+    out,
+    rows: slice,
+    engine: str = "cached",
+    batch: int = 8,
+    swap: bool = False,
+    chunk: int = 64,
+    progress: bool = True,
+    features: str | None = None,
+    offset: int = 0,
+) -> Scores:
     """Score the query ``rows`` and write them to ``out``, recording the rows (shifted by
     ``offset``, the index of ``q_paths[0]`` among the test set's queries) and the ``features``
     fingerprint. Finished chunks of ``chunk`` queries are kept in ``<out>.parts/`` with the
@@ -223,8 +256,9 @@ def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slic
         raise MuseError(f"--batch {batch}: expected a positive number of pairs per forward")
     out = file_output(out)
     parts = Path(f"{out}.parts")
-    fingerprint = digest(judge.fingerprint(), np.asarray(q_paths), np.asarray(g_paths), cand, rows.start,
-                         rows.stop, engine, swap, chunk)
+    fingerprint = digest(
+        judge.fingerprint(), np.asarray(q_paths), np.asarray(g_paths), cand, rows.start, rows.stop, engine, swap, chunk
+    )
     stamp = parts / "fingerprint"
     if parts.exists() and not resumable(parts, stamp.read_text() if stamp.is_file() else None, fingerprint):
         shutil.rmtree(parts)
@@ -246,8 +280,16 @@ def score_file(judge: Judge, q_paths, g_paths, cand: np.ndarray, out, rows: slic
     return merged
 
 
-def score_features(judge: Judge, features: Features, C: int, out, shard: str = "0/1", engine: str = "cached",
-                   batch: int = 8, swap: bool = False) -> slice:
+def score_features(
+    judge: Judge,
+    features: Features,
+    C: int,
+    out,
+    shard: str = "0/1",
+    engine: str = "cached",
+    batch: int = 8,
+    swap: bool = False,
+) -> slice:
     """Score shard ``shard`` (i/n) of a test set's queries against their top-``C`` gallery
     candidates by the base distance, into ``out`` (with its query rows and the features'
     fingerprint); returns the shard's query rows."""
@@ -255,9 +297,20 @@ def score_features(judge: Judge, features: Features, C: int, out, shard: str = "
     rows = shard_rows(len(q.pids), shard)
     if rows.stop == rows.start:
         raise MuseError(f"--shard {shard}: no queries in this shard of {len(q.pids)}; use fewer shards")
-    cand = Distance(q.feats[rows], g.feats).top_candidates(C)     # this shard's queries only
-    score_file(judge, q.paths[rows], g.paths, cand, out, slice(0, len(cand)), engine, batch, swap,
-               features=features.fingerprint, offset=rows.start)
+    cand = Distance(q.feats[rows], g.feats).top_candidates(C)  # this shard's queries only
+    score_file(
+        judge,
+        q.paths[rows],
+        g.paths,
+        cand,
+        out,
+        slice(0, len(cand)),
+        engine,
+        batch,
+        swap,
+        features=features.fingerprint,
+        offset=rows.start,
+    )
     return rows
 
 
@@ -270,8 +323,10 @@ def merge_shards(shards, out, features: Features) -> Scores:
     for path in shards:
         s = load_scores(path, None, G)
         if s.rows is None or s.features != fp:
-            raise MuseError(f"{path}: not a shard of these features (scored on another features file, or "
-                            "written without its query rows)")
+            raise MuseError(
+                f"{path}: not a shard of these features (scored on another features file, or "
+                "written without its query rows)"
+            )
         if s.rows[1] - s.rows[0] != len(s.cand):
             raise MuseError(f"{path}: holds {len(s.cand)} queries but says rows {s.rows[0]}..{s.rows[1] - 1}")
         pieces.append((s.rows, path, s))

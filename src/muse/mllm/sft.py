@@ -36,11 +36,14 @@ from muse.errors import MuseError
 from muse.io import atomic_path, digest, files_digest, one_writer, resumable
 from muse.mllm.prompt import ANSWERS, PairImages
 
+
 def lora_targets(vision_attention: bool = False) -> str:
     """The regular expression of the adapted modules' names."""
     attention = r"attn\.(qkv|proj)|" if vision_attention else ""
-    return (rf".*visual\.blocks\.\d+\.({attention}mlp\.(fc1|fc2|gate_proj|up_proj|down_proj))"
-            r"|.*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)")
+    return (
+        rf".*visual\.blocks\.\d+\.({attention}mlp\.(fc1|fc2|gate_proj|up_proj|down_proj))"
+        r"|.*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+    )
 
 
 @dataclass
@@ -54,8 +57,8 @@ class SFTConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     prompt: str = "dap"
-    fraction: float = 1.0       # keep this random share of the training pairs (MUSE: 0.5)
-    val_every: int = 5          # validation loss every this many epochs (MUSE: 5), with validation pairs
+    fraction: float = 1.0  # keep this random share of the training pairs (MUSE: 0.5)
+    val_every: int = 5  # validation loss every this many epochs (MUSE: 5), with validation pairs
     vision_attention: bool = False  # also adapt the vision blocks' attention (MUSE: no)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: same gradients, less memory
     seed: int = 0
@@ -67,8 +70,10 @@ class SFTConfig:
         if not 0.0 < self.fraction <= 1.0:
             raise MuseError(f"sft fraction = {self.fraction}: expected a share in (0, 1]")
         if not self.lr > 0 or self.lr_min < 0 or not 0.0 <= self.lora_dropout < 1.0:
-            raise MuseError(f"sft lr = {self.lr}, lr_min = {self.lr_min}, lora_dropout = {self.lora_dropout}: "
-                            "expected lr > 0, lr_min >= 0, 0 <= dropout < 1")
+            raise MuseError(
+                f"sft lr = {self.lr}, lr_min = {self.lr_min}, lora_dropout = {self.lora_dropout}: "
+                "expected lr > 0, lr_min >= 0, 0 <= dropout < 1"
+            )
 
 
 def read_pairs(path) -> list[dict]:
@@ -84,7 +89,7 @@ def read_pairs(path) -> list[dict]:
         except (json.JSONDecodeError, KeyError, TypeError):
             ok = False
         if not ok:
-            raise MuseError(f"{path}:{n}: expected {{\"query\": path, \"candidate\": path, \"label\": \"Yes\"|\"No\"}}")
+            raise MuseError(f'{path}:{n}: expected {{"query": path, "candidate": path, "label": "Yes"|"No"}}')
         records.append(r)
     if not records:
         raise MuseError(f"{path}: no pairs")
@@ -95,8 +100,13 @@ def lora_model(model, cfg: SFTConfig):
     """The model wrapped with LoRA adapters on exactly the intended linear layers."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=cfg.rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                        target_modules=lora_targets(cfg.vision_attention), bias="none")
+    config = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=lora_targets(cfg.vision_attention),
+        bias="none",
+    )
     return get_peft_model(model, config)
 
 
@@ -120,19 +130,22 @@ def cosine_lr(step: int, total: int, cfg: SFTConfig) -> float:
 def _validate(judge, val, images, batch) -> float:
     judge.model.eval()
     with torch.no_grad():
-        losses = [float(answer_loss(judge, val[s:s + batch], images)) * len(val[s:s + batch])
-                  for s in range(0, len(val), batch)]
+        losses = [
+            float(answer_loss(judge, val[s : s + batch], images)) * len(val[s : s + batch])
+            for s in range(0, len(val), batch)
+        ]
     return sum(losses) / len(val)
 
 
 @one_writer
-def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | None = None,
-        progress: bool = True) -> list[dict]:
+def sft(
+    model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | None = None, progress: bool = True
+) -> list[dict]:
     """Fine-tune and save the LoRA adapter at ``out``; returns the per-epoch history
     (train loss, validation loss). The checkpoint ``<out>.ckpt`` is removed when ``out`` is written;
     one writer at a time (``<out>.lock``, held by rank 0 of a distributed launch)."""
     from accelerate import Accelerator
-    from peft import set_peft_model_state_dict, get_peft_model_state_dict
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     from muse.mllm.model import load
     from muse.mllm.score import Judge
@@ -143,15 +156,16 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
     if cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = lora_model(base, cfg)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     model, opt = acc.prepare(model, opt)
     judge = Judge(acc.unwrap_model(model).base_model.model, processor, yes_no, cfg.prompt)
-    judge.model = model                                   # train through the (wrapped) adapter
+    judge.model = model  # train through the (wrapped) adapter
     images = PairImages()
     fingerprint = digest(files_digest(model_dir), train, val, asdict(cfg))
     if cfg.fraction < 1.0:
-        keep = np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:max(1, round(cfg.fraction * len(train)))]
+        keep = np.random.default_rng([cfg.seed, 7]).permutation(len(train))[: max(1, round(cfg.fraction * len(train)))]
         train = [train[i] for i in sorted(keep)]
     out, ckpt = Path(out), Path(f"{out}.ckpt")
     steps_per_epoch = math.ceil(len(train) / (cfg.batch * acc.num_processes))
@@ -165,17 +179,21 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
             start, history = state["epoch"], json.loads((ckpt / "history.json").read_text())
             print(f"resuming {out} after epoch {start}", file=sys.stderr)
     for epoch in range(start, cfg.epochs):
-        torch.manual_seed(cfg.seed * 100_003 + epoch)        # LoRA dropout: fixed by (seed, epoch)
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # LoRA dropout: fixed by (seed, epoch)
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
-        mine = order[acc.process_index::acc.num_processes]
+        mine = order[acc.process_index :: acc.num_processes]
         model.train()
         total_loss = 0.0
-        bar = tqdm(range(0, len(mine), cfg.batch), desc=f"sft epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not (progress and acc.is_main_process))
+        bar = tqdm(
+            range(0, len(mine), cfg.batch),
+            desc=f"sft epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            disable=not (progress and acc.is_main_process),
+        )
         for k, s in enumerate(bar):
             for g in opt.param_groups:
                 g["lr"] = cosine_lr(epoch * steps_per_epoch + k, total, cfg)
-            loss = answer_loss(judge, [train[i] for i in mine[s:s + cfg.batch]], images)
+            loss = answer_loss(judge, [train[i] for i in mine[s : s + cfg.batch]], images)
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()
@@ -190,8 +208,15 @@ def sft(model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | Non
         if acc.is_main_process:
             with atomic_path(ckpt) as tmp:
                 tmp.mkdir()
-                torch.save({"epoch": epoch + 1, "adapter": get_peft_model_state_dict(acc.unwrap_model(model)),
-                            "optimizer": opt.state_dict(), "fingerprint": fingerprint}, tmp / "state.pt")
+                torch.save(
+                    {
+                        "epoch": epoch + 1,
+                        "adapter": get_peft_model_state_dict(acc.unwrap_model(model)),
+                        "optimizer": opt.state_dict(),
+                        "fingerprint": fingerprint,
+                    },
+                    tmp / "state.pt",
+                )
                 (tmp / "history.json").write_text(json.dumps(history))
         acc.wait_for_everyone()
     if acc.is_main_process:

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from muse.io import atomic_path  # noqa: E402
 
+
 def _save(fig, out) -> None:
     """Write ``fig`` as PNG atomically and free it."""
     with atomic_path(out) as tmp:
@@ -42,8 +43,12 @@ def plot_timing(bench: dict, out) -> None:
     a.set_ylabel("ms per pair")
     a.set_title("time per component", fontsize=9)
     tok = bench["tokens"]
-    b.pie([tok["vision"], tok["text"]], labels=[f"vision {tok['vision']}", f"text {tok['text']}"],
-          colors=["#4c72b0", "#dd8452"], autopct="%1.0f%%")
+    b.pie(
+        [tok["vision"], tok["text"]],
+        labels=[f"vision {tok['vision']}", f"text {tok['text']}"],
+        colors=["#4c72b0", "#dd8452"],
+        autopct="%1.0f%%",
+    )
     b.set_title("tokens per pair", fontsize=9)
     fig.suptitle(f"{bench['machine']}", fontsize=7)
     fig.tight_layout()

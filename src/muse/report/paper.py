@@ -26,9 +26,20 @@ def assemble(table: int, measured: list[dict]) -> pd.DataFrame:
     ``measured`` holds dicts with ``protocol``, ``row`` and the metrics as fractions."""
     paper = paper_numbers()
     paper = paper[paper.table == table]
-    ours = pd.DataFrame([{"table": table, "protocol": m["protocol"], "row": m["row"], "metric": k,
-                          "reproduced": round(100 * m[k], 2)} for m in measured for k in METRICS],
-                        columns=["table", "protocol", "row", "metric", "reproduced"])
+    ours = pd.DataFrame(
+        [
+            {
+                "table": table,
+                "protocol": m["protocol"],
+                "row": m["row"],
+                "metric": k,
+                "reproduced": round(100 * m[k], 2),
+            }
+            for m in measured
+            for k in METRICS
+        ],
+        columns=["table", "protocol", "row", "metric", "reproduced"],
+    )
     df = paper.merge(ours, on=["table", "protocol", "row", "metric"], how="outer")
     order = {r: i for i, r in enumerate(list(dict.fromkeys(list(paper.row) + list(ours.row))))}
     protocols = {p: i for i, p in enumerate(dict.fromkeys(list(paper.protocol) + list(ours.protocol)))}
@@ -64,9 +75,12 @@ def judge_footnote(measured: list[dict]) -> str:
     for protocol, rows in by_protocol.items():
         values = set(rows.values())
         if len(values) == 1:
-            (j, b), = values
+            ((j, b),) = values
             lines.append(f"- {protocol}: judge ROC-AUC {j:.3f} (base distance {b:.3f}) over the scored pairs")
         else:
-            lines.append(f"- {protocol}: judge ROC-AUC " + ", ".join(f"{r} {j:.3f}" for r, (j, _) in rows.items())
-                         + f" (base distance {next(iter(values))[1]:.3f}) over the scored pairs")
+            lines.append(
+                f"- {protocol}: judge ROC-AUC "
+                + ", ".join(f"{r} {j:.3f}" for r, (j, _) in rows.items())
+                + f" (base distance {next(iter(values))[1]:.3f}) over the scored pairs"
+            )
     return "The judge on its scored pairs:\n\n" + "\n".join(lines) + "\n" if lines else ""

@@ -7,7 +7,7 @@ Library defaults are the original papers' values (docs/architecture.md, "Numeric
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -55,13 +55,27 @@ def params_for(method: str, overrides: dict | None = None) -> dict:
 
 def neighbourhood(method: str, params: dict) -> int:
     """The largest number of neighbours the method asks of a gallery."""
-    return {"none": 0, "krnn": params.get("k1", 0), "ecn": params.get("k", 0),
-            "caj": max(params.get("k1_intra", 0), params.get("k1_inter", 0),
-                       params.get("k2", 0) if params.get("qe") == "plain" else 0)}[method]
+    return {
+        "none": 0,
+        "krnn": params.get("k1", 0),
+        "ecn": params.get("k", 0),
+        "caj": max(
+            params.get("k1_intra", 0),
+            params.get("k1_inter", 0),
+            params.get("k2", 0) if params.get("qe") == "plain" else 0,
+        ),
+    }[method]
 
 
-def rerank(method: str, D: Distance, camids: np.ndarray | None = None, block: int = 256,
-           stats: dict | None = None, memory: int = MEMORY, **overrides) -> Iterator[tuple[slice, torch.Tensor]]:
+def rerank(
+    method: str,
+    D: Distance,
+    camids: np.ndarray | None = None,
+    block: int = 256,
+    stats: dict | None = None,
+    memory: int = MEMORY,
+    **overrides,
+) -> Iterator[tuple[slice, torch.Tensor]]:
     """Re-ranked query × gallery distance blocks of ``method`` (``none``: D itself, ``block``
     queries at a time). Every stage's working arrays stay within ``memory`` bytes
     (:mod:`muse.rerank.budget`). For K-RNN and CA-Jaccard, ``stats`` (a dict) receives what their
@@ -86,14 +100,19 @@ def rerank(method: str, D: Distance, camids: np.ndarray | None = None, block: in
     return jaccard_blocks(V, D, row_max, lam, memory)
 
 
-def rerank_features(q: Features, g: Features, method: str, params: dict | None = None,
-                    fusion: tuple[Scores, float, float, int] | None = None, block: int = 256,
-                    memory: int = MEMORY) -> Iterator[tuple[slice, torch.Tensor]]:
+def rerank_features(
+    q: Features,
+    g: Features,
+    method: str,
+    params: dict | None = None,
+    fusion: tuple[Scores, float, float, int] | None = None,
+    block: int = 256,
+    memory: int = MEMORY,
+) -> Iterator[tuple[slice, torch.Tensor]]:
     """Re-ranked query × gallery blocks of a test set's features; ``fusion`` = (scores, α, τ, C)
     applies μ-fusion first. Camera ids come from the features."""
     D = Distance(q.feats, g.feats)
     if fusion is not None:
         scores, alpha, tau, C = fusion
         D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
-    return rerank(method, D, camids=np.concatenate([q.camids, g.camids]), block=block, memory=memory,
-                  **(params or {}))
+    return rerank(method, D, camids=np.concatenate([q.camids, g.camids]), block=block, memory=memory, **(params or {}))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-MEMORY = 1 << 30        # default working memory of one stage: 1 GiB
+MEMORY = 1 << 30  # default working memory of one stage: 1 GiB
 
 
 def fitting(memory: int, bytes_each: int, most: int) -> int:

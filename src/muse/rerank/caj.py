@@ -25,13 +25,20 @@ from muse.rerank.budget import MEMORY
 from muse.rerank.jaccard import encode, expand, reciprocal_mask, set_pairs
 from muse.rerank.knn import knn
 
-
 QE = ("camera", "plain")
 
 
-def caj_encoding(D: Distance, camids: np.ndarray, k1_intra: int = 5, k1_inter: int = 20, k2_intra: int = 3,
-                 k2_inter: int = 3, qe: str = "camera", k2: int = 5, memory: int = MEMORY
-                 ) -> tuple[sp.csr_matrix, torch.Tensor]:
+def caj_encoding(
+    D: Distance,
+    camids: np.ndarray,
+    k1_intra: int = 5,
+    k1_inter: int = 20,
+    k2_intra: int = 3,
+    k2_inter: int = 3,
+    qe: str = "camera",
+    k2: int = 5,
+    memory: int = MEMORY,
+) -> tuple[sp.csr_matrix, torch.Tensor]:
     """(V after query expansion, row maxima): steps 1–3; ``camids`` has one camera per item (N,).
     ``k2_intra``/``k2_inter`` are read with ``qe = "camera"`` only, ``k2`` with ``"plain"`` only.
     V has at most (k2_intra + k2_inter)·(k1_intra + k1_inter + 2) non-zeros per row ("plain": k2·(…))."""
@@ -39,7 +46,7 @@ def caj_encoding(D: Distance, camids: np.ndarray, k1_intra: int = 5, k1_inter: i
     ks = {"intra": max(k1_intra + 1, k2_intra if camera else 0), "inter": max(k1_inter + 1, k2_inter if camera else 0)}
     nb = knn(D, ks if camera else {**ks, "all": k2}, camids=camids, memory=memory)
     intra, inter, row_max = nb["intra"].index, nb["inter"].index, nb["row_max"]
-    ids = torch.cat([intra[:, :k1_intra + 1], inter[:, :k1_inter + 1]], 1)
+    ids = torch.cat([intra[:, : k1_intra + 1], inter[:, : k1_inter + 1]], 1)
     ok = torch.cat([reciprocal_mask(intra, k1_intra, memory), reciprocal_mask(inter, k1_inter, memory)], 1)
     V = encode(D, row_max, *set_pairs(ids, ok))
     return expand(V, torch.cat([intra[:, :k2_intra], inter[:, :k2_inter]], 1) if camera else nb["all"].index), row_max

@@ -17,7 +17,7 @@ sparse on the others, as many queries at a time as the working memory allows.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,10 +27,12 @@ from muse.distance import Distance
 from muse.rerank.budget import MEMORY, fitting
 from muse.rerank.knn import knn
 
-_DENSE = 1e-3   # a column shared by more than this fraction of all (query, gallery) pairs is multiplied densely
+_DENSE = 1e-3  # a column shared by more than this fraction of all (query, gallery) pairs is multiplied densely
 
 
-def ecn_blocks(D: Distance, k: int = 25, t: int = 3, q: int = 8, memory: int = MEMORY) -> Iterator[tuple[slice, torch.Tensor]]:
+def ecn_blocks(
+    D: Distance, k: int = 25, t: int = 3, q: int = 8, memory: int = MEMORY
+) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ECN query × gallery distance blocks.
 
     With X_p = [F_p, S_p] and Y_g = [S_g, F_g] (rows of 2N columns), F_p·S_g + S_p·F_g = X_p·Y_g.
@@ -43,10 +45,9 @@ def ecn_blocks(D: Distance, k: int = 25, t: int = 3, q: int = 8, memory: int = M
     index = knn(D, max(k, t + 1, q + 1), memory=memory)["all"].index.cpu().numpy()
     N, Q, G = D.N, D.Q, D.G
     rows = np.repeat(np.arange(N), k)
-    F = sp.csr_matrix((np.tile(np.arange(k, 0, -1, dtype=np.float64), N), (rows, index[:, :k].ravel())),
-                      shape=(N, N))
-    first = index[:, 1:t + 1]                                    # (N, t)
-    second = index[first, 1:q + 1].reshape(N, t * q)             # (N, t·q)
+    F = sp.csr_matrix((np.tile(np.arange(k, 0, -1, dtype=np.float64), N), (rows, index[:, :k].ravel())), shape=(N, N))
+    first = index[:, 1 : t + 1]  # (N, t)
+    second = index[first, 1 : q + 1].reshape(N, t * q)  # (N, t·q)
     hood = np.concatenate([first, second], 1)
     M = hood.shape[1]
     A = sp.csr_matrix((np.ones(N * M), (np.repeat(np.arange(N), M), hood.ravel())), shape=(N, N))

@@ -19,7 +19,7 @@ many rows share (a hub) splits a block, and even a row, into more pieces instead
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,15 +28,15 @@ import torch
 from muse.distance import Distance
 from muse.rerank.budget import MEMORY, fitting
 
-_TRIPLE_BYTES = 64          # the arrays held per (query, column, gallery) triple in the Jaccard step
-_PIECE = 1 << 20            # triples per piece at most: cache-sized pieces run 2.5× faster than 16 M
+_TRIPLE_BYTES = 64  # the arrays held per (query, column, gallery) triple in the Jaccard step
+_PIECE = 1 << 20  # triples per piece at most: cache-sized pieces run 2.5× faster than 16 M
 
 
 def reciprocal_mask(index: torch.Tensor, k: int, memory: int = MEMORY) -> torch.Tensor:
     """(N, k+1) bool: whether ``index[i, p]`` (p ≤ k) is a k-reciprocal neighbour of i."""
-    fwd = index[:, :k + 1]
+    fwd = index[:, : k + 1]
     out = torch.empty(fwd.shape, dtype=torch.bool, device=fwd.device)
-    rows = fitting(memory, 9 * (k + 1) ** 2, len(fwd))       # the (rows, k+1, k+1) lists and comparison
+    rows = fitting(memory, 9 * (k + 1) ** 2, len(fwd))  # the (rows, k+1, k+1) lists and comparison
     for s in range(0, len(fwd), rows):
         me = torch.arange(s, min(s + rows, len(fwd)), device=fwd.device)
         out[me] = (fwd[fwd[me]] == me[:, None, None]).any(-1)
@@ -64,8 +64,9 @@ def encode(D: Distance, row_max: torch.Tensor, i: torch.Tensor, j: torch.Tensor)
 def expand(V: sp.csr_matrix, lists: torch.Tensor) -> sp.csr_matrix:
     """Local query expansion: row i becomes the mean of the rows ``lists[i]`` (repeats count)."""
     n, L = lists.shape
-    A = sp.csr_matrix((np.full(n * L, 1.0 / L), (np.repeat(np.arange(n), L), lists.cpu().numpy().ravel())),
-                      shape=(n, V.shape[1]))
+    A = sp.csr_matrix(
+        (np.full(n * L, 1.0 / L), (np.repeat(np.arange(n), L), lists.cpu().numpy().ravel())), shape=(n, V.shape[1])
+    )
     return (A @ V).tocsr()
 
 
@@ -90,8 +91,11 @@ def _min_overlap(Vq: sp.csr_matrix, Vg: sp.csc_matrix, G: int, most: int) -> np.
         r0, r1 = q_rows[e0], q_rows[e1 - 1] + 1
         nz = np.repeat(np.arange(e1 - e0), n)
         pos = Vg.indptr[cols][nz] + np.arange(len(nz)) - np.repeat(np.cumsum(n) - n, n)
-        m[r0:r1] += np.bincount((q_rows[e0:e1][nz] - r0) * G + Vg.indices[pos],
-                                weights=np.minimum(a[nz], Vg.data[pos]), minlength=(r1 - r0) * G).reshape(-1, G)
+        m[r0:r1] += np.bincount(
+            (q_rows[e0:e1][nz] - r0) * G + Vg.indices[pos],
+            weights=np.minimum(a[nz], Vg.data[pos]),
+            minlength=(r1 - r0) * G,
+        ).reshape(-1, G)
         e0 = e1
     return m
 
@@ -101,12 +105,16 @@ def overlap_stats(V: sp.csr_matrix, Q: int) -> dict:
     number of gallery rows sharing a column (hubs), and the (query, column, gallery) triples."""
     Vq, Vg = V[:Q].tocsr(), V[Q:].tocsc()
     col = np.diff(Vg.indptr)
-    return {"max_row_nnz": int(np.diff(V.indptr).max()), "max_column_nnz": int(col.max()),
-            "triples": int(col[Vq.indices].sum())}
+    return {
+        "max_row_nnz": int(np.diff(V.indptr).max()),
+        "max_column_nnz": int(col.max()),
+        "triples": int(col[Vq.indices].sum()),
+    }
 
 
-def jaccard_blocks(V: sp.csr_matrix, D: Distance, row_max: torch.Tensor, lam: float, memory: int = MEMORY
-                   ) -> Iterator[tuple[slice, torch.Tensor]]:
+def jaccard_blocks(
+    V: sp.csr_matrix, D: Distance, row_max: torch.Tensor, lam: float, memory: int = MEMORY
+) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ``(rows, d*[rows, gallery])`` for blocks of queries (see module docstring); a block's
     rows hold four float64 arrays of G (m, d_J, D̃, d*) in half of ``memory``."""
     Q, G = D.Q, D.G
@@ -115,6 +123,6 @@ def jaccard_blocks(V: sp.csr_matrix, D: Distance, row_max: torch.Tensor, lam: fl
     for start in range(0, Q, block):
         rows = slice(start, min(start + block, Q))
         m = torch.as_tensor(_min_overlap(Vq[rows], Vg, G, most), device=D.dev)
-        d_jac = 1 - m / (2 - m)
-        d_norm = D.block(rows, slice(Q, D.N)).double() / row_max[rows, None].double()
-        yield rows, (1 - lam) * d_jac + lam * d_norm
+        d_jac = m.div_(2 - m).neg_().add_(1)  # in place: 1 − m / (2 − m)
+        d_norm = D.block(rows, slice(Q, D.N)).double().div_(row_max[rows, None].double())
+        yield rows, d_jac.mul_(1 - lam).add_(d_norm.mul_(lam))

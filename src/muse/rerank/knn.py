@@ -25,8 +25,8 @@ import torch
 from muse.distance import Distance, smallest_k
 from muse.rerank.budget import MEMORY, square_side
 
-TILE = 2048     # the largest tile side: 16 MB of float32, the fastest size on the CPUs tried
-_SELF = 2.0     # σ written at (i, i): above any σ ≤ 1, so an item comes first in its own list
+TILE = 2048  # the largest tile side: 16 MB of float32, the fastest size on the CPUs tried
+_SELF = 2.0  # σ written at (i, i): above any σ ≤ 1, so an item comes first in its own list
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class _Best:
         s, i = torch.cat([self.s[rows], s], 1), torch.cat([self.i[rows], items[i]], 1)
         order = torch.argsort(i, dim=1)
         s, i = s.gather(1, order), i.gather(1, order)
-        order = torch.argsort(s, dim=1, descending=True, stable=True)[:, :self.k]
+        order = torch.argsort(s, dim=1, descending=True, stable=True)[:, : self.k]
         self.s[rows], self.i[rows] = s.gather(1, order), i.gather(1, order)
 
 
@@ -63,7 +63,7 @@ def _restricted_topk(d: torch.Tensor, allowed: torch.Tensor, k: int):
         vs, is_ = smallest_k(d[short].masked_fill(allowed[short], float("inf")), k)
         n_ok = torch.isfinite(v[short]).sum(1)
         for row, (r, n) in enumerate(zip(short.tolist(), n_ok.tolist())):
-            v[r, n:], i[r, n:] = vs[row, :k - n], is_[row, :k - n]
+            v[r, n:], i[r, n:] = vs[row, : k - n], is_[row, : k - n]
     return v, i
 
 
@@ -72,8 +72,9 @@ def _keys(s: torch.Tensor, same: torch.Tensor | None, names) -> dict:
     ``same`` None when no pair of the tile shares a camera (``intra`` then has nothing to add)."""
     if same is None:
         return {name: s for name in names if name != "intra"}
-    return {name: s if name == "all" else s.masked_fill(~same if name == "intra" else same, -torch.inf)
-            for name in names}
+    return {
+        name: s if name == "all" else s.masked_fill(~same if name == "intra" else same, -torch.inf) for name in names
+    }
 
 
 def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEMORY) -> dict:
@@ -93,31 +94,32 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEM
     cams, Dv = None, D
     if camids is not None:
         cams = torch.as_tensor(np.asarray(camids, np.int64), device=D.dev)
-        items = torch.argsort(cams, stable=True)          # item of each visited position
+        items = torch.argsort(cams, stable=True)  # item of each visited position
         Dv, cv = D.reordered(items), cams[items]
     best = {name: _Best(D.N, kk, D.f) for name, kk in ks.items()}
     s_min = torch.full((D.N,), torch.inf, dtype=D.f.dtype, device=D.dev)
     block = square_side(memory, 5 * D.f.element_size() + 2, TILE)
     starts = range(0, D.N, block)
     for a in starts:
-        I = slice(a, min(a + block, D.N))
-        for b in starts[a // block:]:
-            J = slice(b, min(b + block, D.N))
-            s = Dv.similarity(I, J)
-            s_min[I] = torch.minimum(s_min[I], s.amin(1))
+        rows = slice(a, min(a + block, D.N))
+        for b in starts[a // block :]:
+            cols = slice(b, min(b + block, D.N))
+            s = Dv.similarity(rows, cols)
+            s_min[rows] = torch.minimum(s_min[rows], s.amin(1))
             if a == b:
                 s.diagonal().fill_(_SELF)
-            meet = cams is not None and bool(cv[J.start] <= cv[I.stop - 1]) and bool(cv[I.start] <= cv[J.stop - 1])
-            same = cv[I, None] == cv[None, J] if meet else None
+            # cameras ascend with the position and cols start after rows: they meet iff this holds
+            meet = cams is not None and bool(cv[cols.start] <= cv[rows.stop - 1])
+            same = cv[rows, None] == cv[None, cols] if meet else None
             for name, key in _keys(s, same, ks).items():
-                best[name].add(I, key, items[J])
+                best[name].add(rows, key, items[cols])
             if a != b:
                 sT, sameT = s.T.contiguous(), None if same is None else same.T
-                s_min[J] = torch.minimum(s_min[J], sT.amin(1))
+                s_min[cols] = torch.minimum(s_min[cols], sT.amin(1))
                 for name, key in _keys(sT, sameT, ks).items():
-                    best[name].add(J, key, items[I])
+                    best[name].add(cols, key, items[rows])
     at = torch.empty_like(items)
-    at[items] = torch.arange(D.N, device=D.dev)            # visited position of each item
+    at[items] = torch.arange(D.N, device=D.dev)  # visited position of each item
     result = {name: Neighbours(bb.i[at], _distance(bb.s[at])) for name, bb in best.items()}
     for name in set(ks) - {"all"}:
         _short_rows(D, cams, name, ks[name], result[name])
@@ -136,7 +138,7 @@ def _short_rows(D: Distance, cams: torch.Tensor, name: str, k: int, nb: Neighbou
     allowed = per_camera if name == "intra" else D.N - per_camera
     for r in (allowed < k).nonzero(as_tuple=True)[0].tolist():
         d = D.block(slice(r, r + 1))
-        d[0, r] = -1.0                                   # self first, whatever else is at 0
+        d[0, r] = -1.0  # self first, whatever else is at 0
         same = cams[r] == cams
         v, i = _restricted_topk(d, (same if name == "intra" else ~same)[None], k)
         nb.index[r], nb.dist[r] = i[0], v[0].clamp_min(0)

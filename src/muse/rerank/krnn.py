@@ -25,15 +25,15 @@ def expanded_sets(index: torch.Tensor, k1: int, memory: int = MEMORY) -> tuple[t
     """COO (i, j) of the ⅔-expanded k-reciprocal sets of every item: at most (k1 + 1)(⌊k1/2⌉ + 2)
     pairs per item. Rows are taken in chunks whose membership tests fit in ``memory``."""
     kh = round(k1 / 2)
-    recip = reciprocal_mask(index, k1, memory)             # (N, k1+1)
-    half = reciprocal_mask(index, kh, memory)              # (N, kh+1)
-    fwd, hfwd = index[:, :k1 + 1], index[:, :kh + 1]
+    recip = reciprocal_mask(index, k1, memory)  # (N, k1+1)
+    half = reciprocal_mask(index, kh, memory)  # (N, kh+1)
+    fwd, hfwd = index[:, : k1 + 1], index[:, : kh + 1]
     pairs = []
     chunk = fitting(memory, (k1 + 1) * (kh + 1) * (k1 + 1) + 40 * (k1 + 1) * (kh + 2), len(index))
     for s in range(0, len(index), chunk):
         r = slice(s, min(s + chunk, len(index)))
-        R, Rok = fwd[r], recip[r]                          # R(i, k1) as ids + validity
-        H, Hok = hfwd[R], half[R]                          # R(c, kh) of each candidate c
+        R, Rok = fwd[r], recip[r]  # R(i, k1) as ids + validity
+        H, Hok = hfwd[R], half[R]  # R(c, kh) of each candidate c
         member = ((H[..., None] == R[:, None, None, :]) & Rok[:, None, None, :]).any(-1) & Hok
         accept = Rok & (3 * member.sum(-1) > 2 * Hok.sum(-1))
         ids = torch.cat([R, H.flatten(1)], 1)

@@ -8,19 +8,19 @@ rule evaluate_table_protocol:
         scores=lambda w: scores_of(w.table, w.protocol),
     output:
         "results/eval/table{table}/{protocol}.json",
+    log:
+        "logs/eval/table{table}/{protocol}.log",
+    benchmark:
+        "benchmarks/eval/table{table}/{protocol}.tsv"
     wildcard_constraints:
-        table="|".join(str(t) for t in TABLES if t not in ABLATION_TABLES),
+        table="|".join(str(t) for t in STANDARD_TABLES),
+    conda:
+        "../envs/muse.yaml"
     params:
         rerank=config["rerank"],
         alpha=lambda w: alpha_of(w.table),
         tau=config["muse"]["tau"],
         C=config["muse"]["C"],
-    log:
-        "logs/eval/table{table}/{protocol}.log",
-    benchmark:
-        "benchmarks/eval/table{table}/{protocol}.tsv"
-    conda:
-        "../envs/muse.yaml"
     script:
         "../scripts/evaluate_table_protocol.py"
 
@@ -30,19 +30,19 @@ rule evaluate_ablation_protocol:
         unpack(ablation_inputs),
     output:
         "results/eval/table{table}/{protocol}.json",
+    log:
+        "logs/eval/table{table}/{protocol}.log",
+    benchmark:
+        "benchmarks/eval/table{table}/{protocol}.tsv"
     wildcard_constraints:
         table="|".join(str(t) for t in ABLATION_TABLES),
+    conda:
+        "../envs/muse.yaml"
     params:
         rows=lambda w: [name for name, _ in ablation_rows(int(w.table), MLLMS)],
         rerank=config["rerank"],
         alpha=lambda w: alpha_of(w.table),
         tau=config["muse"]["tau"],
         C=config["muse"]["C"],
-    log:
-        "logs/eval/table{table}/{protocol}.log",
-    benchmark:
-        "benchmarks/eval/table{table}/{protocol}.tsv"
-    conda:
-        "../envs/muse.yaml"
     script:
         "../scripts/evaluate_ablation_protocol.py"
