@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from muse.config import from_section
 from muse.data.formats import manifest
 from muse.data.synthetic import Sizes, generate_domain
 from muse.distance import base_distance_blocks
@@ -248,7 +249,7 @@ def test_extracted_features_file(small_world, tmp_path):
 
 
 def test_config_errors():
-    with pytest.raises(MuseError, match="encoder.train: unknown key"):
-        T.config_from({"epochz": 3})
+    with pytest.raises(MuseError, match="encoder.train.epochz: unknown key"):
+        from_section(T.TrainConfig, {"epochz": 3}, "encoder.train")
     with pytest.raises(MuseError, match="need at least ids_per_batch"):
         T.train_encoder(pd.DataFrame({"path": ["a"], "pid": [1], "camid": [1]}), TINY, "/tmp/x", T.TrainConfig())

@@ -213,10 +213,11 @@ def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = Fals
     test domain, with the base distance and with K-RNN: the world's domain-generalisation matrix."""
     from pathlib import Path
 
+    from muse.config import from_section
     from muse.data.protocols import combine_train
     from muse.encoder.features import extract
     from muse.encoder.model import clip_from_config
-    from muse.encoder.train import config_from, train_encoder
+    from muse.encoder.train import TrainConfig, train_encoder
 
     rows = []
     for src in manifests:
@@ -224,7 +225,7 @@ def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = Fals
             combine_train(manifests, [src]),
             clip_from_config(encoder_cfg),
             Path(work_dir) / src,
-            config_from(encoder_cfg["train"]),
+            from_section(TrainConfig, encoder_cfg["train"], "encoder.train"),
             weights=encoder_cfg["weights"],
             progress=progress,
         )

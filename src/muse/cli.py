@@ -131,11 +131,11 @@ def _evaluate(a):
 
 
 def _train_encoder(a):
-    from muse.config import load_config
+    from muse.config import from_section, load_config
     from muse.data.formats import read_manifest
     from muse.data.protocols import combine_train
     from muse.encoder.model import clip_from_config
-    from muse.encoder.train import config_from, train_encoder
+    from muse.encoder.train import TrainConfig, train_encoder
     from muse.io import write_meta
 
     enc = load_config(a.config)["encoder"]
@@ -147,7 +147,13 @@ def _train_encoder(a):
             raise MuseError(f"{path}: a second --manifest of domain {domain}")
         manifests[domain] = df
     train = combine_train(manifests, list(manifests))
-    train_encoder(train, clip_from_config(enc), a.out, config_from(enc["train"]), weights=enc["weights"])
+    train_encoder(
+        train,
+        clip_from_config(enc),
+        a.out,
+        from_section(TrainConfig, enc["train"], "encoder.train"),
+        weights=enc["weights"],
+    )
     write_meta(a.out, enc, inputs=a.manifest)
     print(f"{a.out}: encoder trained on {len(train)} images of {train.pid.nunique()} identities")
 

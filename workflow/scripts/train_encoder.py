@@ -1,8 +1,9 @@
 """rule train_encoder -> muse.encoder.train.train_encoder"""
 
+from muse.config import from_section
 from muse.data.formats import read_manifest
 from muse.encoder.model import clip_from_config
-from muse.encoder.train import config_from, train_encoder
+from muse.encoder.train import TrainConfig, train_encoder
 from muse.errors import logged
 from muse.io import write_meta
 
@@ -12,7 +13,7 @@ with logged(snakemake.log[0]):
         read_manifest(snakemake.input[0]),
         clip_from_config(enc),
         snakemake.output[0],
-        config_from(enc["train"]),
+        from_section(TrainConfig, enc["train"], "encoder.train"),
         weights=enc["weights"],
     )
     write_meta(snakemake.output[0], enc, inputs=snakemake.input)

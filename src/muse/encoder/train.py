@@ -20,7 +20,7 @@ same weights.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ class TrainConfig:
     imgs_per_id: int = 4
     warmup_epochs: int = 10
     warmup_factor: float = 0.1
-    milestones: list = field(default_factory=lambda: [30, 50])
+    milestones: tuple = (30, 50)
     lr_gamma: float = 0.1
     label_smoothing: float = 0.1
     pcl_temperature: float = 0.01
@@ -183,12 +183,3 @@ def train_encoder(
     model.cpu().eval().save_pretrained(out)
     ckpt.unlink(missing_ok=True)
     return model
-
-
-def config_from(d: dict) -> TrainConfig:
-    """A :class:`TrainConfig` from a config mapping; an unknown key is an error naming it."""
-    known = set(asdict(TrainConfig()))
-    unknown = set(d) - known
-    if unknown:
-        raise MuseError(f"encoder.train: unknown key(s) {', '.join(sorted(unknown))}")
-    return TrainConfig(**d)
