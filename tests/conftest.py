@@ -1,18 +1,8 @@
-import re
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-
-def write_image(path: Path, value: int = 128, size=(16, 8)) -> Path:
-    """A small valid image at ``path`` (format from the suffix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((*size, 3), value, np.uint8)).save(path)
-    return path
+from helpers import write_image
 
 
 @pytest.fixture
@@ -32,16 +22,3 @@ def market(tmp_path) -> Path:
         write_image(root / "bounding_box_test" / name)
     (root / "bounding_box_test" / "Thumbs.db").write_bytes(b"\0\1")
     return root
-
-
-def muse(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "muse.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
-
-
-def fails_with_one_line(res, *fragments):
-    assert res.returncode != 0
-    errors = [ln for ln in res.stderr.splitlines() if re.match(r"muse( [\w-]+)*: error: ", ln)]
-    assert len(errors) == 1 and res.stderr.rstrip().endswith(errors[0]), res.stderr
-    assert "Traceback" not in res.stderr
-    for f in fragments:
-        assert f in errors[0], errors[0]

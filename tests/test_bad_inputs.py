@@ -3,10 +3,11 @@ leaves no partial output behind."""
 
 import numpy as np
 import pytest
-from conftest import fails_with_one_line, muse, write_image
 from PIL import Image
 
 from muse.io import Features, save_features
+
+from helpers import fails_with_one_line, muse, write_image
 
 
 @pytest.fixture(scope="module")

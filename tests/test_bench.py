@@ -4,12 +4,13 @@ benchmark's smoke mode end to end on the CPU."""
 import json
 
 import pytest
-from conftest import muse
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from muse.bench import _judge, _random_images, bench_floor, bench_original, bench_rerank, bench_score, pair_flops
 from muse.mllm.prompt import load_pair_image
+
+from helpers import muse
 
 
 def test_pair_flops_equal_the_counted_flops_of_both_engines(tmp_path):

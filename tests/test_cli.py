@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import fails_with_one_line, muse, write_image
-from test_evaluate import random_case, reference
 
 from muse.evaluate import roc_auc
 from muse.io import Features, load_features, save_features
+
+from helpers import fails_with_one_line, muse, random_case, reference, write_image
 
 
 def test_manifest_writes_csv_and_sidecar(market, tmp_path):
@@ -121,9 +121,9 @@ def test_bench_evaluate_prints_figures():
 
 
 def write_rerank_case(tmp_path, seed=0, G=110):
-    from test_rerank import clustered, scores_for
-
     from muse.io import Scores, save_scores
+
+    from helpers import clustered, scores_for
 
     q, g, qp, qc, gp, gc = clustered(seed, G=G)
     save_features(

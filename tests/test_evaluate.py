@@ -8,32 +8,7 @@ from muse.distance import base_distance_blocks
 from muse.errors import MuseError
 from muse.evaluate import evaluate
 
-
-def reference(dist, q_pids, q_camids, g_pids, g_camids, max_rank=50):
-    """Per query: stable argsort, drop same-id-same-camera, AP = mean precision at hits."""
-    aps, inps, cmc, n = [], [], np.zeros(max_rank), 0
-    for i in range(len(q_pids)):
-        order = np.argsort(dist[i], kind="stable")
-        keep = ~((g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i]))
-        matches = (g_pids[order][keep] == q_pids[i]).astype(float)
-        if matches.sum() == 0:
-            continue
-        n += 1
-        hits = np.flatnonzero(matches)
-        aps.append(np.mean([(k + 1) / (pos + 1) for k, pos in enumerate(hits)]))
-        inps.append(len(hits) / (hits[-1] + 1))
-        cmc[hits[0] :] += 1
-    return {"mAP": np.mean(aps), "mINP": np.mean(inps), "cmc": cmc / n, "num_queries": n}
-
-
-def random_case(rng, nq=40, ng=300, ids=25, cams=4, d=16, distractors=30):
-    centres = rng.normal(size=(ids + 1, d))
-    q_pids = rng.integers(1, ids + 1, nq)
-    g_pids = np.concatenate([rng.integers(1, ids + 1, ng - distractors), np.zeros(distractors, int)])
-    q = centres[q_pids] + rng.normal(scale=0.9, size=(nq, d))
-    g = centres[g_pids] + rng.normal(scale=0.9, size=(ng, d))
-    g[g_pids == 0] = rng.normal(size=(distractors, d))
-    return q, g, q_pids, rng.integers(1, cams + 1, nq), g_pids, rng.integers(1, cams + 1, ng)
+from helpers import random_case, reference
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -4,13 +4,14 @@ import re
 
 import numpy as np
 import pytest
-from conftest import write_image
 from PIL import Image
 from scipy.io import savemat
 
 from muse.data import formats
 from muse.data.convert import convert_cuhksysu
 from muse.errors import MuseError
+
+from helpers import write_image
 
 
 def by_name(records):

@@ -12,13 +12,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import fails_with_one_line, muse
 from PIL import Image
 
 from muse.errors import MuseError
 from muse.mllm import model as M
 from muse.mllm.prompt import IMAGE_SIZE, messages
 from muse.mllm.sft import SFTConfig, lora_model, lora_targets
+
+from helpers import fails_with_one_line, muse
 
 # The model cards' parameter counts.
 PARAMS = {("qwen2_vl", "2b"): 2_208_985_600, ("qwen2_5_vl", "7b"): 8_292_166_656}

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import muse
 from PIL import Image
 
 from muse.errors import MuseError
@@ -16,6 +15,8 @@ from muse.mllm import model as M
 from muse.mllm import prompt as P
 from muse.mllm import score as S
 from muse.mllm.sft import SFTConfig, answer_loss, lora_model, read_pairs, sft
+
+from helpers import muse
 
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "muse-arxiv-2606.16161.txt"
 

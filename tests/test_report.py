@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from test_rerank import clustered, scores_for
 
 from muse.evaluate import evaluate_ablation, evaluate_rows, evaluate_table, rankings, sweep
 from muse.io import Features, Scores
 from muse.paper import ABLATION_TABLES, TABLES, Variant, ablation_rows, extra_rows, standard_rows
 from muse.report.paper import assemble, judge_footnote, markdown, paper_numbers
+
+from helpers import clustered, scores_for
 
 RERANK = {
     "krnn": {"k1": 10, "k2": 5, "lam": 0.3},

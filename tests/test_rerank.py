@@ -3,8 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from rerank_reference import caj_dense, dense_distance, ecn_dense, krnn_dense, mu_fused, ranking
-from test_evaluate import reference as eval_reference
 
 from muse.distance import Distance, check_fusion
 from muse.errors import MuseError
@@ -13,27 +11,9 @@ from muse.rerank import params_for, rerank
 from muse.rerank.budget import MEMORY
 from muse.rerank.knn import knn
 
-
-def clustered(seed, Q=24, G=110, ids=14, cams=4, d=12, rare_camera=True):
-    """Clustered features with a per-camera bias; camera 9 (if ``rare_camera``) holds 2 images."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(ids + 1, d))
-    bias = rng.normal(scale=0.6, size=(10, d))
-    pids = rng.integers(1, ids + 1, Q + G)
-    camids = rng.integers(1, cams + 1, Q + G)
-    if rare_camera:
-        camids[[3, Q + 7]] = 9
-    f = centres[pids] + bias[camids] + rng.normal(scale=0.7, size=(Q + G, d))
-    return f[:Q], f[Q:], pids[:Q], camids[:Q], pids[Q:], camids[Q:]
-
-
-def scores_for(q, g, C, seed):
-    """Top-C candidates by base distance and random logits, as a scores file would hold."""
-    rng = np.random.default_rng(seed)
-    D = dense_distance(q, g)
-    Q = len(q)
-    cand = np.argsort(D[:Q, Q:], axis=1, kind="stable")[:, :C].astype(np.int32)
-    return cand, rng.normal(size=cand.shape) * 4, rng.normal(size=cand.shape) * 4
+from helpers import clustered, scores_for
+from helpers import reference as eval_reference
+from rerank_reference import caj_dense, dense_distance, ecn_dense, krnn_dense, mu_fused, ranking
 
 
 def fast_and_dense(method, seed, fused, dtype=torch.float64, memory=MEMORY, **params):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_workflow import REPO, copy_workflow
+
+from helpers import REPO, copy_workflow
 
 pytestmark = pytest.mark.slurm
 

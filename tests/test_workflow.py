@@ -3,42 +3,12 @@
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
-SMALL_WORLD = {
-    "MA": {
-        "train_ids": 3,
-        "test_ids": 3,
-        "cameras": 3,
-        "cams_per_id": [2, 2],
-        "images_per_camera": [2, 2],
-        "distractors": 2,
-        "junk": 1,
-    },
-    "MS": {"train_ids": 3, "test_ids": 3, "cameras": 3, "cams_per_id": [2, 2], "images_per_camera": [2, 2]},
-    "C3": {"train_ids": 3, "test_ids": 3, "cameras": 2, "cams_per_id": [2, 2], "images_per_camera": [2, 2]},
-    "CS": {"train_ids": 3, "cameras": 2, "cams_per_id": [1, 1], "images_per_camera": [2, 2]},
-}
-
-
-def copy_workflow(dst: Path, small_world: bool = False) -> Path:
-    """A copy of the workflow (Snakefile, config, rules, scripts, schema) at ``dst``, with the
-    shipped config or with its world shrunk to :data:`SMALL_WORLD`."""
-    shutil.copy(REPO / "Snakefile", dst)
-    shutil.copytree(REPO / "workflow", dst / "workflow")
-    if small_world:
-        cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-        cfg["world"]["domains"] = SMALL_WORLD
-        (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
-    else:
-        shutil.copy(REPO / "config.yaml", dst)
-    return dst
+from helpers import REPO, SMALL_WORLD, copy_workflow
 
 
 @pytest.fixture
