@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from muse.budget import MEMORY
 from muse.distance import Distance, check_fusion
 from muse.errors import MuseError
 from muse.evaluate import evaluate
 from muse.rerank import params_for, rerank
-from muse.rerank.budget import MEMORY
 from muse.rerank.knn import knn
 
 from helpers import clustered, scores_for

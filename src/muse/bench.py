@@ -10,12 +10,13 @@ import time
 import numpy as np
 import torch
 
+from muse.budget import MEMORY
 from muse.distance import Distance, base_distance_blocks
 from muse.distance import device as default_device
 from muse.errors import MuseError
 from muse.evaluate import evaluate
+from muse.paper import FUSION
 from muse.rerank import rerank, rerank_features
-from muse.rerank.budget import MEMORY
 from muse.rerank.knn import TILE
 
 # Test-set sizes of the real datasets: queries, gallery images, test identities, cameras.
@@ -121,7 +122,7 @@ def bench_rerank(
     t0 = time.perf_counter()
     D = Distance(q, g)
     if fused:
-        D.fuse(cand, *logits, 0.2, 5.0, C)
+        D.fuse(cand, *logits, FUSION["alpha"], FUSION["tau"], C)
     stats = {}
     metrics = evaluate(rerank(method, D, camids=np.concatenate([qc, gc]), stats=stats, memory=memory), qp, qc, gp, gc)
     seconds = time.perf_counter() - t0

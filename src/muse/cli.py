@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from muse.budget import MEMORY
 from muse.errors import MuseError, report
-from muse.rerank.budget import MEMORY
 
 MEMORY_HELP = f"working memory of each re-ranking stage in GB (default {MEMORY / 2**30:g})"
 
@@ -93,6 +93,7 @@ _RERANK_OPTIONS = {
 def _evaluate(a):
     from muse.evaluate import evaluate, judge_auc
     from muse.io import load_features, load_scores, write_json
+    from muse.paper import FUSION
     from muse.rerank import params_for, rerank_features
 
     f = load_features(a.features)
@@ -107,7 +108,8 @@ def _evaluate(a):
     else:
         s = load_scores(a.scores, len(q.pids), len(g.pids), features=f)
         C = s.width if a.C is None else a.C
-        alpha, tau = 0.2 if a.alpha is None else a.alpha, 5.0 if a.tau is None else a.tau
+        alpha = FUSION["alpha"] if a.alpha is None else a.alpha
+        tau = FUSION["tau"] if a.tau is None else a.tau
         fusion = (s, alpha, tau, C)
         params.update(scores=str(a.scores), alpha=alpha, tau=tau, C=C)
     blocks = rerank_features(q, g, a.rerank, overrides, fusion, block=a.block, memory=a.memory)

@@ -60,6 +60,7 @@ ADAPTATION = {
     13: "MA",
 }
 
+FUSION = {"alpha": 0.2, "tau": 5.0}  # the paper's μ-fusion rate α and temperature τ (§5.2)
 INTRA_DOMAIN_TABLE = 4  # fuses with α_intra (§5.2), every other table with α
 SWEEP_SETTING = 2  # the sweeps (Figure 3) and Figure 5 use the judge of Table 2's setting
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from muse.budget import MEMORY
 from muse.distance import Distance
 from muse.errors import MuseError
 from muse.io import Features, Scores
-from muse.rerank.budget import MEMORY
 from muse.rerank.caj import QE, caj_encoding
 from muse.rerank.ecn import ecn_blocks
 from muse.rerank.jaccard import jaccard_blocks, overlap_stats
@@ -78,7 +78,7 @@ def rerank(
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Re-ranked query × gallery distance blocks of ``method`` (``none``: D itself, ``block``
     queries at a time). Every stage's working arrays stay within ``memory`` bytes
-    (:mod:`muse.rerank.budget`). For K-RNN and CA-Jaccard, ``stats`` (a dict) receives what their
+    (:mod:`muse.budget`). For K-RNN and CA-Jaccard, ``stats`` (a dict) receives what their
     Jaccard step's work depends on (:func:`muse.rerank.jaccard.overlap_stats`)."""
     params = params_for(method, overrides)
     need = neighbourhood(method, params)

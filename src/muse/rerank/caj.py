@@ -20,8 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from muse.budget import MEMORY
 from muse.distance import Distance
-from muse.rerank.budget import MEMORY
 from muse.rerank.jaccard import encode, expand, reciprocal_mask, set_pairs
 from muse.rerank.knn import knn
 

@@ -23,8 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from muse.budget import MEMORY, fitting
 from muse.distance import Distance
-from muse.rerank.budget import MEMORY, fitting
 from muse.rerank.knn import knn
 
 _DENSE = 1e-3  # a column shared by more than this fraction of all (query, gallery) pairs is multiplied densely

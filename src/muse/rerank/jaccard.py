@@ -13,7 +13,7 @@ k + 1 nearest items of i (itself included):
 V is a sparse N×N matrix (a few dozen non-zeros per row); m is accumulated for one block of
 queries at a time through an inverted index (the columns of V restricted to gallery rows), in
 pieces of (query, column, gallery) triples: the blocks' dense arrays and the pieces each take at
-most half the working memory (:mod:`muse.rerank.budget`) whatever the data, since a column that
+most half the working memory (:mod:`muse.budget`) whatever the data, since a column that
 many rows share (a hub) splits a block, and even a row, into more pieces instead of growing one.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from muse.budget import MEMORY, fitting
 from muse.distance import Distance
-from muse.rerank.budget import MEMORY, fitting
 
 _TRIPLE_BYTES = 64  # the arrays held per (query, column, gallery) triple in the Jaccard step
 _PIECE = 1 << 20  # triples per piece at most: cache-sized pieces run 2.5× faster than 16 M

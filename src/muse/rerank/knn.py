@@ -3,7 +3,7 @@
 The N×N similarity σ (D = √(max(0, 2 − 2σ)), so the nearest items are the largest σ) is formed
 in square tiles, each once per pair of blocks (I, J ≥ I) and used for the rows of I and, transposed,
 for those of J: N²·d/2 multiply-adds in all. Every row keeps its best k so far, merged with each
-tile's top-k: the tile side comes from the working memory (:mod:`muse.rerank.budget`), what is kept is
+tile's top-k: the tile side comes from the working memory (:mod:`muse.budget`), what is kept is
 the lists (N·k entries per list), and nothing N×N is ever held. Conventions shared by all
 re-ranking methods:
 
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from muse.budget import MEMORY, square_side
 from muse.distance import Distance, smallest_k
-from muse.rerank.budget import MEMORY, square_side
 
 TILE = 2048  # the largest tile side: 16 MB of float32, the fastest size on the CPUs tried
 _SELF = 2.0  # σ written at (i, i): above any σ ≤ 1, so an item comes first in its own list

@@ -15,8 +15,8 @@ from __future__ import annotations
 import scipy.sparse as sp
 import torch
 
+from muse.budget import MEMORY, fitting
 from muse.distance import Distance
-from muse.rerank.budget import MEMORY, fitting
 from muse.rerank.jaccard import encode, expand, reciprocal_mask, set_pairs
 from muse.rerank.knn import knn
 
