@@ -174,12 +174,13 @@ def bench_original(path, size: str = "market", d: int = 512, features: str = "cl
     """Time the original k-reciprocal code (zhunzhong07/person-re-ranking, python version: the file
     at ``path`` defining ``re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value)``) on the
     features of :func:`bench_rerank`: dense distance matrices, its re-ranking, the evaluation."""
+    import importlib.machinery
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("original_re_ranking", path)
-    module = importlib.util.module_from_spec(spec)
+    loader = importlib.machinery.SourceFileLoader("original_re_ranking", str(path))
     try:
-        spec.loader.exec_module(module)
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+        loader.exec_module(module)
         re_ranking = module.re_ranking
     except Exception as e:  # whatever the file does, one line
         raise MuseError(f"{path}: not the original k-reciprocal code with re_ranking() ({e})") from None

@@ -43,13 +43,10 @@ def gigabytes(text: str) -> int:
 
 
 def _data_manifest(a):
-    from muse.data.formats import manifest, write_manifest
-    from muse.io import write_meta
+    from muse import stages
 
-    options = {"variant": a.variant} if a.format == "cuhk03np" else {}
-    df = manifest(a.format, a.root, domain=a.domain, check=not a.no_check, **options)
-    write_manifest(df, a.out)
-    write_meta(a.out, {"format": a.format, "root": str(a.root), **options})
+    variant = a.variant if a.format == "cuhk03np" else None
+    df = stages.manifest(a.format, a.root, a.domain, a.out, check=not a.no_check, variant=variant)
     print(f"{a.out}: {len(df)} images, " + ", ".join(f"{s} {n}" for s, n in df.split.value_counts().items()))
 
 
@@ -61,17 +58,14 @@ def _data_convert_cuhksysu(a):
 
 
 def _data_synth(a):
+    from muse import stages
     from muse.config import load_config
-    from muse.data.synthetic import Sizes, generate_domain
-    from muse.io import write_meta
 
     world = load_config(a.config)["world"]
     if a.domain not in world["domains"]:
         raise MuseError(f"{a.config}: world.domains has no '{a.domain}'")
-    sizes = Sizes.from_config(a.domain, world["domains"][a.domain])
     seed = world["seed"] if a.seed is None else a.seed
-    n = generate_domain(a.domain, a.out, sizes, seed=seed)
-    write_meta(a.out, {"domain": a.domain, "seed": seed, "sizes": world["domains"][a.domain]})
+    n = stages.synth(a.domain, world["domains"][a.domain], seed, a.out)
     print(f"{a.out}: {n} images")
 
 
@@ -133,12 +127,10 @@ def _evaluate(a):
 
 
 def _train_encoder(a):
-    from muse.config import from_section, load_config
+    from muse import stages
+    from muse.config import load_config
     from muse.data.formats import read_manifest
     from muse.data.protocols import combine_train
-    from muse.encoder.model import clip_from_config
-    from muse.encoder.train import TrainConfig, train_encoder
-    from muse.io import write_meta
 
     enc = load_config(a.config)["encoder"]
     manifests = {}
@@ -149,43 +141,25 @@ def _train_encoder(a):
             raise MuseError(f"{path}: a second --manifest of domain {domain}")
         manifests[domain] = df
     train = combine_train(manifests, list(manifests))
-    train_encoder(
-        train,
-        clip_from_config(enc),
-        a.out,
-        from_section(TrainConfig, enc["train"], "encoder.train"),
-        weights=enc["weights"],
-    )
-    write_meta(a.out, enc, inputs=a.manifest)
+    stages.train_encoder(train, enc, a.out, inputs=a.manifest)
     print(f"{a.out}: encoder trained on {len(train)} images of {train.pid.nunique()} identities")
 
 
 def _extract(a):
-    from muse.encoder.features import extract_splits
-    from muse.io import save_features, write_meta
+    from muse import stages
 
-    splits = a.splits.split(",")
-    f = extract_splits(a.encoder, a.manifest, splits, a.batch)
-    save_features(a.out, f)
-    write_meta(a.out, {"splits": splits}, inputs=[a.manifest, a.encoder])
+    f = stages.extract(a.encoder, a.manifest, a.splits.split(","), a.batch, a.out)
     print(f"{a.out}: {len(f.pids)} features")
 
 
 def _mine(a):
-    from muse.io import load_features, write_meta
-    from muse.mining import mine_split, write_pairs
+    from muse import stages
 
     if a.val_ids > 0 and a.val_out is None:
         raise MuseError("--val-ids > 0 needs --val-out for the held-out pairs")
-    train, val = mine_split(load_features(a.features), a.strategy, a.cpos, a.cneg, a.val_ids, a.seed)
-    for records, out in [(train, a.out)] + ([(val, a.val_out)] if a.val_ids > 0 else []):
-        write_pairs(out, records)
-        write_meta(
-            out,
-            {"strategy": a.strategy, "cpos": a.cpos, "cneg": a.cneg, "val_ids": a.val_ids, "seed": a.seed},
-            inputs=[a.features],
-        )
-        print(f"{out}: {len(records)} pairs")
+    written = stages.mine(a.features, a.strategy, a.cpos, a.cneg, a.val_ids, a.seed, a.out, a.val_out)
+    for out, n in written.items():
+        print(f"{out}: {n} pairs")
 
 
 def _mllm_init(a):
@@ -246,36 +220,18 @@ def _sft(a):
 
 
 def _score(a):
-    from muse.io import load_features, write_meta
-    from muse.mllm.score import load_judge, score_features
+    from muse import stages
 
-    judge = load_judge(a.model, a.adapter, a.prompt, a.logits)
-    rows = score_features(judge, load_features(a.features), a.C, a.out, a.shard, a.engine, a.batch, a.swap)
-    write_meta(
-        a.out,
-        {
-            "C": a.C,
-            "engine": a.engine,
-            "shard": a.shard,
-            "swap": a.swap,
-            "prompt": a.prompt,
-            "logits": a.logits,
-            "rows": [rows.start, rows.stop],
-            "model": str(a.model),
-            "adapter": a.adapter and str(a.adapter),
-            "judge": judge.source,
-        },
-        inputs=[a.features],
+    rows = stages.score(
+        a.model, a.adapter, a.features, a.C, a.out, a.shard, a.engine, a.batch, a.swap, a.prompt, a.logits
     )
     print(f"{a.out}: queries {rows.start}..{rows.stop - 1}, C = {a.C}")
 
 
 def _score_merge(a):
-    from muse.io import load_features
-    from muse.mllm.score import merge_shards
+    from muse import stages
 
-    f = load_features(a.features)
-    merged = merge_shards(a.shards, a.out, f)
+    merged = stages.score_merge(a.features, a.shards, a.out)
     print(f"{a.out}: {merged.cand.shape[0]} queries × {merged.width} candidates")
 
 

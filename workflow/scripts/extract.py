@@ -1,13 +1,8 @@
-"""rules extract_test, extract_train -> muse.encoder.features.extract_splits"""
+"""rules extract_test, extract_train -> muse.stages.extract"""
 
-from muse.encoder.features import extract_splits
+from muse import stages
 from muse.errors import logged
-from muse.io import save_features
 
 with logged(snakemake.log[0]):
-    save_features(
-        snakemake.output[0],
-        extract_splits(
-            snakemake.input.encoder, snakemake.input.manifest, snakemake.params.splits, snakemake.params.batch
-        ),
-    )
+    i, p = snakemake.input, snakemake.params
+    stages.extract(i.encoder, i.manifest, p.splits, p.batch, snakemake.output[0])

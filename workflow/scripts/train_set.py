@@ -1,10 +1,7 @@
-"""rule train_set -> muse.data.protocols.combine_train"""
+"""rule train_set -> muse.stages.train_set"""
 
-from muse.data.formats import read_manifest, write_manifest
-from muse.data.protocols import combine_train
+from muse import stages
 from muse.errors import logged
 
 with logged(snakemake.log[0]):
-    manifests = {df.domain.iloc[0]: df for df in map(read_manifest, snakemake.input)}
-    train = combine_train(manifests, snakemake.wildcards.src.split("+"))
-    write_manifest(train, snakemake.output[0])
+    stages.train_set(list(snakemake.input), snakemake.wildcards.src.split("+"), snakemake.output[0])

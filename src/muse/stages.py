@@ -1,0 +1,129 @@
+"""The pipeline's stages as the CLI and the workflow both run them.
+
+Each function reads its inputs, writes its artefact atomically (through the library function it
+calls) with its provenance sidecar ``<artefact>.meta.json`` (:func:`muse.io.write_meta`: the
+parameters below and the inputs' fingerprints), and returns what it wrote. ``muse <command>``
+and the rule's script are adapters over the same function, so the two write the same files.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from muse.io import Features, write_meta
+
+
+def synth(domain: str, sizes: dict, seed: int, out) -> int:
+    """One domain of the synthetic world in its real layout; returns its number of images."""
+    from muse.data.synthetic import Sizes, generate_domain
+
+    n = generate_domain(domain, out, Sizes.from_config(domain, sizes), seed=seed)
+    write_meta(out, {"domain": domain, "seed": seed, "sizes": sizes})
+    return n
+
+
+def manifest(fmt: str, root, domain: str, out, check: bool = True, variant: str | None = None) -> pd.DataFrame:
+    """A dataset's manifest CSV (path, pid, camid, split, domain) read from its folder."""
+    from muse.data.formats import manifest as dataset_manifest
+    from muse.data.formats import write_manifest
+
+    options = {"variant": variant} if variant else {}
+    df = dataset_manifest(fmt, root, domain=domain, check=check, **options)
+    write_manifest(df, out)
+    write_meta(out, {"format": fmt, "root": str(root), **options})
+    return df
+
+
+def train_set(manifests: list, sources: list[str], out) -> pd.DataFrame:
+    """The encoder's training set of ``sources`` (ids and cameras offset per source)."""
+    from muse.data.formats import read_manifest, write_manifest
+    from muse.data.protocols import combine_train
+
+    rows = combine_train({df.domain.iloc[0]: df for df in map(read_manifest, manifests)}, list(sources))
+    write_manifest(rows, out)
+    write_meta(out, {"sources": list(sources)}, inputs=manifests)
+    return rows
+
+
+def train_encoder(rows: pd.DataFrame, encoder: dict, out, inputs: list) -> None:
+    """The baseline Re-ID encoder trained on the training rows with the config's ``encoder``."""
+    from muse.config import from_section
+    from muse.encoder.model import clip_from_config
+    from muse.encoder.train import TrainConfig
+    from muse.encoder.train import train_encoder as train
+
+    cfg = from_section(TrainConfig, encoder["train"], "encoder.train")
+    train(rows, clip_from_config(encoder), out, cfg, weights=encoder["weights"])
+    write_meta(out, encoder, inputs=inputs)
+
+
+def extract(encoder, manifest_csv, splits: list[str], batch: int, out) -> Features:
+    """The encoder's features of a manifest's ``splits`` (.npz)."""
+    from muse.encoder.features import extract_splits
+    from muse.io import save_features
+
+    f = extract_splits(encoder, manifest_csv, splits, batch)
+    save_features(out, f)
+    write_meta(out, {"splits": list(splits), "batch": batch}, inputs=[manifest_csv, encoder])
+    return f
+
+
+def mine(features, strategy: str, cpos: int, cneg: int, val_ids: float, seed: int, out, val_out=None) -> dict:
+    """Query–candidate pairs of the training features, and at ``val_out`` (if given) those of the
+    ``val_ids`` fraction of identities held out; returns {path: number of pairs}."""
+    from muse.io import load_features
+    from muse.mining import mine_split, write_pairs
+
+    train, val = mine_split(load_features(features), strategy, cpos, cneg, val_ids, seed)
+    written = {}
+    for records, path in [(train, out)] + ([(val, val_out)] if val_out is not None else []):
+        write_pairs(path, records)
+        params = {"strategy": strategy, "cpos": cpos, "cneg": cneg, "val_ids": val_ids, "seed": seed}
+        write_meta(path, params, inputs=[features])
+        written[path] = len(records)
+    return written
+
+
+def score(
+    model,
+    adapter,
+    features,
+    C: int,
+    out,
+    shard: str = "0/1",
+    engine: str = "cached",
+    batch: int = 8,
+    swap: bool = False,
+    prompt: str = "dap",
+    logits: str = "raw",
+) -> slice:
+    """The judge's Yes/No logits of each query's top-C candidates (a shard of the queries)."""
+    from muse.io import load_features
+    from muse.mllm.score import load_judge, score_features
+
+    judge = load_judge(model, adapter, prompt, logits)
+    rows = score_features(judge, load_features(features), C, out, shard, engine, batch, swap)
+    params = {
+        "C": C,
+        "engine": engine,
+        "shard": shard,
+        "swap": swap,
+        "prompt": prompt,
+        "logits": logits,
+        "rows": [rows.start, rows.stop],
+        "model": str(model),
+        "adapter": adapter and str(adapter),
+        "judge": judge.source,
+    }
+    write_meta(out, params, inputs=[features])
+    return rows
+
+
+def score_merge(features, shards: list, out):
+    """One scores file of the shards, in query order (they must tile the queries exactly)."""
+    from muse.io import load_features
+    from muse.mllm.score import merge_shards
+
+    merged = merge_shards(shards, out, load_features(features))
+    write_meta(out, {"shards": len(shards)}, inputs=[features, *shards])
+    return merged
