@@ -45,9 +45,9 @@ def test_data_rules_build_manifests_then_nothing_to_do(workdir):
         (lambda c: c.update(colour="red"), "colour"),
         (lambda c: c["datasets"]["MA"].update(format="viper"), "viper"),
         (lambda c: c["world"]["domains"]["MA"].update(train_ids=0), "train_ids"),
-        (lambda c: c["rerank"]["krnn"].update(k1=0), "rerank.krnn: krnn k1 = 0"),
-        (lambda c: c["rerank"]["caj"].update(lam=5), "rerank.caj: caj lambda = 5"),
-        (lambda c: c["rerank"]["ecn"].update(kk=3), "rerank.ecn: re-ranking 'ecn' has no parameter 'kk'"),
+        (lambda c: c["rerank"]["krnn"].update(k1=0), "On instance['rerank']['krnn']['k1']"),
+        (lambda c: c["rerank"]["caj"].update(lam=5), "On instance['rerank']['caj']['lam']"),
+        (lambda c: c["rerank"]["ecn"].update(kk=3), "'kk' was unexpected"),
         (
             lambda c: c["encoder"].update(weights="/nonexistent/ViT-B-16.pt"),
             "encoder.weights: /nonexistent/ViT-B-16.pt",

@@ -34,7 +34,6 @@ def dataset_root(wildcards):
 import re
 
 from muse.data.protocols import get as get_protocol
-from muse.errors import MuseError
 from muse.mllm import ARCHITECTURES
 from muse.paper import (
     ABLATION_TABLES,
@@ -47,7 +46,6 @@ from muse.paper import (
     alpha,
     wildcard_patterns,
 )
-from muse.rerank import params_for
 
 MLLMS = config["mllm"]["models"]
 JUDGE = config["mllm"]["judge"]
@@ -59,11 +57,6 @@ for _name, _source in MLLMS.items():
         raise WorkflowError(f"mllm.models.{_name}: {_source} is not one of {', '.join(_BUILT)} or a directory")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", _name):
         raise WorkflowError(f"mllm.models: name {_name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
-for _method, _params in config["rerank"].items():
-    try:
-        params_for(_method, _params)
-    except MuseError as e:
-        raise WorkflowError(f"rerank.{_method}: {e}")
 if config["encoder"].get("weights") and not Path(config["encoder"]["weights"]).is_file():
     raise WorkflowError(f"encoder.weights: {config['encoder']['weights']} is not a file")
 
