@@ -170,13 +170,10 @@ def _mllm_init(a):
 
 
 def _mllm_corpus(a):
+    from muse import stages
     from muse.config import load_config
-    from muse.data.openworld import CorpusSpec, generate_corpus
-    from muse.io import write_meta
 
-    section = load_config(a.config).get("pretrain", {}).get("corpus", {})
-    df = generate_corpus(a.out, CorpusSpec.from_config(section))
-    write_meta(a.out, {"corpus": section})
+    df = stages.corpus(load_config(a.config).get("pretrain", {}).get("corpus", {}), a.out)
     print(f"{a.out}: {df.pid.nunique()} identities, {len(df)} images")
 
 

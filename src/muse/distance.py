@@ -40,9 +40,14 @@ def l2_normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def from_similarity(s: torch.Tensor) -> torch.Tensor:
+    """D = √(max(0, 2 − 2σ)) of similarities σ = f̂_i·f̂_j, computed in place in ``s``."""
+    return s.mul_(-2).add_(2).clamp_min_(0).sqrt_()
+
+
 def base_distance(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """D between already L2-normalised rows ``q`` (B, d) and ``g`` (G, d): (B, G)."""
-    return (q @ g.T).mul_(-2).add_(2).clamp_min_(0).sqrt_()
+    return from_similarity(q @ g.T)
 
 
 def base_distance_blocks(
@@ -169,7 +174,7 @@ class Distance:
             if len(i)
             else self.f.new_zeros(0)
         )
-        d = d.mul_(-2).add_(2).clamp_min_(0).sqrt_()
+        d = from_similarity(d)
         d[i == j] = 0.0
         if len(self.vals):
             want = i * self.N + j

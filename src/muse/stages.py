@@ -34,6 +34,15 @@ def manifest(fmt: str, root, domain: str, out, check: bool = True, variant: str 
     return df
 
 
+def corpus(section: dict, out) -> pd.DataFrame:
+    """The open-world pair corpus the small judges are pretrained on (config ``pretrain.corpus``)."""
+    from muse.data.openworld import CorpusSpec, generate_corpus
+
+    df = generate_corpus(out, CorpusSpec.from_config(section))
+    write_meta(out, {"corpus": section})
+    return df
+
+
 def train_set(manifests: list, sources: list[str], out) -> pd.DataFrame:
     """The encoder's training set of ``sources`` (ids and cameras offset per source)."""
     from muse.data.formats import read_manifest, write_manifest

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from muse.budget import MEMORY, square_side
-from muse.distance import Distance, smallest_k
+from muse.distance import Distance, from_similarity, smallest_k
 
 TILE = 2048  # the largest tile side: 16 MB of float32, the fastest size on the CPUs tried
 _SELF = 2.0  # σ written at (i, i): above any σ ≤ 1, so an item comes first in its own list
@@ -96,6 +96,7 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEM
         cams = torch.as_tensor(np.asarray(camids, np.int64), device=D.dev)
         items = torch.argsort(cams, stable=True)  # item of each visited position
         Dv, cv = D.reordered(items), cams[items]
+        cam_at = cv.tolist()  # the same on the host, for the per-tile test below
     best = {name: _Best(D.N, kk, D.f) for name, kk in ks.items()}
     s_min = torch.full((D.N,), torch.inf, dtype=D.f.dtype, device=D.dev)
     block = square_side(memory, 5 * D.f.element_size() + 2, TILE)
@@ -109,7 +110,7 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEM
             if a == b:
                 s.diagonal().fill_(_SELF)
             # cameras ascend with the position and cols start after rows: they meet iff this holds
-            meet = cams is not None and bool(cv[cols.start] <= cv[rows.stop - 1])
+            meet = cams is not None and cam_at[cols.start] <= cam_at[rows.stop - 1]
             same = cv[rows, None] == cv[None, cols] if meet else None
             for name, key in _keys(s, same, ks).items():
                 best[name].add(rows, key, items[cols])
@@ -120,16 +121,11 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEM
                     best[name].add(cols, key, items[rows])
     at = torch.empty_like(items)
     at[items] = torch.arange(D.N, device=D.dev)  # visited position of each item
-    result = {name: Neighbours(bb.i[at], _distance(bb.s[at])) for name, bb in best.items()}
+    result = {name: Neighbours(bb.i[at], from_similarity(bb.s[at])) for name, bb in best.items()}
     for name in set(ks) - {"all"}:
         _short_rows(D, cams, name, ks[name], result[name])
-    result["row_max"] = _distance(s_min[at])
+    result["row_max"] = from_similarity(s_min[at])
     return result
-
-
-def _distance(s: torch.Tensor) -> torch.Tensor:
-    """D = √(max(0, 2 − 2σ)) (0 for the self entry σ = 2)."""
-    return (2 - 2 * s).clamp_min_(0).sqrt_()
 
 
 def _short_rows(D: Distance, cams: torch.Tensor, name: str, k: int, nb: Neighbours) -> None:
