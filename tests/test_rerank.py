@@ -139,6 +139,32 @@ def test_knn_self_first_and_sorted():
     np.testing.assert_array_equal(nb["all"].index.numpy(), ranking(dense_distance(q, g))[:, :8])
 
 
+def test_knn_screened_tiles_equal_the_dense_ranking(monkeypatch):
+    """Tiles of 64 items screened in groups of 4 columns (the pre-screen runs, as its
+    unsorted top-k over group maxima shows): every list equals the dense ranking's."""
+    from muse.rerank import knn as K
+
+    calls = []
+    topk = torch.topk
+
+    def spy(*args, **kw):
+        calls.append(kw.get("sorted", True))
+        return topk(*args, **kw)
+
+    monkeypatch.setattr(K, "GROUP", 4)
+    monkeypatch.setattr(K.torch, "topk", spy)
+    q, g, qp, qc, gp, gc = clustered(8, Q=60, G=500, ids=40, cams=5)
+    cams = np.concatenate([qc, gc])
+    D = Distance(q, g, dtype=torch.float64)
+    nb = knn(D, {"all": 9, "intra": 4, "inter": 12}, camids=cams, memory=64 * 64 * 42)
+    assert False in calls
+    Dd, same = dense_distance(q, g), cams[:, None] == cams[None, :]
+    np.testing.assert_array_equal(nb["all"].index.numpy(), ranking(Dd)[:, :9])
+    np.testing.assert_array_equal(nb["intra"].index.numpy(), ranking(Dd, penalty=999.0 * ~same)[:, :4])
+    np.testing.assert_array_equal(nb["inter"].index.numpy(), ranking(Dd, penalty=999.0 * same)[:, :12])
+    np.testing.assert_allclose(nb["row_max"].numpy(), Dd.max(1), atol=1e-12)
+
+
 def test_fusion_is_symmetric_and_local():
     q, g, *_ = clustered(6)
     cand, sy, sn = scores_for(q, g, 5, 6)

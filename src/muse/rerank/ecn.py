@@ -11,8 +11,8 @@ With pos_i(j) the 0-based position of j in i's neighbour list (itself at 0):
 
 Where ECN(p, g) = 0 (no shared neighbourhood) the input distance D(p, g) is used instead, as
 the released code does. F and S are sparse (k and ≤ M·k non-zeros per row); a query × gallery
-block is one product of their concatenations, dense on the columns that hubs make dense and
-sparse on the others, as many queries at a time as the working memory allows.
+block is a sparse product on most columns and a sparse × dense one on the columns of S that hubs
+make dense, as many queries at a time as the working memory allows.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from muse.budget import MEMORY, fitting
 from muse.distance import Distance
 from muse.rerank.knn import knn
 
-_DENSE = 1e-3  # a column shared by more than this fraction of all (query, gallery) pairs is multiplied densely
+_DENSE = 0.04  # a column of S with non-zeros in more than this fraction of its rows is multiplied densely
 
 
 def ecn_blocks(
@@ -35,13 +35,17 @@ def ecn_blocks(
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ECN query × gallery distance blocks.
 
-    With X_p = [F_p, S_p] and Y_g = [S_g, F_g] (rows of 2N columns), F_p·S_g + S_p·F_g = X_p·Y_g.
-    F has k non-zeros per row and S at most M·k. The columns that many queries and many gallery
-    items share (hubs; the pairs they touch exceed ``_DENSE``·Q·G) are multiplied as dense
-    matrices, as many as half of ``memory`` holds; the others as sparse ones. All values are
-    integers, exact in float32 while k·(1 + M)·k·M·k < 2²⁴ (float64 otherwise). A block of
-    queries holds its products and four float64 arrays of G per row (48 bytes per entry) in the
-    other half."""
+    F has k non-zeros per row and S at most M·k, but the columns of S that hubs (items in very
+    many neighbour lists) fill are dense. With H those columns (the ones of S denser than
+    ``_DENSE``, as many as half of ``memory`` holds as dense gallery columns) and L the others,
+
+        S_g·F_p + S_p·F_g = [F_p,L, S_p,L]·[S_g,L, F_g,L] + F_p,H·S_g,H + S_p,H·F_g,H:
+
+    the first product is sparse × sparse, the other two sparse × dense with F sparse (k
+    non-zeros per row), so a hub costs one pass over the gallery per query that lists it, not
+    one per pair of items that share it. All values are integers, exact in float32 while
+    k·(1 + M)·k·M·k < 2²⁴ (float64 otherwise). A block of queries holds its products and the
+    fallback distances (48 bytes per entry) in the other half of ``memory``."""
     index = knn(D, max(k, t + 1, q + 1), memory=memory)["all"].index.cpu().numpy()
     N, Q, G = D.N, D.Q, D.G
     rows = np.repeat(np.arange(N), k)
@@ -52,27 +56,28 @@ def ecn_blocks(
     M = hood.shape[1]
     A = sp.csr_matrix((np.ones(N * M), (np.repeat(np.arange(N), M), hood.ravel())), shape=(N, N))
     S = (A @ F).tocsr()
-    X, Y = sp.hstack([F[:Q], S[:Q]]).tocsr(), sp.hstack([S[Q:], F[Q:]]).tocsr()
-    del A, F, S
-    dtype = torch.float32 if k * (1 + M) * k * M * k < 2**24 else torch.float64
-    dense = _shared_columns(X, Y, fitting(memory // 2, G * dtype.itemsize, 2 * N))
-    light = np.setdiff1d(np.arange(2 * N), dense)
-    Xd, Xl = X[:, dense].tocsr(), X[:, light].tocsr()
-    YdT, YlT = torch.as_tensor(Y[:, dense].T.toarray(), dtype=dtype, device=D.dev), Y[:, light].T.tocsr()
-    del X, Y
+    del A
+    dtype = np.float32 if k * (1 + M) * k * M * k < 2**24 else np.float64
+    F, S = F.astype(dtype), S.astype(dtype)
+    H = _dense_columns(S, fitting(memory // 2, G * F.dtype.itemsize, N))
+    L = np.setdiff1d(np.arange(N), H)
+    FL, SL, FH, SH = F[:, L], S[:, L], F[:, H].tocsr(), S[:, H].tocsr()
+    del F, S
+    XL, YLT = sp.hstack([FL[:Q], SL[:Q]]).tocsr(), sp.hstack([SL[Q:], FL[Q:]]).T.tocsr()
+    del FL, SL
+    FpH, SpH, FgH, SgH = FH[:Q], SH[:Q], FH[Q:], np.ascontiguousarray(SH[Q:].T.toarray())  # SgH: (|H|, G)
     block = fitting(memory // 2, 48 * G, Q)
     for start in range(0, Q, block):
         r = slice(start, min(start + block, Q))
-        e = torch.as_tensor((Xl[r] @ YlT).toarray(), device=D.dev)
-        e.add_(torch.as_tensor(Xd[r].toarray(), dtype=dtype, device=D.dev) @ YdT).div_(-2 * M)
-        none = e == 0
-        e[none] = D.block(r, slice(Q, N))[none].double()
-        yield r, e
+        e = (XL[r] @ YLT).toarray()
+        e += FpH[r] @ SgH
+        e += (FgH @ SpH[r].T.toarray()).T
+        e = torch.as_tensor(e, device=D.dev)
+        yield r, torch.where(e == 0, D.block(r, slice(Q, N)).double(), e.double().div_(-2 * M))
 
 
-def _shared_columns(X: sp.csr_matrix, Y: sp.csr_matrix, most: int) -> np.ndarray:
-    """The columns (at most ``most``, the heaviest) whose (X row, Y row) pairs exceed ``_DENSE``·|X|·|Y|."""
-    n = X.shape[1]
-    pairs = np.bincount(X.indices, minlength=n).astype(np.float64) * np.bincount(Y.indices, minlength=n)
-    heavy = np.flatnonzero(pairs > _DENSE * X.shape[0] * Y.shape[0])
-    return np.sort(heavy[np.argsort(-pairs[heavy], kind="stable")[:most]])
+def _dense_columns(S: sp.csr_matrix, most: int) -> np.ndarray:
+    """The columns of S (at most ``most``, the densest) with more than ``_DENSE``·rows non-zeros."""
+    count = np.bincount(S.indices, minlength=S.shape[1])
+    heavy = np.flatnonzero(count > _DENSE * S.shape[0])
+    return np.sort(heavy[np.argsort(-count[heavy], kind="stable")[:most]])

@@ -26,6 +26,7 @@ from muse.budget import MEMORY, square_side
 from muse.distance import Distance, from_similarity, smallest_k
 
 TILE = 2048  # the largest tile side: 16 MB of float32, the fastest size on the CPUs tried
+GROUP = 32  # columns per group in the pre-screen of a tile's candidates (_Best.add)
 _SELF = 2.0  # σ written at (i, i): above any σ ≤ 1, so an item comes first in its own list
 
 
@@ -45,14 +46,41 @@ class _Best:
         self.s = torch.full((N, k), -torch.inf, dtype=like.dtype, device=like.device)
         self.i = torch.full((N, k), N, dtype=torch.long, device=like.device)
 
-    def add(self, rows: slice, key: torch.Tensor, items: torch.Tensor) -> None:
-        """Merge the top-k of ``key`` (rows × the columns of the given item indices) into ``rows``."""
+    def add(self, rows: slice, key: torch.Tensor, items: torch.Tensor, peaks: torch.Tensor) -> None:
+        """Merge the top-k of ``key`` (rows × the columns of the given item indices) into ``rows``.
+
+        ``peaks`` (rows, W // GROUP) are the maxima of key's groups of GROUP consecutive columns.
+        Only a group whose maximum reaches a row's k-th best σ so far can change that row, so
+        when few groups do for every row, the top-k is taken over them (and the columns after
+        the last whole group) alone: the same result for a fraction of the work."""
+        W = key.shape[1]
+        reach = int((peaks >= self.s[rows, -1:]).sum(1).max()) if peaks.shape[1] else W
+        cols = None
+        if 2 * reach * GROUP <= W:
+            top = torch.topk(peaks, reach, dim=1, sorted=False).indices
+            cols = (top[:, :, None] * GROUP + torch.arange(GROUP, device=key.device)).flatten(1)
+            tail = torch.arange(peaks.shape[1] * GROUP, W, device=key.device)
+            cols = torch.cat([cols, tail.expand(len(cols), -1)], 1)
+            key = key.gather(1, cols)
+        if key.shape[1] == 0:
+            return
         s, i = torch.topk(key, min(self.k, key.shape[1]), dim=1)
+        if cols is not None:
+            i = cols.gather(1, i)
         s, i = torch.cat([self.s[rows], s], 1), torch.cat([self.i[rows], items[i]], 1)
         order = torch.argsort(i, dim=1)
         s, i = s.gather(1, order), i.gather(1, order)
         order = torch.argsort(s, dim=1, descending=True, stable=True)[:, : self.k]
         self.s[rows], self.i[rows] = s.gather(1, order), i.gather(1, order)
+
+
+def _peaks(key: torch.Tensor, dim: int) -> torch.Tensor:
+    """The maxima of ``key``'s groups of GROUP consecutive entries along ``dim`` (the whole
+    groups only), as (entries of the other dimension, groups)."""
+    n = key.shape[dim] // GROUP
+    if dim == 1:
+        return key[:, : n * GROUP].unflatten(1, (n, GROUP)).amax(2)
+    return key[: n * GROUP].unflatten(0, (n, GROUP)).amax(1).T
 
 
 def _restricted_topk(d: torch.Tensor, allowed: torch.Tensor, k: int):
@@ -82,8 +110,9 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEM
 
     Returns ``{"all": Neighbours, "row_max": (N,)}`` and, when ``camids`` (N,) is given,
     also ``"intra"`` and ``"inter"`` camera-restricted lists. ``k`` may be an int or a dict
-    ``{"all": k, "intra": k, "inter": k}``. A tile holds σ, its transpose, two masked copies and
-    two masks: 5 values and 2 bytes per entry within ``memory``. With cameras, the items are
+    ``{"all": k, "intra": k, "inter": k}``. A tile holds σ, two masked copies, two masks and
+    the gathered candidates (at most half a tile, with their int64 columns), within 5 values and
+    2 bytes per entry of ``memory``; its transpose is a view. With cameras, the items are
     visited sorted by camera, so that only the tiles where two cameras' ranges meet need masks.
     """
     ks = k if isinstance(k, dict) else {"all": k, **({"intra": k, "inter": k} if camids is not None else {})}
@@ -113,12 +142,11 @@ def knn(D: Distance, k: int, camids: np.ndarray | None = None, memory: int = MEM
             meet = cams is not None and cam_at[cols.start] <= cam_at[rows.stop - 1]
             same = cv[rows, None] == cv[None, cols] if meet else None
             for name, key in _keys(s, same, ks).items():
-                best[name].add(rows, key, items[cols])
+                best[name].add(rows, key, items[cols], _peaks(key, 1))
+                if a != b:  # the same tile, transposed, for the rows of J
+                    best[name].add(cols, key.T, items[rows], _peaks(key, 0))
             if a != b:
-                sT, sameT = s.T.contiguous(), None if same is None else same.T
-                s_min[cols] = torch.minimum(s_min[cols], sT.amin(1))
-                for name, key in _keys(sT, sameT, ks).items():
-                    best[name].add(cols, key, items[rows])
+                s_min[cols] = torch.minimum(s_min[cols], s.amin(0))
     at = torch.empty_like(items)
     at[items] = torch.arange(D.N, device=D.dev)  # visited position of each item
     result = {name: Neighbours(bb.i[at], from_similarity(bb.s[at])) for name, bb in best.items()}
