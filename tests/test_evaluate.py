@@ -63,8 +63,8 @@ def test_no_valid_query_is_an_error():
         evaluate([(slice(0, 1), torch.tensor([[0.1]]))], np.array([1]), np.array([1]), np.array([1]), np.array([1]))
 
 
-def test_non_finite_distance_is_an_error():
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_distance_is_an_error(bad):
+    dist = torch.tensor([[0.3, bad, 0.1]], dtype=torch.float64)
     with pytest.raises(MuseError, match="NaN or inf"):
-        evaluate(
-            [(slice(0, 1), torch.tensor([[float("nan")]]))], np.array([1]), np.array([1]), np.array([1]), np.array([2])
-        )
+        evaluate([(slice(0, 1), dist)], np.array([1]), np.array([1]), np.array([1, 2, 1]), np.array([2, 2, 3]))

@@ -165,6 +165,37 @@ def test_knn_screened_tiles_equal_the_dense_ranking(monkeypatch):
     np.testing.assert_allclose(nb["row_max"].numpy(), Dd.max(1), atol=1e-12)
 
 
+def test_packed_keys_sort_by_similarity_then_index():
+    """One top-k over the packed keys = the two-key order (σ descending, index ascending),
+    with ties, −0 = +0, negative values and −∞."""
+    from muse.rerank.knn import _packed
+
+    rng = np.random.default_rng(3)
+    s = rng.choice(np.float32([0.5, -0.25, 0.0, -0.0, 1e-30, -1e-30, -np.inf, 2.0, 0.75]), size=(50, 40))
+    i = np.stack([rng.permutation(1000)[:40] for _ in range(50)])
+    got = torch.topk(_packed(torch.as_tensor(s), torch.as_tensor(i)), 40, dim=1).indices.numpy()
+    want = np.stack([np.lexsort((i[r], -s[r].astype(np.float64))) for r in range(50)])
+    np.testing.assert_array_equal(np.take_along_axis(i, got, 1), np.take_along_axis(i, want, 1))
+
+
+def test_knn_float32_screened_equals_unscreened(monkeypatch):
+    """float32 features (the packed merge): the screened search gives the lists of the search
+    that merges each tile's top-k."""
+    from muse.rerank import knn as K
+
+    q, g, qp, qc, gp, gc = clustered(9, Q=60, G=500, ids=40, cams=5)
+    cams, memory = np.concatenate([qc, gc]), 64 * 64 * 22
+    D = Distance(q, g, dtype=torch.float32)
+    ks = {"all": 9, "intra": 4, "inter": 12}
+    monkeypatch.setattr(K, "GROUP", 4)
+    screened = knn(D, ks, camids=cams, memory=memory)
+    monkeypatch.setattr(K, "GROUP", 10**6)
+    plain = knn(D, ks, camids=cams, memory=memory)
+    for name in ks:
+        assert torch.equal(screened[name].index, plain[name].index)
+        assert torch.equal(screened[name].dist, plain[name].dist)
+
+
 def test_fusion_is_symmetric_and_local():
     q, g, *_ = clustered(6)
     cand, sy, sn = scores_for(q, g, 5, 6)

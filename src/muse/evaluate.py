@@ -93,7 +93,7 @@ def evaluate(
     acc = {"ap": 0.0, "inp": 0.0, "cmc": torch.zeros(max_rank, dtype=torch.float64)}
     n_valid = 0
     for rows, dist in blocks:
-        if not torch.isfinite(dist).all():
+        if not torch.isfinite(torch.stack(torch.aminmax(dist))).all():  # NaN propagates to both
             raise MuseError(f"distance block for queries {rows.start}..{rows.stop - 1} contains NaN or inf")
         qp, qc, gp, gc = (t.to(dist.device) for t in ids)
         qp, qc = qp[rows], qc[rows]

@@ -47,31 +47,45 @@ class _Best:
         self.i = torch.full((N, k), N, dtype=torch.long, device=like.device)
 
     def add(self, rows: slice, key: torch.Tensor, items: torch.Tensor, peaks: torch.Tensor) -> None:
-        """Merge the top-k of ``key`` (rows × the columns of the given item indices) into ``rows``.
+        """Merge the best of ``key`` (rows × the columns of the given item indices) into ``rows``.
 
         ``peaks`` (rows, W // GROUP) are the maxima of key's groups of GROUP consecutive columns.
         Only a group whose maximum reaches a row's k-th best σ so far can change that row, so
-        when few groups do for every row, the top-k is taken over them (and the columns after
-        the last whole group) alone: the same result for a fraction of the work."""
+        when few groups do for every row, only their columns (and those after the last whole
+        group) are merged: the same result for a fraction of the work."""
         W = key.shape[1]
         reach = int((peaks >= self.s[rows, -1:]).sum(1).max()) if peaks.shape[1] else W
-        cols = None
-        if 2 * reach * GROUP <= W:
+        if 2 * reach * GROUP <= W:  # every candidate of the reaching groups: the merge keeps k
             top = torch.topk(peaks, reach, dim=1, sorted=False).indices
             cols = (top[:, :, None] * GROUP + torch.arange(GROUP, device=key.device)).flatten(1)
             tail = torch.arange(peaks.shape[1] * GROUP, W, device=key.device)
             cols = torch.cat([cols, tail.expand(len(cols), -1)], 1)
-            key = key.gather(1, cols)
-        if key.shape[1] == 0:
-            return
-        s, i = torch.topk(key, min(self.k, key.shape[1]), dim=1)
-        if cols is not None:
-            i = cols.gather(1, i)
-        s, i = torch.cat([self.s[rows], s], 1), torch.cat([self.i[rows], items[i]], 1)
-        order = torch.argsort(i, dim=1)
-        s, i = s.gather(1, order), i.gather(1, order)
-        order = torch.argsort(s, dim=1, descending=True, stable=True)[:, : self.k]
+            s, i = key.gather(1, cols), items[cols]
+        else:
+            s, i = torch.topk(key, min(self.k, W), dim=1)
+            i = items[i]
+        if s.shape[1]:
+            self._merge(rows, s, i)
+
+    def _merge(self, rows: slice, s: torch.Tensor, i: torch.Tensor) -> None:
+        """Keep, of each row's list and its candidates (σ ``s``, item ``i``), the best k."""
+        s, i = torch.cat([self.s[rows], s], 1), torch.cat([self.i[rows], i], 1)
+        if s.dtype == torch.float32:
+            order = torch.topk(_packed(s, i), self.k, dim=1).indices
+        else:
+            order = torch.argsort(i, dim=1)
+            s, i = s.gather(1, order), i.gather(1, order)
+            order = torch.argsort(s, dim=1, descending=True, stable=True)[:, : self.k]
         self.s[rows], self.i[rows] = s.gather(1, order), i.gather(1, order)
+
+
+def _packed(s: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    """int64 keys in the order (σ descending, index ascending) of float32 σ and indices < 2³²:
+    σ's IEEE bits made monotone (the magnitude bits of negative values flipped, −0 read as +0)
+    above the 32 bits of 2³² − 1 − index, so that one top-k does a two-key sort's work."""
+    b = (s + 0.0).view(torch.int32).long()
+    b = torch.where(b < 0, b ^ 0x7FFFFFFF, b)
+    return (b << 32) | (0xFFFFFFFF - i)
 
 
 def _peaks(key: torch.Tensor, dim: int) -> torch.Tensor:
