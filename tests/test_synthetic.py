@@ -106,3 +106,38 @@ def test_bad_sizes_name_the_key():
         Sizes.from_config("MA", {"train_ids": 2, "colour": "red"})
     with pytest.raises(MuseError, match="unknown synthetic domain 'XX'"):
         generate_domain("XX", "/tmp/never", SMALL["MA"])
+
+
+@pytest.mark.parametrize(
+    "domain, sizes, message",
+    [
+        ("MS", {"train_ids": 2, "distractors": 3}, "world.domains.MS: the msmt17 layout has no distractors or junk"),
+        ("C3", {"train_ids": 2, "junk": 1}, "world.domains.C3: the cuhk03np layout has no distractors or junk"),
+        ("MA", {"train_ids": 2, "val_fraction": 0.2}, "world.domains.MA.val_fraction: the market1501 layout has no"),
+        ("CS", {"train_ids": 2, "test_ids": 2}, "world.domains.CS.test_ids: the cuhksysu layout holds training"),
+    ],
+)
+def test_sizes_a_layout_cannot_write_are_refused(domain, sizes, message, tmp_path):
+    """What a layout has no place for is refused in one line, before anything is written."""
+    with pytest.raises(MuseError, match=message):
+        Sizes.from_config(domain, sizes)
+    with pytest.raises(MuseError, match=message):
+        generate_domain(domain, tmp_path / domain, Sizes(**sizes), progress=False)
+    assert not (tmp_path / domain).exists()
+
+
+def test_domain_differences_are_style_fields():
+    """Times of day, snapshot cameras and twin boxes are fields: MS cameras take the times of
+    its style, CS identities roam over cameras, C3 shots have a twin box."""
+    from muse.data.synthetic.world import _identity_images
+
+    times = {c.time for c in synthetic.make_cameras("MS", 12, seed=0)}
+    assert times <= set(synthetic.STYLES["MS"].times) and len(times) > 1
+    assert {c.time for c in synthetic.make_cameras("MA", 6, seed=0)} == {"noon"}
+    sizes = Sizes(train_ids=1, cameras=6, cams_per_id=(1, 1), images_per_camera=(6, 6))
+    cs = _identity_images("CS", 1, 1, sizes, synthetic.make_cameras("CS", 6, 0), 0)
+    ma = _identity_images("MA", 1, 1, sizes, synthetic.make_cameras("MA", 6, 0), 0)
+    assert len({c.cam for c in cs}) > 1 and len({c.cam for c in ma}) == 1
+    c3 = _identity_images("C3", 1, 1, Sizes(train_ids=1), synthetic.make_cameras("C3", 2, 0), 0)
+    assert all(c.twin is not None and c.twin.tobytes() != c.image.tobytes() for c in c3)
+    assert all(c.twin is None for c in ma)

@@ -205,14 +205,11 @@ SFT_OPTIONS = {
 
 
 def _sft(a):
-    from muse.io import write_meta
-    from muse.mllm.sft import SFTConfig, read_pairs, sft
+    from muse import stages
 
     given = ("prompt", "vision_attention", "gradient_checkpointing", *SFT_OPTIONS)
-    cfg = SFTConfig(**{k: getattr(a, k) for k in given if getattr(a, k) is not None})
-    val = read_pairs(a.val_pairs) if a.val_pairs else None
-    history = sft(a.model, read_pairs(a.pairs), a.out, cfg, val=val)
-    write_meta(a.out, {"sft": cfg.__dict__}, inputs=[a.pairs] + ([a.val_pairs] if a.val_pairs else []))
+    options = {k: getattr(a, k) for k in given if getattr(a, k) is not None}
+    history = stages.sft(a.model, a.pairs, a.out, options, a.val_pairs)
     print(f"{a.out}: adapter after {len(history)} epochs, last {history[-1]}")
 
 

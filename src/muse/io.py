@@ -33,7 +33,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     and a killed writer leaves only a ``*.tmp`` name: a file or a new directory is moved in with
     one ``os.replace``; a directory replacing an existing one is swapped with it in one atomic
     exchange (Linux ``renameat2(RENAME_EXCHANGE)``), so that ``path`` holds the whole old or the
-    whole new directory at every moment, and the old one is deleted afterwards.
+    whole new directory at every moment, and the old one is deleted afterwards. The old
+    artefact's provenance sidecar ``<path>.meta.json`` (:func:`write_meta`, written after the
+    artefact) is removed just before: a kill in between leaves no sidecar, never a stale one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +43,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = tmp / path.name
     try:
         yield target
+        Path(f"{path}.meta.json").unlink(missing_ok=True)
         if target.is_dir() and path.is_dir() and not path.is_symlink():
             _exchange(target, path)
         else:

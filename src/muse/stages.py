@@ -2,7 +2,9 @@
 
 Each function reads its inputs, writes its artefact atomically (through the library function it
 calls) with its provenance sidecar ``<artefact>.meta.json`` (:func:`muse.io.write_meta`: the
-parameters below and the inputs' fingerprints), and returns what it wrote. ``muse <command>``
+parameters below and the inputs' fingerprints), and returns what it wrote. The sidecar is
+written after the artefact, and replacing an artefact removes its old sidecar first
+(:func:`muse.io.atomic_path`), so a sidecar always describes the artefact beside it. ``muse <command>``
 and the rule's script are adapters over the same function, so the two write the same files.
 """
 
@@ -91,6 +93,19 @@ def mine(features, strategy: str, cpos: int, cneg: int, val_ids: float, seed: in
         write_meta(path, params, inputs=[features])
         written[path] = len(records)
     return written
+
+
+def sft(model, pairs, out, options: dict, val_pairs=None) -> list:
+    """The judge's LoRA adapter fine-tuned on the mined pairs (``options``: :class:`SFTConfig`
+    fields); returns the per-epoch history."""
+    from muse.mllm.sft import SFTConfig, read_pairs
+    from muse.mllm.sft import sft as fine_tune
+
+    cfg = SFTConfig(**options)
+    val = read_pairs(val_pairs) if val_pairs else None
+    history = fine_tune(model, read_pairs(pairs), out, cfg, val=val)
+    write_meta(out, {"sft": cfg.__dict__}, inputs=[pairs] + ([val_pairs] if val_pairs else []))
+    return history
 
 
 def score(

@@ -43,7 +43,7 @@ rule sft:
         ),
     shell:
         "{params.launch} -m muse.cli sft --model {input.model:q} --pairs {input.pairs:q} {params.val} "
-        "--out {output:q} {params.args} > {log:q} 2>&1"
+        "--out {output:q} {params.args} > {log:q} 2>&1 || (tail -n 1 {log:q} >&2; exit 1)"
 
 
 # The shipped pretrained judges (src/muse/mllm/pretrained/<arch>), rebuilt from scratch by the

@@ -1,8 +1,9 @@
-"""Readers for the on-disk layouts of the four Re-ID datasets.
+"""Readers and writers for the on-disk layouts of the four Re-ID datasets.
 
 Each reader returns :class:`Record` rows ``(path, pid, camid, split)`` with
 split ∈ {train, val, query, gallery}; pids and camera ids are those written in the
-files (relabelling happens at training).
+files (relabelling happens at training). Each writer, next to its reader, lays out
+:class:`Capture` images (the synthetic world's) the way the real release does.
 
 ==============  ==========================================================================
 format          layout
@@ -23,9 +24,11 @@ cuhksysu        ``cropped_images/p{pid}_s{n}.jpg``: training only, one camera (0
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
@@ -35,6 +38,9 @@ from muse.io import atomic_path
 
 MANIFEST_COLUMNS = ["path", "pid", "camid", "split", "domain"]
 DEFAULT_DOMAIN = {"market1501": "MA", "msmt17": "MS", "cuhk03np": "C3", "cuhksysu": "CS"}
+TRAIN_ONLY = ("cuhksysu",)  # layouts without a query and a gallery
+GALLERY_EXTRAS = ("market1501",)  # layouts whose gallery holds distractors (pid 0) and junk (−1)
+VAL_LISTS = ("msmt17",)  # layouts with a validation list
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,27 @@ class Record:
     pid: int
     camid: int
     split: str
+
+
+@dataclass(frozen=True)
+class Capture:
+    """An image to write in a layout: its identity and camera, whether it may serve as a
+    query, a twin box (CUHK03's ``labeled`` next to ``detected``) and the camera's time of day."""
+
+    pid: int
+    cam: int
+    image: Image.Image
+    quality: int = 90  # JPEG quality
+    query: bool = False
+    twin: Image.Image | None = None
+    time: str = "noon"
+
+    def save(self, path: Path, twin: bool = False) -> None:
+        image = self.twin if twin and self.twin is not None else self.image
+        if path.suffix == ".png":
+            image.save(path, optimize=False)
+        else:
+            image.save(path, quality=self.quality)
 
 
 def _require_dir(path: Path, what: str) -> Path:
@@ -78,6 +105,27 @@ def read_market1501(root) -> list[Record]:
     return _read_market_like(Path(root), _MARKET, ".jpg")
 
 
+def write_market1501(root: Path, train, test, rng=None, val_fraction: float = 0.0) -> None:
+    """Train images in ``bounding_box_train/``, query candidates in ``query/``, the other test
+    images (distractors and junk included) in ``bounding_box_test/`` with a stray ``Thumbs.db``
+    as in the release; frames are counted per camera."""
+    dirs = {k: root / k for k in ("bounding_box_train", "query", "bounding_box_test")}
+    for d in dirs.values():
+        d.mkdir()
+    frame: dict[int, int] = defaultdict(int)
+
+    def name(im: Capture) -> str:
+        frame[im.cam] += 1
+        n, person = frame[im.cam], im.pid if im.pid < 0 else f"{im.pid:04d}"
+        return f"{person}_c{im.cam}s{1 + n // 500}_{n:06d}_{1 + n % 7:02d}.jpg"
+
+    for im in train:
+        im.save(dirs["bounding_box_train"] / name(im))
+    for im in test:
+        im.save(dirs["query" if im.query else "bounding_box_test"] / name(im))
+    (dirs["bounding_box_test"] / "Thumbs.db").write_bytes(b"\0" * 16)
+
+
 _CUHK03 = re.compile(r"(\d+)_c(\d+)_(\d+)\.png")
 CUHK03_VARIANTS = ("detected", "labeled")
 
@@ -87,6 +135,22 @@ def read_cuhk03np(root, variant: str = "detected") -> list[Record]:
     if variant not in CUHK03_VARIANTS:
         raise MuseError(f"cuhk03 variant '{variant}': expected one of {', '.join(CUHK03_VARIANTS)}")
     return _read_market_like(_require_dir(Path(root), "dataset root") / variant, _CUHK03, ".png")
+
+
+def write_cuhk03np(root: Path, train, test, rng=None, val_fraction: float = 0.0) -> None:
+    """The three Market folders twice: ``detected/`` with each image, ``labeled/`` with its twin
+    box (the image itself without one); files numbered per identity and camera."""
+    for variant in CUHK03_VARIANTS:
+        for sub in _MARKET_SPLITS.values():
+            (root / variant / sub).mkdir(parents=True)
+    counter: dict[tuple, int] = defaultdict(int)
+    for images, is_test in ((train, False), (test, True)):
+        for im in images:
+            counter[im.pid, im.cam] += 1
+            sub = "bounding_box_train" if not is_test else "query" if im.query else "bounding_box_test"
+            fname = f"{im.pid:04d}_c{im.cam}_{counter[im.pid, im.cam]:02d}.png"
+            im.save(root / "detected" / sub / fname)
+            im.save(root / "labeled" / sub / fname, twin=True)
 
 
 def _read_market_like(root: Path, pattern: re.Pattern, suffix: str) -> list[Record]:
@@ -143,6 +207,31 @@ def read_msmt17(root) -> list[Record]:
     return records
 
 
+def write_msmt17(root: Path, train, test, rng: np.random.Generator, val_fraction: float = 0.0) -> None:
+    """V2 folders of ``pid/`` sub-folders and the four list files; ids numbered from 0 in each
+    release folder, a ``val_fraction`` of the train images listed as val, random name fields."""
+    lists = {k: [] for k in ("train", "val", "query", "gallery")}
+    for folder, images in (("mask_train_v2", train), ("mask_test_v2", test)):
+        first = min((im.pid for im in images), default=0)
+        counter: dict[int, int] = defaultdict(lambda: -1)
+        for im in images:
+            pid = im.pid - first
+            counter[pid] += 1
+            rel = (
+                f"{pid:04d}/{pid:04d}_{counter[pid]:03d}_{im.cam:02d}_0{3 + im.cam % 2}0{1 + im.cam % 9}"
+                f"{im.time}_{int(rng.integers(10000)):04d}_{int(rng.integers(3))}.jpg"
+            )
+            (root / folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            im.save(root / folder / rel)
+            if folder == "mask_train_v2":
+                split = "val" if rng.random() < val_fraction else "train"
+            else:
+                split = "query" if im.query else "gallery"
+            lists[split].append(f"{rel} {pid}")
+    for split, lines in lists.items():
+        (root / f"list_{split}.txt").write_text("".join(f"{line}\n" for line in lines))
+
+
 _CUHKSYSU = re.compile(r"p(\d+)_s(\d+)\.jpg")
 
 
@@ -155,12 +244,35 @@ def read_cuhksysu(root) -> list[Record]:
     return records
 
 
+def write_cuhksysu(root: Path, train, test, rng: np.random.Generator, val_fraction: float = 0.0) -> None:
+    """Every image in ``cropped_images/`` as ``p{pid}_s{scene}.jpg``, scenes numbered at random."""
+    folder = root / "cropped_images"
+    folder.mkdir()
+    images = train + test
+    for im, s in zip(images, rng.permutation(len(images)) + 1):
+        im.save(folder / f"p{im.pid}_s{s}.jpg")
+
+
 READERS = {
     "market1501": read_market1501,
     "msmt17": read_msmt17,
     "cuhk03np": read_cuhk03np,
     "cuhksysu": read_cuhksysu,
 }
+
+
+WRITERS = {
+    "market1501": write_market1501,
+    "msmt17": write_msmt17,
+    "cuhk03np": write_cuhk03np,
+    "cuhksysu": write_cuhksysu,
+}
+
+
+def write(fmt: str, root: Path, train, test, rng: np.random.Generator, val_fraction: float = 0.0) -> None:
+    """Write ``train`` and ``test`` :class:`Capture` lists at ``root`` in the named format; ``rng``
+    draws what the release's names hold at random (MSMT17, CUHK-SYSU)."""
+    WRITERS[fmt](root, train, test, rng, val_fraction)
 
 
 def read(fmt: str, root, **options) -> list[Record]:
