@@ -116,7 +116,7 @@ CASES = {
     ),
     "sft epochs 0": (
         ["sft", "--model", "tiny", "--pairs", "pairs.jsonl", "--epochs", "0", "--out", "a"],
-        ["--epochs", "positive integer"],
+        ["sft epochs = 0", "positive integer"],
         ["a", "a.ckpt"],
     ),
     "sft fraction 0": (

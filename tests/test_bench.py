@@ -7,7 +7,17 @@ import pytest
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from muse.bench import _judge, _random_images, bench_floor, bench_original, bench_rerank, bench_score, pair_flops
+from muse.bench import (
+    _judge,
+    _random_images,
+    bench_floor,
+    bench_original,
+    bench_rerank,
+    bench_score,
+    dg_markdown,
+    machine,
+    pair_flops,
+)
 from muse.mllm.prompt import load_pair_image
 
 from helpers import muse
@@ -106,3 +116,27 @@ def test_bench_original_runs_a_given_re_ranking_file_on_the_same_features(tmp_pa
 def test_bench_floor_times_the_products_of_all_pairs():
     out = bench_floor("tiny", d=64)
     assert out["N"] == 600 and out["gflops"] > 0
+
+
+def test_dg_markdown_is_the_matrix_of_the_rows():
+    rows = [
+        {"train": t, "test": u, "rerank": m, "mAP": mp, "R1": r1}
+        for t, u, m, mp, r1 in [
+            ("MA", "MA", "none", 0.5, 0.25),
+            ("MA", "MA", "krnn", 0.55, 0.3),
+            ("MA", "MS", "none", 0.1, 0.05),
+            ("MA", "MS", "krnn", 0.125, 0.0625),
+            ("MS", "MA", "none", 0.2, 0.1),
+            ("MS", "MA", "krnn", 0.3, 0.2),
+            ("MS", "MS", "none", 0.4, 0.35),
+            ("MS", "MS", "krnn", 0.45, 0.4),
+        ]
+    ]
+    assert dg_markdown(rows).splitlines() == [
+        f"mAP / R1 (%), base distance → with K-RNN; {machine()}",
+        "",
+        "| train \\ test | MA | MS |",
+        "|---|---|---|",
+        "| MA | 50.0 / 25.0 → 55.0 / 30.0 | 10.0 / 5.0 → 12.5 / 6.2 |",
+        "| MS | 20.0 / 10.0 → 30.0 / 20.0 | 40.0 / 35.0 → 45.0 / 40.0 |",
+    ]

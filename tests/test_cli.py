@@ -1,6 +1,8 @@
 """The `muse` command: outputs on good input, one clear line and no output on bad input."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -295,11 +297,14 @@ def test_train_encoder_extract_mine_from_the_cli(tmp_path):
 def test_sft_command_sets_every_field_of_the_recipe():
     from dataclasses import fields
 
-    from muse.cli import SFT_OPTIONS, parser
+    from muse.cli import parser
     from muse.mllm.sft import SFTConfig
 
-    assert {"prompt", "vision_attention", "gradient_checkpointing", *SFT_OPTIONS} == {f.name for f in fields(SFTConfig)}
-    a = parser().parse_args(
+    p = parser(["sft"])
+    sft = p._subparsers._group_actions[0].choices["sft"]
+    options = {a.dest for a in sft._actions} - {"help", "model", "pairs", "val_pairs", "out"}
+    assert options == {f.name for f in fields(SFTConfig)}
+    a = p.parse_args(
         [
             "sft",
             "--model",
@@ -314,6 +319,36 @@ def test_sft_command_sets_every_field_of_the_recipe():
             "1e-6",
             "--lora-dropout",
             "0.1",
+            "--vision-attention",
         ]
     )
-    assert (a.fraction, a.lr_min, a.lora_dropout, a.rank) == (0.5, 1e-6, 0.1, None)
+    assert (a.fraction, a.lr_min, a.lora_dropout, a.rank, a.vision_attention) == (0.5, 1e-6, 0.1, None, True)
+
+
+def test_command_choices_come_from_the_library():
+    """Each command's choices are the library's constants, and building the parser for one
+    command loads only that command's modules (``muse --help`` and ``muse data …`` no torch)."""
+    from muse.cli import parser
+    from muse.data.formats import READERS
+    from muse.data.synthetic import STYLES
+    from muse.mining import STRATEGIES
+    from muse.mllm.score import ENGINES
+    from muse.rerank import DEFAULTS, METHODS
+
+    def choices(command, dest):
+        p = parser(command.split())
+        for word in command.split():
+            p = p._subparsers._group_actions[0].choices[word]
+        return next(a for a in p._actions if a.dest == dest)
+
+    assert list(choices("evaluate", "rerank").choices) == list(METHODS)
+    assert {choices("evaluate", k).type for k in DEFAULTS["caj"]} == {int, float, str}
+    assert list(choices("mine", "strategy").choices) == list(STRATEGIES)
+    assert list(choices("score", "engine").choices) == list(ENGINES)
+    assert list(choices("data manifest", "format").choices) == list(READERS)
+    assert list(choices("data synth", "domain").choices) == list(STYLES)
+    code = (
+        "import sys; from muse.cli import parser; parser(['data', 'synth']); parser([]); print('torch' in sys.modules)"
+    )
+    light = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert light.stdout.strip() == "False"

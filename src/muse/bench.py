@@ -243,6 +243,28 @@ def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = Fals
     return rows
 
 
+def dg_markdown(rows: list[dict]) -> str:
+    """The matrix of :func:`bench_dg` as Markdown: a row per training domain, a column per test
+    domain, cells "mAP / R1 (%) with the base distance → with K-RNN"."""
+    sources = list(dict.fromkeys(r["train"] for r in rows))
+    tests = list(dict.fromkeys(r["test"] for r in rows))
+    cell = {(r["train"], r["test"], r["rerank"]): r for r in rows}
+
+    def pair(r):
+        return f"{100 * r['mAP']:.1f} / {100 * r['R1']:.1f}"
+
+    lines = [
+        f"mAP / R1 (%), base distance → with K-RNN; {machine()}",
+        "",
+        "| train \\ test | " + " | ".join(tests) + " |",
+        "|---|" + "---|" * len(tests),
+    ]
+    for src in sources:
+        cells = [f"{pair(cell[src, t, 'none'])} → {pair(cell[src, t, 'krnn'])}" for t in tests]
+        lines.append(f"| {src} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _judge(arch: str, size: str, model_dir=None, device=None, dtype=None):
     """A judge of a model directory, or of a model of ``arch`` and ``size`` built in memory."""
     from muse.mllm.model import answer_ids, build, load, placement
