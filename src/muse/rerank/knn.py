@@ -52,17 +52,23 @@ class _Best:
         ``peaks`` (rows, W // GROUP) are the maxima of key's groups of GROUP consecutive columns.
         Only a group whose maximum reaches a row's k-th best σ so far can change that row, so
         when few groups do for every row, only their columns (and those after the last whole
-        group) are merged: the same result for a fraction of the work."""
+        group) are merged: the same result for a fraction of the work. Groups of excluded
+        cameras only (−∞) never reach: a row with fewer than k allowed items is redone anyway."""
         W = key.shape[1]
-        reach = int((peaks >= self.s[rows, -1:]).sum(1).max()) if peaks.shape[1] else W
-        if 2 * reach * GROUP <= W:  # every candidate of the reaching groups: the merge keeps k
+        least = self.s[rows, -1:].clamp_min(torch.finfo(key.dtype).min)  # −∞: an excluded camera
+        reach = int((peaks >= least).sum(1).max()) if peaks.shape[1] else W
+        if 2 * reach * GROUP <= W:  # the candidates of the reaching groups
             top = torch.topk(peaks, reach, dim=1, sorted=False).indices
             cols = (top[:, :, None] * GROUP + torch.arange(GROUP, device=key.device)).flatten(1)
             tail = torch.arange(peaks.shape[1] * GROUP, W, device=key.device)
             cols = torch.cat([cols, tail.expand(len(cols), -1)], 1)
-            s, i = key.gather(1, cols), items[cols]
+            s = key.gather(1, cols)
+            if s.shape[1] > 2 * self.k:  # many candidates: their top-k first
+                s, top = torch.topk(s, self.k, dim=1)
+                cols = cols.gather(1, top)
+            i = items[cols]
         else:
-            s, i = torch.topk(key, min(self.k, W), dim=1)
+            s, i = torch.topk(key.contiguous(), min(self.k, W), dim=1)
             i = items[i]
         if s.shape[1]:
             self._merge(rows, s, i)
