@@ -42,6 +42,20 @@ def gigabytes(text: str) -> int:
     return int(value * 2**30)
 
 
+COMMANDS = []  # (command, help, its arguments, its handler), in the order of definition
+
+
+def command(name: str, text: str, arguments):
+    """Register the decorated handler as ``muse <name>``; ``arguments(p)`` adds its options,
+    built from the library's constants."""
+
+    def register(handler):
+        COMMANDS.append((name, text, arguments, handler))
+        return handler
+
+    return register
+
+
 def _data_manifest_args(p):
     from muse.data.formats import CUHK03_VARIANTS, DEFAULT_DOMAIN, READERS
 
@@ -55,6 +69,7 @@ def _data_manifest_args(p):
     p.add_argument("--no-check", action="store_true", help="skip decoding every image")
 
 
+@command("data manifest", "write the manifest CSV (path,pid,camid,split,domain) of a dataset", _data_manifest_args)
 def _data_manifest(a):
     from muse import stages
 
@@ -76,6 +91,9 @@ def _data_convert_cuhksysu_args(p):
     p.add_argument("--out", required=True, type=Path)
 
 
+@command(
+    "data convert-cuhksysu", "build cropped_images/ from the official CUHK-SYSU release", _data_convert_cuhksysu_args
+)
 def _data_convert_cuhksysu(a):
     from muse.data.convert import convert_cuhksysu
 
@@ -92,6 +110,7 @@ def _data_synth_args(p):
     p.add_argument("--seed", type=int, help="override world.seed")
 
 
+@command("data synth", "write one domain of the synthetic world in its real layout", _data_synth_args)
 def _data_synth(a):
     from muse import stages
     from muse.config import load_config
@@ -130,6 +149,7 @@ def _evaluate_args(p):
         g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
 
 
+@command("evaluate", "mAP / CMC / mINP of a features file", _evaluate_args)
 def _evaluate(a):
     from muse.evaluate import evaluate, judge_auc
     from muse.io import load_features, load_scores, write_json
@@ -184,6 +204,7 @@ def _train_encoder_args(p):
     p.add_argument("--out", required=True, type=Path, help="encoder directory (model.safetensors + config.json)")
 
 
+@command("train-encoder", "train the baseline Re-ID encoder on manifests' train splits", _train_encoder_args)
 def _train_encoder(a):
     from muse import stages
     from muse.config import load_config
@@ -211,6 +232,7 @@ def _extract_args(p):
     p.add_argument("--out", required=True, type=Path)
 
 
+@command("extract", "features of a manifest's images (.npz)", _extract_args)
 def _extract(a):
     from muse import stages
 
@@ -231,6 +253,7 @@ def _mine_args(p):
     p.add_argument("--out", required=True, type=Path)
 
 
+@command("mine", "query-candidate pairs for the MLLM (QCHM or random)", _mine_args)
 def _mine(a):
     from muse import stages
 
@@ -256,6 +279,11 @@ def _mllm_init_args(p):
     p.add_argument("--seed", type=int, default=0)
 
 
+@command(
+    "mllm init",
+    "write a Qwen2-VL or Qwen2.5-VL checkpoint with random weights (model + offline processor)",
+    _mllm_init_args,
+)
 def _mllm_init(a):
     from muse.mllm.model import init
 
@@ -268,6 +296,7 @@ def _mllm_corpus_args(p):
     p.add_argument("--out", required=True, type=Path)
 
 
+@command("mllm corpus", "write the open-world pair corpus that the small judges are pretrained on", _mllm_corpus_args)
 def _mllm_corpus(a):
     from muse import stages
     from muse.config import load_config
@@ -285,6 +314,7 @@ def _mllm_pretrain_args(p):
     p.add_argument("--out", required=True, type=Path, help="checkpoint directory (model, processor, provenance.json)")
 
 
+@command("mllm pretrain", "pretrain a small judge on the open-world corpus (vision, then pairs)", _mllm_pretrain_args)
 def _mllm_pretrain(a):
     from muse.config import load_config
     from muse.mllm.pretrain import PretrainConfig, pretrain
@@ -316,6 +346,7 @@ def _sft_args(p):
             g.add_argument(flag, type=type(f.default), choices=VARIANTS if f.name == "prompt" else None)
 
 
+@command("sft", "LoRA fine-tuning of the MLLM judge on query-candidate pairs", _sft_args)
 def _sft(a):
     from dataclasses import fields
 
@@ -349,6 +380,7 @@ def _score_args(p):
     p.add_argument("--out", required=True, type=Path)
 
 
+@command("score", "MLLM logits for each query's top-C gallery candidates", _score_args)
 def _score(a):
     from muse import stages
 
@@ -364,6 +396,7 @@ def _score_merge_args(p):
     p.add_argument("--out", required=True, type=Path)
 
 
+@command("score-merge", "merge score shards (in query order) into one file", _score_merge_args)
 def _score_merge(a):
     from muse import stages
 
@@ -384,6 +417,7 @@ def _bench_score_args(p):
     p.add_argument("--batch", type=positive, default=8)
 
 
+@command("bench score", "pairs/s of the scoring engines and their max logit difference", _bench_score_args)
 def _bench_score(a):
     from muse.bench import bench_score
 
@@ -401,6 +435,7 @@ def _bench_gpu_args(p):
     p.add_argument("--out", type=Path, default=Path("results/bench_gpu"), help="folder of bench_gpu.json and .md")
 
 
+@command("bench gpu", "judges, re-ranking, evaluation and encoder on a GPU, as JSON + Markdown", _bench_gpu_args)
 def _bench_gpu(a):
     from muse.bench import bench_gpu
 
@@ -418,6 +453,7 @@ def _bench_evaluate_args(p):
     p.add_argument("--block", type=positive, default=256)
 
 
+@command("bench evaluate", "evaluation of random features", _bench_evaluate_args)
 def _bench_evaluate(a):
     from muse.bench import bench_evaluate
 
@@ -453,6 +489,7 @@ def _bench_rerank_args(p):
     )
 
 
+@command("bench rerank", "μ-fusion + re-ranking + evaluation of clustered random features", _bench_rerank_args)
 def _bench_rerank(a):
     import subprocess
 
@@ -514,6 +551,7 @@ def _bench_dg_args(p):
     p.add_argument("--markdown", action="store_true", help="print the matrix as a Markdown table instead of JSON")
 
 
+@command("bench dg", "train on each domain, test on each: the domain-generalisation matrix", _bench_dg_args)
 def _bench_dg(a):
     from muse.bench import bench_dg, dg_markdown
     from muse.config import load_config
@@ -533,67 +571,6 @@ GROUPS = {
     "mllm": "MLLM checkpoints",
     "bench": "benchmarks at the real datasets' sizes",
 }
-# (command, help, its arguments, its handler); the arguments come from the library's constants
-COMMANDS = [
-    (
-        "data manifest",
-        "write the manifest CSV (path,pid,camid,split,domain) of a dataset",
-        _data_manifest_args,
-        _data_manifest,
-    ),
-    (
-        "data convert-cuhksysu",
-        "build cropped_images/ from the official CUHK-SYSU release",
-        _data_convert_cuhksysu_args,
-        _data_convert_cuhksysu,
-    ),
-    ("data synth", "write one domain of the synthetic world in its real layout", _data_synth_args, _data_synth),
-    ("evaluate", "mAP / CMC / mINP of a features file", _evaluate_args, _evaluate),
-    (
-        "train-encoder",
-        "train the baseline Re-ID encoder on manifests' train splits",
-        _train_encoder_args,
-        _train_encoder,
-    ),
-    ("extract", "features of a manifest's images (.npz)", _extract_args, _extract),
-    ("mine", "query-candidate pairs for the MLLM (QCHM or random)", _mine_args, _mine),
-    (
-        "mllm init",
-        "write a Qwen2-VL or Qwen2.5-VL checkpoint with random weights (model + offline processor)",
-        _mllm_init_args,
-        _mllm_init,
-    ),
-    (
-        "mllm corpus",
-        "write the open-world pair corpus that the small judges are pretrained on",
-        _mllm_corpus_args,
-        _mllm_corpus,
-    ),
-    (
-        "mllm pretrain",
-        "pretrain a small judge on the open-world corpus (vision, then pairs)",
-        _mllm_pretrain_args,
-        _mllm_pretrain,
-    ),
-    ("sft", "LoRA fine-tuning of the MLLM judge on query-candidate pairs", _sft_args, _sft),
-    ("score", "MLLM logits for each query's top-C gallery candidates", _score_args, _score),
-    ("score-merge", "merge score shards (in query order) into one file", _score_merge_args, _score_merge),
-    ("bench evaluate", "evaluation of random features", _bench_evaluate_args, _bench_evaluate),
-    (
-        "bench rerank",
-        "μ-fusion + re-ranking + evaluation of clustered random features",
-        _bench_rerank_args,
-        _bench_rerank,
-    ),
-    ("bench dg", "train on each domain, test on each: the domain-generalisation matrix", _bench_dg_args, _bench_dg),
-    ("bench score", "pairs/s of the scoring engines and their max logit difference", _bench_score_args, _bench_score),
-    (
-        "bench gpu",
-        "judges, re-ranking, evaluation and encoder on a GPU, as JSON + Markdown",
-        _bench_gpu_args,
-        _bench_gpu,
-    ),
-]
 
 
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
