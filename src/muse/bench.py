@@ -16,7 +16,7 @@ from muse.distance import device as default_device
 from muse.errors import MuseError
 from muse.evaluate import evaluate
 from muse.paper import FUSION
-from muse.rerank import rerank, rerank_features
+from muse.rerank import DEFAULTS, rerank, rerank_features
 from muse.rerank.knn import TILE
 
 # Test-set sizes of the real datasets: queries, gallery images, test identities, cameras.
@@ -189,7 +189,8 @@ def bench_original(path, size: str = "market", d: int = 512, features: str = "cl
     D = Distance(q, g, dev=torch.device("cpu"))
     Q, N = D.Q, D.N
     dense = [D.block(slice(0, Q), slice(Q, N)), D.block(slice(0, Q), slice(0, Q)), D.block(slice(Q, N), slice(Q, N))]
-    final = re_ranking(*(x.numpy() for x in dense), k1=20, k2=6, lambda_value=0.3)
+    p = DEFAULTS["krnn"]
+    final = re_ranking(*(x.numpy() for x in dense), k1=p["k1"], k2=p["k2"], lambda_value=p["lam"])
     del dense
     metrics = evaluate([(slice(0, Q), torch.as_tensor(final))], qp, qc, gp, gc)
     seconds = time.perf_counter() - t0

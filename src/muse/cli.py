@@ -579,14 +579,14 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     words = [w for w in (argv or []) if not w.startswith("-")]
     p = _Parser(prog="muse", description=__doc__)
     subs = {"": p.add_subparsers(dest="command", required=True)}
-    for command, text, arguments, handler in COMMANDS:
-        group, _, leaf = command.rpartition(" ")
+    for name, text, arguments, handler in COMMANDS:
+        group, _, leaf = name.rpartition(" ")
         if group not in subs:
             subs[group] = (
                 subs[""].add_parser(group, help=GROUPS[group]).add_subparsers(dest=f"{group}_command", required=True)
             )
         c = subs[group].add_parser(leaf, help=text)
-        if argv is None or command.split() == words[: len(command.split())]:
+        if argv is None or name.split() == words[: len(name.split())]:
             arguments(c)
         c.set_defaults(func=handler)
     return p

@@ -242,12 +242,11 @@ def rankings(
     """For the query whose first true match moves up the most with MUSE: its path and the top-``k``
     gallery (path, is-match) lists of ``method`` on the base distance and on the μ-distance."""
     q, g = features.query_gallery()
+    junk = torch.as_tensor((q.pids[:, None] == g.pids[None]) & (q.camids[:, None] == g.camids[None]))
     tops, firsts = [], []
     for mu in (False, True):
         blocks = rerank_features(q, g, method, rerank_params.get(method), (scores, alpha, tau, C) if mu else None)
-        d = torch.cat([b for _, b in blocks]).cpu()
-        valid = ~((q.pids[:, None] == g.pids[None]) & (q.camids[:, None] == g.camids[None]))
-        d = d.masked_fill(torch.as_tensor(~valid), float("inf"))
+        d = torch.cat([b for _, b in blocks]).cpu().masked_fill(junk, float("inf"))
         order = torch.argsort(d, dim=1, stable=True).numpy()
         match = g.pids[order] == q.pids[:, None]
         firsts.append(np.where(match.any(1), match.argmax(1), len(g.pids)))

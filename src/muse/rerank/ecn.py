@@ -48,17 +48,16 @@ def ecn_blocks(
     fallback distances (48 bytes per entry) in the other half of ``memory``."""
     index = knn(D, max(k, t + 1, q + 1), memory=memory)["all"].index.cpu().numpy()
     N, Q, G = D.N, D.Q, D.G
+    M = t + t * q
+    dtype = np.float32 if k * (1 + M) * k * M * k < 2**24 else np.float64
     rows = np.repeat(np.arange(N), k)
-    F = sp.csr_matrix((np.tile(np.arange(k, 0, -1, dtype=np.float64), N), (rows, index[:, :k].ravel())), shape=(N, N))
+    F = sp.csr_matrix((np.tile(np.arange(k, 0, -1, dtype=dtype), N), (rows, index[:, :k].ravel())), shape=(N, N))
     first = index[:, 1 : t + 1]  # (N, t)
     second = index[first, 1 : q + 1].reshape(N, t * q)  # (N, t·q)
     hood = np.concatenate([first, second], 1)
-    M = hood.shape[1]
-    A = sp.csr_matrix((np.ones(N * M), (np.repeat(np.arange(N), M), hood.ravel())), shape=(N, N))
+    A = sp.csr_matrix((np.ones(N * M, dtype), (np.repeat(np.arange(N), M), hood.ravel())), shape=(N, N))
     S = (A @ F).tocsr()
     del A
-    dtype = np.float32 if k * (1 + M) * k * M * k < 2**24 else np.float64
-    F, S = F.astype(dtype), S.astype(dtype)
     H = _dense_columns(S, fitting(memory // 2, G * F.dtype.itemsize, N))
     L = np.setdiff1d(np.arange(N), H)
     FL, SL, FH, SH = F[:, L], S[:, L], F[:, H].tocsr(), S[:, H].tocsr()

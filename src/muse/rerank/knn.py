@@ -2,9 +2,10 @@
 
 The N×N similarity σ (D = √(max(0, 2 − 2σ)), so the nearest items are the largest σ) is formed
 in square tiles, each once per pair of blocks (I, J ≥ I) and used for the rows of I and, transposed,
-for those of J: N²·d/2 multiply-adds in all. Every row keeps its best k so far, merged with each
-tile's top-k: the tile side comes from the working memory (:mod:`muse.budget`), what is kept is
-the lists (N·k entries per list), and nothing N×N is ever held. Conventions shared by all
+for those of J: N²·d/2 multiply-adds in all. Every row keeps its best k so far, merged with the
+tile's candidates that can still enter it (:meth:`_Best.add`): the tile side comes from the
+working memory (:mod:`muse.budget`), what is kept is the lists (N·k entries per list), and
+nothing N×N is ever held. Conventions shared by all
 re-ranking methods:
 
 - an item is its own first neighbour (D(i, i) = 0 and it is placed first even if another

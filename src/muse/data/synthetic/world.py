@@ -55,9 +55,10 @@ class Sizes:
             raise MuseError(f"{key}.cams_per_id: need 1 <= lo <= hi <= cameras ({self.cameras})")
         if layout in formats.TRAIN_ONLY and self.test_ids:
             raise MuseError(f"{key}.test_ids: the {layout} layout holds training images only")
-        if layout not in formats.TRAIN_ONLY and self.test_ids and lo < 2:
+        tested = self.test_ids and layout not in formats.TRAIN_ONLY
+        if tested and lo < 2:
             raise MuseError(f"{key}.cams_per_id: test identities need >= 2 cameras")
-        if layout not in formats.TRAIN_ONLY and self.test_ids and self.images_per_camera[0] < 2:
+        if tested and self.images_per_camera[0] < 2:
             raise MuseError(f"{key}.images_per_camera: need >= 2 so each query keeps a match")
         if (self.distractors or self.junk) and layout not in formats.GALLERY_EXTRAS:
             raise MuseError(f"{key}: the {layout} layout has no distractors or junk")
