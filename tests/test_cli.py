@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from muse.evaluate import roc_auc
+from muse.diagnostics import roc_auc
 from muse.io import Features, load_features, save_features
 
 from helpers import fails_with_one_line, muse, random_case, reference, write_image
@@ -188,8 +188,25 @@ def test_evaluate_rerank_with_fusion_matches_dense(tmp_path):
     gap = np.array([sn[i, list(cand[i]).index(j)] - sy[i, list(cand[i]).index(j)] for i, j in pairs])
     assert got["judge"]["pairs"] == len(pairs) and got["judge"]["positives"] == int((~different).sum())
     assert got["judge"]["judge_auc"] == pytest.approx(roc_auc(gap, different))
+    assert {"judge_auc_query", "base_auc_query", "auc_queries", "recall_C", "gap_median", "gap_p90"} < got[
+        "judge"
+    ].keys()
+    assert got["judge"]["gap_median"] == pytest.approx(np.median(np.abs(gap)), rel=1e-6)
+    # the ceiling: the same evaluation with a perfect judge's scores file
+    from muse.io import Scores, save_scores
+
+    right = np.where(gp[cand] == qp[:, None], 20.0, -20.0)
+    save_scores(tmp_path / "oracle.npz", Scores(cand, right, -right))
+    oracle = muse(
+        *("evaluate", "--features", tmp_path / "f.npz", "--rerank", "krnn", "--k1", 10, "--k2", 5),
+        *("--scores", tmp_path / "oracle.npz", "--alpha", 0.3, "--tau", 2, "--C", 6, "--json"),
+    )
+    assert oracle.returncode == 0, oracle.stderr
+    assert got["judge"]["ceiling"] == json.loads(oracle.stdout)["mAP"] > got["mAP"]
+    assert json.loads(oracle.stdout)["judge"]["ceiling"] == got["judge"]["ceiling"]
     text = muse("evaluate", "--features", tmp_path / "f.npz", "--scores", tmp_path / "s.npz", "--C", 6)
     assert text.returncode == 0 and f"judge ROC-AUC {got['judge']['judge_auc']:.4f}" in text.stdout
+    assert "recall@6" in text.stdout and "mAP with a perfect judge" in text.stdout
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ import pytest
 
 from muse.data.formats import manifest
 from muse.data.synthetic import Sizes, generate_domain
+from muse.diagnostics import diagnose
 from muse.distance import Distance
-from muse.evaluate import evaluate, judge_auc
+from muse.evaluate import evaluate
 from muse.io import Features, Scores
 from muse.mllm.model import load, pretrained_dir
 from muse.mllm.prompt import load_pair_image
@@ -50,7 +51,7 @@ def mAP(q, g, scores=None):
 
 def test_the_pretrained_judge_improves_the_ranking_and_its_corruptions_do_not(scored):
     q, g, s = scored
-    auc = judge_auc(q, g, s, C)
+    auc = diagnose(q, g, s, C)
     assert auc["judge_auc"] > auc["base_auc"] and auc["judge_auc"] > 0.75, auc
     base, fused = mAP(q, g), mAP(q, g, s)
     swapped = mAP(q, g, Scores(s.cand, s.s_no, s.s_yes))

@@ -6,7 +6,7 @@ import pytest
 from muse.evaluate import evaluate_ablation, evaluate_rows, evaluate_table, rankings, sweep
 from muse.io import Features, Scores
 from muse.paper import ABLATION_TABLES, TABLES, Variant, ablation_rows, extra_rows, standard_rows
-from muse.report.paper import assemble, judge_footnote, markdown, paper_numbers
+from muse.report.paper import assemble, diagnostics_footnote, markdown, paper_numbers
 
 from helpers import clustered, scores_for
 
@@ -107,26 +107,31 @@ def test_sweep_reuses_the_stored_logits(case):
     assert rows[1]["mAP"] == direct["mAP"]
 
 
-def test_mu_rows_carry_the_judge_auc_and_the_markdown_footnote_prints_it(case):
-    from muse.evaluate import judge_auc
+def test_mu_rows_carry_the_diagnostics_and_the_markdown_footnote_prints_them(case):
+    from muse.diagnostics import diagnose
+    from muse.evaluate import ceiling
 
     f, s = case
     rows = evaluate_rows(f, s, standard_rows(), RERANK, alpha=0.2, tau=5.0, C=10)
-    auc = judge_auc(*f.query_gallery(), s, 10)
-    assert all("judge_auc" not in r for r in rows[:4])
-    assert all(r["judge_auc"] == auc["judge_auc"] and r["base_auc"] == auc["base_auc"] for r in rows[4:])
-    note = judge_footnote([{"protocol": "MA2MS", **r} for r in rows])
-    assert note.splitlines()[2] == (
-        f"- MA2MS: judge ROC-AUC {auc['judge_auc']:.3f} (base distance {auc['base_auc']:.3f}) over the scored pairs"
+    q, g = f.query_gallery()
+    d = diagnose(q, g, s, 10)
+    assert all("ceiling" not in r and "judge_auc" not in r for r in rows[:4])
+    for r in rows[4:]:
+        assert {k: r[k] for k in d} == d
+        assert r["ceiling"] == ceiling(q, g, s, r["rerank"], RERANK.get(r["rerank"]), 0.2, 5.0, 10) > r["mAP"]
+    note = diagnostics_footnote([{"protocol": "MA2MS", **r} for r in rows])
+    lines = note.splitlines()
+    assert lines[0].startswith("What limits MUSE") and lines[2].startswith("| protocol | row | judge AUC")
+    m = rows[5]
+    assert lines[5] == (
+        f"| MA2MS | Baseline + MUSE + K-RNN | {d['judge_auc_query']:.3f} / {d['judge_auc']:.3f} "
+        f"| {d['base_auc_query']:.3f} / {d['base_auc']:.3f} | {d['auc_queries']} | 10 "
+        f"| {100 * d['recall_C']:.0f} % | {d['gap_median']:.2f} / {d['gap_p90']:.2f} "
+        f"| {100 * m['mAP']:.1f} / {100 * m['ceiling']:.1f} |"
     )
-    ablation = [
-        {"protocol": "MA2C3", "row": "+ MUSE (void)", "judge_auc": 0.61, "base_auc": 0.7},
-        {"protocol": "MA2C3", "row": "+ MUSE (dap)", "judge_auc": 0.83, "base_auc": 0.7},
-    ]
-    assert "+ MUSE (void) 0.610, + MUSE (dap) 0.830 (base distance 0.700)" in judge_footnote(ablation)
-    assert judge_footnote(rows[:4]) == ""
+    assert len(lines) == 4 + 4 and diagnostics_footnote(rows[:4]) == ""
     md = markdown(assemble(2, []), "caption", note)
-    assert md.endswith(note) and "The judge on its scored pairs" in md
+    assert md.endswith(note) and "| mAP / ceiling |" in md
 
 
 def test_assemble_and_markdown():
@@ -162,5 +167,9 @@ def test_rankings_and_figures(case, tmp_path):
     img = Image.open(tmp_path / "fig.png").convert("RGB")
     x = 150 + 2 * (8 + 4) + 4  # second candidate's box: red outline
     assert img.getpixel((x - 1, 4 + 3)) == (255, 0, 0)
-    plot_sweep([{"value": 1, "mAP": 0.1, "R1": 0.2}, {"value": 2, "mAP": 0.2, "R1": 0.3}], "C", tmp_path / "s.png", "t")
+    sweep_rows = [
+        {"value": 1, "mAP": 0.1, "R1": 0.2, "ceiling": 0.3},
+        {"value": 2, "mAP": 0.2, "R1": 0.3, "ceiling": 0.4},
+    ]
+    plot_sweep(sweep_rows, "C", tmp_path / "s.png", "t")
     assert Image.open(tmp_path / "s.png").size[0] > 100

@@ -151,7 +151,8 @@ def _evaluate_args(p):
 
 @command("evaluate", "mAP / CMC / mINP of a features file", _evaluate_args)
 def _evaluate(a):
-    from muse.evaluate import evaluate, judge_auc
+    from muse.diagnostics import diagnose
+    from muse.evaluate import ceiling, evaluate
     from muse.io import load_features, load_scores, write_json
     from muse.paper import FUSION
     from muse.rerank import params_for, rerank_features
@@ -176,7 +177,8 @@ def _evaluate(a):
     metrics = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
     result = {k: metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP", "num_queries")}
     if fusion is not None:
-        result["judge"] = judge_auc(q, g, s, C)
+        result["judge"] = diagnose(q, g, s, C)
+        result["judge"]["ceiling"] = ceiling(q, g, s, a.rerank, overrides, alpha, tau, C, a.block, a.memory)
     result["params"] = params
     if a.out:
         write_json(a.out, result)

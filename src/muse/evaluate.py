@@ -27,6 +27,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from muse.budget import MEMORY
+from muse.diagnostics import diagnose, perfect_scores
 from muse.errors import MuseError
 from muse.io import Features, Scores
 from muse.paper import ABLATION_RERANK, extra_rows, standard_rows
@@ -131,56 +133,40 @@ def _accumulate(ranks, m, acc) -> int:
     return len(m)
 
 
-def roc_auc(scores, positive) -> float:
-    """ROC-AUC = P(score of a random positive > score of a random negative), ties counting ½
-    (the Mann–Whitney U statistic over average ranks); NaN without both classes."""
-    from scipy.stats import rankdata
-
-    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def judge_auc(q, g, scores, C: int) -> dict:
-    """How well the judge separates the scored pairs: for each query i and its first ``C``
-    candidates j (pairs with p_j = p_i and c_j = c_i left out, as the evaluation removes them),
-    the ROC-AUC of s_no − s_yes for "different identity" (``judge_auc``) and, on the same pairs,
-    of the base distance D(i, j) (``base_auc``). ``q``, ``g``: :class:`muse.io.Features`."""
-    from muse.distance import Distance
-
-    cand = np.asarray(scores.cand[:, :C], dtype=np.int64)
-    qi = np.repeat(np.arange(len(cand)), C)
-    gj = cand.reshape(-1)
-    keep = ~((q.pids[qi] == g.pids[gj]) & (q.camids[qi] == g.camids[gj]))
-    qi, gj = qi[keep], gj[keep]
-    different = q.pids[qi] != g.pids[gj]
-    gap = (scores.s_no[:, :C] - scores.s_yes[:, :C]).reshape(-1)[keep]
-    d = Distance(q.feats, g.feats)
-    base = d.pairs(torch.as_tensor(qi), torch.as_tensor(gj + d.Q)).cpu().numpy()
-    return {
-        "judge_auc": roc_auc(gap, different),
-        "base_auc": roc_auc(base, different),
-        "pairs": int(len(qi)),
-        "positives": int((~different).sum()),
-    }
-
-
 # -- the paper's evaluation loops (rows of a table, sweeps, Figure 5's rankings) ----------------
+
+
+def ceiling(
+    q: Features,
+    g: Features,
+    scores: Scores,
+    method: str,
+    params: dict | None,
+    alpha: float,
+    tau: float,
+    C: int,
+    block: int = 256,
+    memory: int = MEMORY,
+) -> float:
+    """The mAP of μ-fusion + ``method`` with a perfect judge on the candidates of ``scores``
+    (:func:`muse.diagnostics.perfect_scores`): what any judge could reach at this C, α, τ."""
+    fusion = (perfect_scores(q, g, scores), alpha, tau, C)
+    blocks = rerank_features(q, g, method, params, fusion, block=block, memory=memory)
+    return evaluate(blocks, q.pids, q.camids, g.pids, g.camids)["mAP"]
 
 
 def evaluate_rows(
     features: Features, scores: Scores | None, rows, rerank_params: dict, alpha: float, tau: float, C: int
 ) -> list[dict]:
     """mAP, R1, … of each (name, μ, method) row on the query/gallery of ``features``; a μ row also
-    carries the judge's and the base distance's ROC-AUC over its scored pairs (:func:`judge_auc`)."""
+    carries the diagnostics of its scored pairs (:func:`muse.diagnostics.diagnose`) and its
+    ``ceiling`` (:func:`ceiling`)."""
     q, g = features.query_gallery()
-    auc = judge_auc(q, g, scores, C) if any(mu for _, mu, _ in rows) else {}
+    diagnostics = diagnose(q, g, scores, C) if any(mu for _, mu, _ in rows) else {}
     out = []
     for name, mu, method in rows:
-        blocks = rerank_features(q, g, method, rerank_params.get(method), (scores, alpha, tau, C) if mu else None)
+        params = rerank_params.get(method)
+        blocks = rerank_features(q, g, method, params, (scores, alpha, tau, C) if mu else None)
         m = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
         out.append(
             {
@@ -195,7 +181,7 @@ def evaluate_rows(
                 "alpha": alpha if mu else None,
                 "tau": tau if mu else None,
                 "C": C if mu else None,
-                **({"judge_auc": auc["judge_auc"], "base_auc": auc["base_auc"]} if mu else {}),
+                **({**diagnostics, "ceiling": ceiling(q, g, scores, method, params, alpha, tau, C)} if mu else {}),
             }
         )
     return out

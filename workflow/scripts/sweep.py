@@ -13,7 +13,7 @@ with logged(snakemake.log[0]):
     scores = load_scores(snakemake.input.scores, *f.test_sizes, features=f)
     rows = sweep(f, scores, param, cfg[param], snakemake.params.base, cfg["rerank"], snakemake.params.rerank)
     with atomic_path(snakemake.output.csv) as tmp:
-        pd.DataFrame([{k: r[k] for k in ("param", "value", "mAP", "R1", "R5", "R10", "mINP")} for r in rows]).to_csv(
-            tmp, index=False
-        )
+        pd.DataFrame(
+            [{k: r[k] for k in ("param", "value", "mAP", "R1", "R5", "R10", "mINP", "ceiling")} for r in rows]
+        ).to_csv(tmp, index=False)
     plot_sweep(rows, param, snakemake.output.png, f"{cfg['protocol']}, MUSE + {cfg['rerank']}")

@@ -1,10 +1,10 @@
-"""rule table -> muse.report.paper.assemble, markdown, judge_footnote"""
+"""rule table -> muse.report.paper.assemble, markdown, diagnostics_footnote"""
 
 import json
 
 from muse.errors import logged
 from muse.io import atomic_path
-from muse.report.paper import assemble, judge_footnote, markdown
+from muse.report.paper import assemble, diagnostics_footnote, markdown
 
 with logged(snakemake.log[0]):
     table = int(snakemake.wildcards.table)
@@ -22,6 +22,6 @@ with logged(snakemake.log[0]):
             markdown(
                 df,
                 f"Table {table} — reproduced on {source} / as printed in the paper (mAP and R1, %).",
-                judge_footnote(measured),
+                diagnostics_footnote(measured),
             )
         )

@@ -47,8 +47,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from muse.config import from_section
+from muse.diagnostics import roc_auc
 from muse.errors import MuseError
-from muse.evaluate import roc_auc
 from muse.io import atomic_path, digest, resumable, sha256
 from muse.mllm.prompt import ANSWERS, VARIANTS, PairImages
 from muse.mllm.sft import answer_loss as pair_loss

@@ -21,11 +21,12 @@ LABELS = {"C": "number of candidates C", "alpha": "fusion weight α", "tau": "te
 
 
 def plot_sweep(rows: list[dict], param: str, out, title: str) -> None:
-    """mAP and R1 (%) against the swept parameter, as Figure 3."""
+    """mAP and R1 (%) against the swept parameter, as Figure 3, and the mAP of a perfect judge
+    at each value (the rows' ``ceiling``)."""
     x = [r["value"] for r in rows]
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
-    for metric, style in (("mAP", "o-"), ("R1", "s--")):
-        ax.plot(x, [100 * r[metric] for r in rows], style, label=metric)
+    for metric, style, label in (("mAP", "o-", "mAP"), ("R1", "s--", "R1"), ("ceiling", "^:", "mAP, perfect judge")):
+        ax.plot(x, [100 * r[metric] for r in rows], style, label=label)
     ax.set_xlabel(LABELS.get(param, param))
     ax.set_ylabel("%")
     ax.set_title(title, fontsize=9)

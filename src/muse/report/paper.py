@@ -64,23 +64,32 @@ def markdown(df: pd.DataFrame, caption: str, footnote: str = "") -> str:
     return "\n".join(lines) + "\n" + (f"\n{footnote}" if footnote else "")
 
 
-def judge_footnote(measured: list[dict]) -> str:
-    """One line per protocol: the ROC-AUC of each judge over its scored pairs (s_no − s_yes for a
-    different identity) next to the base distance's on the same pairs; empty without μ rows."""
-    by_protocol: dict[str, dict[str, tuple]] = {}
-    for m in measured:
-        if m.get("judge_auc") is not None:
-            by_protocol.setdefault(m["protocol"], {})[m["row"]] = (m["judge_auc"], m["base_auc"])
+DIAGNOSTICS = (
+    'What limits MUSE, per + MUSE row (muse.diagnostics): the ROC-AUC of "different identity" over '
+    "the scored pairs (each query's first C candidates) for the judge (s_no − s_yes) and the base "
+    "distance, within each query (the mean over the queries whose candidates hold both classes, "
+    "counted) and pooled; recall@C, the share of queries with a true match among their C candidates; "
+    "the judge's logit gap |s_yes − s_no| (median / 90th percentile); the row's mAP next to its "
+    "ceiling, the mAP (%) with a perfect judge."
+)
+
+
+def diagnostics_footnote(measured: list[dict]) -> str:
+    """The diagnostics of each μ row (:data:`DIAGNOSTICS`) as a Markdown table; empty without μ rows."""
     lines = []
-    for protocol, rows in by_protocol.items():
-        values = set(rows.values())
-        if len(values) == 1:
-            ((j, b),) = values
-            lines.append(f"- {protocol}: judge ROC-AUC {j:.3f} (base distance {b:.3f}) over the scored pairs")
-        else:
-            lines.append(
-                f"- {protocol}: judge ROC-AUC "
-                + ", ".join(f"{r} {j:.3f}" for r, (j, _) in rows.items())
-                + f" (base distance {next(iter(values))[1]:.3f}) over the scored pairs"
-            )
-    return "The judge on its scored pairs:\n\n" + "\n".join(lines) + "\n" if lines else ""
+    for m in measured:
+        if m.get("ceiling") is None:
+            continue
+        lines.append(
+            f"| {m['protocol']} | {m['row']} | {m['judge_auc_query']:.3f} / {m['judge_auc']:.3f} "
+            f"| {m['base_auc_query']:.3f} / {m['base_auc']:.3f} | {m['auc_queries']} | {m['C']} "
+            f"| {100 * m['recall_C']:.0f} % | {m['gap_median']:.2f} / {m['gap_p90']:.2f} "
+            f"| {100 * m['mAP']:.1f} / {100 * m['ceiling']:.1f} |"
+        )
+    if not lines:
+        return ""
+    head = (
+        "| protocol | row | judge AUC: within query / pooled | base AUC: within query / pooled | queries | C "
+        "| recall@C | gap: median / p90 | mAP / ceiling |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    return f"{DIAGNOSTICS}\n\n{head}\n" + "\n".join(lines) + "\n"
