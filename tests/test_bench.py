@@ -140,3 +140,40 @@ def test_dg_markdown_is_the_matrix_of_the_rows():
         "| MA | 50.0 / 25.0 → 55.0 / 30.0 | 10.0 / 5.0 → 12.5 / 6.2 |",
         "| MS | 20.0 / 10.0 → 30.0 / 20.0 | 40.0 / 35.0 → 45.0 / 40.0 |",
     ]
+
+
+def test_bench_dg_trains_per_domain_and_re_ranks_with_the_given_k_rnn(tmp_path):
+    """Two domains: a row per (train, test, none|krnn); the K-RNN cell is the trained encoder's
+    features re-ranked with the parameters passed (the config's), not the library defaults."""
+    from muse.bench import bench_dg
+    from muse.data.formats import manifest
+    from muse.data.synthetic import Sizes, generate_domain
+    from muse.encoder.features import extract
+    from muse.encoder.model import ReIDEncoder
+    from muse.evaluate import evaluate
+    from muse.rerank import rerank_features
+
+    manifests = {}
+    for domain, fmt in (("MA", "market1501"), ("C3", "cuhk03np")):
+        sizes = Sizes(train_ids=4, test_ids=6, cameras=2, cams_per_id=(2, 2), images_per_camera=(2, 3))
+        generate_domain(domain, tmp_path / domain, sizes, seed=1, progress=False)
+        manifests[domain] = manifest(fmt, tmp_path / domain, check=False, progress=False)
+    encoder = {
+        "clip": {
+            "embed_dim": 16,
+            "vision_cfg": {"patch_size": 8, "width": 16, "layers": 1, "head_width": 8},
+            "text_cfg": {"context_length": 4, "vocab_size": 16, "width": 16, "heads": 1, "layers": 1},
+        },
+        "image_size": [32, 16],
+        "weights": None,
+        "train": {"epochs": 1, "ids_per_batch": 2, "imgs_per_id": 2, "warmup_epochs": 1, "milestones": [5]},
+    }
+    krnn = {"k1": 3, "k2": 2, "lam": 0.5}
+    rows = bench_dg(manifests, encoder, tmp_path / "work", krnn)
+    assert [(r["train"], r["test"], r["rerank"]) for r in rows] == [
+        (t, u, m) for t in ("MA", "C3") for u in ("MA", "C3") for m in ("none", "krnn")
+    ]
+    test = manifests["C3"][manifests["C3"].split.isin(["query", "gallery"])]
+    q, g = extract(ReIDEncoder.from_pretrained(tmp_path / "work" / "MA"), test, progress=False).query_gallery()
+    mAP = evaluate(rerank_features(q, g, "krnn", krnn), q.pids, q.camids, g.pids, g.camids)["mAP"]
+    assert rows[3]["mAP"] == pytest.approx(mAP)

@@ -137,6 +137,33 @@ def test_training_images_bicubic_evaluation_bilinear(tmp_path):
     assert any(torch.equal(x, bicubic.flip(-1)) for x in flips)
 
 
+def test_pixel_cache_is_bit_identical_and_bounded(tmp_path, monkeypatch):
+    """Cached pixels give the uncached tensors bit for bit, per filter, and decode each (path,
+    filter) once; past the byte budget nothing more is kept, and the tensors stay the same."""
+    from PIL import Image
+
+    from muse.encoder import data as D
+
+    paths = []
+    for k in range(3):
+        paths.append(str(tmp_path / f"{k}.png"))
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (37, 19, 3), dtype=np.uint8)).save(paths[-1])
+    decoded = []
+    real = D.pixels
+    monkeypatch.setattr(D, "pixels", lambda *a: decoded.append(a[0]) or real(*a))
+    cache = D.PixelCache()
+    for _ in range(3):
+        for r in (Image.BILINEAR, Image.BICUBIC):
+            for p in paths:
+                assert torch.equal(D.load_image(p, (16, 8), r, cache), D.load_image(p, (16, 8), r))
+    assert len(cache) == 6 and cache.bytes == 6 * 16 * 8 * 3
+    assert decoded.count(paths[0]) == 2 * 3 + 2  # uncached: every call; cached: once per filter
+    small = D.PixelCache(budget=2 * 16 * 8 * 3)
+    x = [D.Images(paths, (16, 8), cache=small)[i][0] for i in range(3)]
+    assert len(small) == 2 and small.bytes == small.budget
+    assert all(torch.equal(a, D.load_image(p, (16, 8))) for a, p in zip(x, paths))
+
+
 def test_identity_batches():
     labels = np.array([0] * 9 + [1] * 4 + [2] * 2 + [3] * 5 + [4] * 8 + [5] * 4 + [6] * 4 + [7] * 6 + [8] * 12)
     batches = identity_batches(labels, ids_per_batch=4, imgs_per_id=4, seed=3)

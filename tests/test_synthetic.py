@@ -1,6 +1,7 @@
 """The synthetic world: deterministic, and readable by the real-format readers."""
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,6 +125,68 @@ def test_sizes_a_layout_cannot_write_are_refused(domain, sizes, message, tmp_pat
     with pytest.raises(MuseError, match=message):
         generate_domain(domain, tmp_path / domain, Sizes(**sizes), progress=False)
     assert not (tmp_path / domain).exists()
+
+
+def test_test_identities_may_have_a_shape_of_their_own(tmp_path):
+    """Dense test galleries over sparse training identities: each test identity has 3–4 images in
+    each of its 2–3 cameras (one of them its query there), each training one 2 in each of 2."""
+    sizes = Sizes.from_config(
+        "MA",
+        {
+            "train_ids": 3,
+            "test_ids": 6,
+            "cameras": 4,
+            "cams_per_id": [2, 2],
+            "images_per_camera": [2, 2],
+            "test_cams_per_id": [2, 3],
+            "test_images_per_camera": [3, 4],
+        },
+    )
+    generate_domain("MA", tmp_path / "MA", sizes, progress=False)
+    df = formats.manifest("market1501", tmp_path / "MA", progress=False)
+    train = df[df.split == "train"].groupby(["pid", "camid"]).size()
+    assert (train == 2).all() and (train.groupby("pid").size() == 2).all()
+    test = df[df.split != "train"]
+    per_camera = test.groupby(["pid", "camid"]).split.agg(lambda s: ((s == "query").sum(), (s == "gallery").sum()))
+    assert all(nq == 1 and 2 <= ng <= 3 for nq, ng in per_camera)
+    assert set(per_camera.groupby("pid").size()) <= {2, 3} and test.pid.nunique() == 6
+    same = Sizes(train_ids=3, test_ids=6, cameras=4, test_cams_per_id=(2, 2), test_images_per_camera=(2, 3))
+    assert same.shape(test=True) == Sizes(train_ids=3, test_ids=6, cameras=4).shape(test=False)
+
+
+def test_the_shipped_world_is_shaped_like_the_real_test_sets(tmp_path):
+    """config.yaml's test identities: gallery images per identity within ±30 % of the real
+    dataset's, one query per camera and no more queries than the real protocol has; measured on
+    C3 as written."""
+    import yaml
+
+    from muse.data.synthetic import REAL_SHAPES
+
+    domains = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())["world"]["domains"]
+    for domain, real in REAL_SHAPES.items():
+        shape = Sizes.from_config(domain, domains[domain]).per_identity(test=True)
+        assert abs(shape["gallery"] / real["gallery"] - 1) <= 0.3, (domain, shape, real)
+        assert shape["queries"] <= real["queries"], (domain, shape, real)
+    sizes = Sizes.from_config("C3", {**domains["C3"], "train_ids": 1})
+    generate_domain("C3", tmp_path / "C3", sizes, progress=False)
+    df = formats.manifest("cuhk03np", tmp_path / "C3", progress=False)
+    per_id = df[df.split != "train"].groupby("pid").split.agg(lambda s: ((s == "query").sum(), (s == "gallery").sum()))
+    assert all(nq == 2 for nq, _ in per_id)
+    assert np.mean([ng for _, ng in per_id]) == pytest.approx(sizes.per_identity(test=True)["gallery"], rel=0.15)
+
+
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ({"train_ids": 2, "test_ids": 2, "cameras": 3, "test_cams_per_id": [1, 2]}, "MA.test_cams_per_id: test"),
+        ({"train_ids": 2, "test_ids": 2, "cameras": 3, "test_cams_per_id": [2, 4]}, "MA.test_cams_per_id: need 1"),
+        ({"train_ids": 2, "test_ids": 2, "test_images_per_camera": [1, 3]}, "MA.test_images_per_camera: need >= 2"),
+        ({"train_ids": 2, "test_images_per_camera": [3, 3]}, "MA: test_cams_per_id and test_images_per_camera need"),
+    ],
+)
+def test_bad_test_shapes_name_the_key(sizes, message):
+    with pytest.raises(MuseError, match=f"world.domains.{message}"):
+        Sizes.from_config("MA", sizes)
 
 
 def test_domain_differences_are_style_fields():

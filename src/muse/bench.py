@@ -211,9 +211,12 @@ def bench_original(path, size: str = "market", d: int = 512, features: str = "cl
     }
 
 
-def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = False) -> list[dict]:
+def bench_dg(
+    manifests: dict, encoder_cfg: dict, work_dir, krnn: dict | None = None, progress: bool = False
+) -> list[dict]:
     """Train one encoder per domain (its training set, as the pipeline's) and test it on every
-    test domain, with the base distance and with K-RNN: the world's domain-generalisation matrix."""
+    test domain, with the base distance and with K-RNN (parameters ``krnn``, default the
+    library's): the world's domain-generalisation matrix."""
     from pathlib import Path
 
     from muse.config import from_section
@@ -239,7 +242,8 @@ def bench_dg(manifests: dict, encoder_cfg: dict, work_dir, progress: bool = Fals
             f = extract(model, test, progress=False)
             q, g = f.query_gallery()
             for method in ("none", "krnn"):
-                m = evaluate(rerank_features(q, g, method), q.pids, q.camids, g.pids, g.camids)
+                blocks = rerank_features(q, g, method, krnn if method == "krnn" else None)
+                m = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
                 rows.append({"train": src, "test": tgt, "rerank": method, "mAP": m["mAP"], "R1": m["R1"]})
     return rows
 

@@ -190,7 +190,10 @@ def _evaluate(a):
             j = result["judge"]
             print(
                 f"judge ROC-AUC {j['judge_auc']:.4f} (base distance {j['base_auc']:.4f}) over {j['pairs']} scored "
-                f"pairs, {j['positives']} of the same identity"
+                f"pairs, {j['positives']} of the same identity; within each query {j['judge_auc_query']:.4f} "
+                f"(base distance {j['base_auc_query']:.4f}) over {j['auc_queries']} queries\n"
+                f"recall@{C} {j['recall_C']:.4f}, |s_yes - s_no| median {j['gap_median']:.2f} "
+                f"(90th percentile {j['gap_p90']:.2f}), mAP with a perfect judge {j['ceiling']:.4f}"
             )
 
 
@@ -548,7 +551,7 @@ def _bench_rerank(a):
 def _bench_dg_args(p):
     p.add_argument("--manifests", type=Path, default=Path("results/data"), help="folder of <domain>.csv")
     p.add_argument("--domains", default="MA,MS,C3,CS")
-    p.add_argument("--config", type=Path, default=Path("config.yaml"), help="reads its `encoder` section")
+    p.add_argument("--config", type=Path, default=Path("config.yaml"), help="reads `encoder` and `rerank.krnn`")
     p.add_argument("--work", type=Path, default=Path("results/bench_dg"), help="where the encoders go")
     p.add_argument("--markdown", action="store_true", help="print the matrix as a Markdown table instead of JSON")
 
@@ -560,7 +563,8 @@ def _bench_dg(a):
     from muse.data.formats import read_manifest
 
     manifests = {d: read_manifest(a.manifests / f"{d}.csv") for d in a.domains.split(",")}
-    rows = bench_dg(manifests, load_config(a.config)["encoder"], a.work)
+    config = load_config(a.config)
+    rows = bench_dg(manifests, config["encoder"], a.work, config.get("rerank", {}).get("krnn"))
     if a.markdown:
         print(dg_markdown(rows))
     else:

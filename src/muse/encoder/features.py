@@ -10,20 +10,27 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from muse.data.formats import read_manifest
-from muse.encoder.data import Images
+from muse.encoder.data import Images, PixelCache
 from muse.encoder.model import ReIDEncoder
 from muse.errors import MuseError
 from muse.io import Features
 
 
 @torch.no_grad()
-def embed(model: ReIDEncoder, paths, batch: int = 128, workers: int = 0, progress: bool = True) -> np.ndarray:
+def embed(
+    model: ReIDEncoder,
+    paths,
+    batch: int = 128,
+    workers: int = 0,
+    progress: bool = True,
+    cache: PixelCache | None = None,
+) -> np.ndarray:
     """(N, d) float32 test features (L2-normalised f_bn) of the images at ``paths`` (eval mode,
-    no augmentation)."""
+    no augmentation; pixels through ``cache`` when given)."""
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loader = DataLoader(Images(paths, model.image_size), batch_size=batch, num_workers=workers)
+    loader = DataLoader(Images(paths, model.image_size, cache=cache), batch_size=batch, num_workers=workers)
     out = []
     for x, _ in tqdm(loader, desc="features", unit="batch", disable=not progress):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):

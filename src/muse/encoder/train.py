@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from muse.encoder.data import Images, identity_batches
+from muse.encoder.data import Images, PixelCache, identity_batches
 from muse.encoder.features import embed
 from muse.encoder.model import ReIDEncoder, load_clip_visual
 from muse.errors import MuseError
@@ -138,15 +138,16 @@ def train_encoder(
             print(f"resuming {out} after epoch {start}", file=sys.stderr)
     paths = train.path.tolist()
     y_all = torch.as_tensor(labels)
+    cache = PixelCache()  # each image decoded once per filter, not once per epoch
     for epoch in range(start, cfg.epochs):
         for g in opt.param_groups:
             g["lr"] = cfg.lr * lr_factor(epoch, cfg)
-        feats = torch.as_tensor(embed(model, paths, workers=cfg.workers, progress=False))
+        feats = torch.as_tensor(embed(model, paths, workers=cfg.workers, progress=False, cache=cache))
         memory = centroids(feats, y_all, K).to(dev)
         epoch_seed = cfg.seed * 100_003 + epoch  # batches and flips of this epoch
         batches = identity_batches(labels, cfg.ids_per_batch, cfg.imgs_per_id, seed=epoch_seed)
         loader = DataLoader(
-            Images(paths, model.image_size, flip_seed=epoch_seed), batch_sampler=batches, num_workers=cfg.workers
+            Images(paths, model.image_size, epoch_seed, cache), batch_sampler=batches, num_workers=cfg.workers
         )
         model.train()
         total = 0.0

@@ -13,10 +13,11 @@ street snapshots), as the real datasets do, and the real layout each is written 
 from muse.data.synthetic.people import Person, Wardrobe, draw_person
 from muse.data.synthetic.rendering import Camera, Shot, draw_camera, draw_shot, render
 from muse.data.synthetic.styles import LAYOUT, STYLES, Style
-from muse.data.synthetic.world import Sizes, generate_domain, make_cameras
+from muse.data.synthetic.world import REAL_SHAPES, Sizes, generate_domain, make_cameras
 
 __all__ = [
     "LAYOUT",
+    "REAL_SHAPES",
     "STYLES",
     "Camera",
     "Person",

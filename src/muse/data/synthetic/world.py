@@ -20,22 +20,47 @@ from muse.data.synthetic.styles import STREAM, STYLES, Style
 from muse.errors import MuseError
 from muse.io import atomic_path
 
+# The real datasets' shapes the synthetic domains imitate (from their published sizes): images of a
+# test identity in the gallery, its queries (one per camera it is seen in), images of a training
+# identity. Market-1501: 13,115 gallery images of 750 test identities (besides 2,798 distractors
+# and 3,819 junk), 3,368 queries, 12,936 training images of 751; MSMT17: 82,161 / 3,060, 11,659,
+# 32,621 / 1,041; CUHK03-NP (detected): 5,332 / 700, 1,400, 7,365 / 767.
+REAL_SHAPES = {
+    "MA": {"gallery": 17.5, "queries": 4.5, "train": 17.2},
+    "MS": {"gallery": 26.8, "queries": 3.8, "train": 31.3},
+    "C3": {"gallery": 7.6, "queries": 2.0, "train": 9.6},
+}
+
 _TRAIN, _TEST, _EXTRAS = 1, 2, 3  # roles in the random streams' keys
 _NAMING = {"msmt17": 4, "cuhksysu": 5}  # the role of the layouts whose writers draw names or scenes
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """How many identities, cameras and images a domain has (config ``world.domains.<D>``)."""
+    """How many identities, cameras and images a domain has (config ``world.domains.<D>``).
+
+    An identity is seen by ``cams_per_id`` cameras (a range) and ``images_per_camera`` images in
+    each; a test identity's first image in a camera is its query there, the others are gallery
+    images. ``test_cams_per_id`` and ``test_images_per_camera`` give the test identities a shape
+    of their own (default: the training one), e.g. the real test galleries' 7.6–27 images per
+    identity."""
 
     train_ids: int
     test_ids: int = 0
     cameras: int = 2
     cams_per_id: tuple[int, int] = (2, 2)
     images_per_camera: tuple[int, int] = (2, 3)
+    test_cams_per_id: tuple[int, int] | None = None
+    test_images_per_camera: tuple[int, int] | None = None
     distractors: int = 0
     junk: int = 0
     val_fraction: float = 0.0
+
+    def shape(self, test: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(cameras per identity, images per camera) of a test or a training identity."""
+        if not test:
+            return self.cams_per_id, self.images_per_camera
+        return self.test_cams_per_id or self.cams_per_id, self.test_images_per_camera or self.images_per_camera
 
     @classmethod
     def from_config(cls, domain: str, cfg: dict) -> Sizes:
@@ -46,20 +71,34 @@ class Sizes:
         sizes.check(domain)
         return sizes
 
+    def per_identity(self, test: bool) -> dict[str, float]:
+        """Expected images of an identity, with k cameras and n_c images in camera c drawn
+        uniformly from their ranges: a test identity has E[k] queries and E[k]·(E[n] − 1)
+        gallery images, a training identity E[k]·E[n] images."""
+        (k_lo, k_hi), (n_lo, n_hi) = self.shape(test)
+        k, n = (k_lo + k_hi) / 2, (n_lo + n_hi) / 2
+        return {"queries": k, "gallery": k * (n - 1)} if test else {"train": k * n}
+
     def check(self, domain: str) -> None:
         """Refuse, naming the key, sizes that the domain's style or layout cannot write."""
         layout = _style(domain).layout
-        lo, hi = self.cams_per_id
         key = f"world.domains.{domain}"
-        if not 1 <= lo <= hi <= self.cameras:
-            raise MuseError(f"{key}.cams_per_id: need 1 <= lo <= hi <= cameras ({self.cameras})")
+        for name in ("cams_per_id", "images_per_camera", "test_cams_per_id", "test_images_per_camera"):
+            lo, hi = getattr(self, name) or (1, 1)
+            if not 1 <= lo <= hi or (name.endswith("cams_per_id") and hi > self.cameras):
+                bound = f" <= cameras ({self.cameras})" if name.endswith("cams_per_id") else ""
+                raise MuseError(f"{key}.{name}: need 1 <= lo <= hi{bound}")
         if layout in formats.TRAIN_ONLY and self.test_ids:
             raise MuseError(f"{key}.test_ids: the {layout} layout holds training images only")
+        if (self.test_cams_per_id or self.test_images_per_camera) and not self.test_ids:
+            raise MuseError(f"{key}: test_cams_per_id and test_images_per_camera need test_ids")
+        (cams, images), prefix = self.shape(test=True), "test_" if self.test_cams_per_id else ""
         tested = self.test_ids and layout not in formats.TRAIN_ONLY
-        if tested and lo < 2:
-            raise MuseError(f"{key}.cams_per_id: test identities need >= 2 cameras")
-        if tested and self.images_per_camera[0] < 2:
-            raise MuseError(f"{key}.images_per_camera: need >= 2 so each query keeps a match")
+        if tested and cams[0] < 2:
+            raise MuseError(f"{key}.{prefix}cams_per_id: test identities need >= 2 cameras")
+        prefix = "test_" if self.test_images_per_camera else ""
+        if tested and images[0] < 2:
+            raise MuseError(f"{key}.{prefix}images_per_camera: need >= 2 so each query keeps a match")
         if (self.distractors or self.junk) and layout not in formats.GALLERY_EXTRAS:
             raise MuseError(f"{key}: the {layout} layout has no distractors or junk")
         if self.val_fraction and layout not in formats.VAL_LISTS:
@@ -88,11 +127,12 @@ def _identity_images(domain, pid, role, sizes, cams, seed) -> list[Capture]:
     style = STYLES[domain]
     rng = np.random.default_rng([seed, STREAM[domain], role, pid])
     person = draw_person(rng, style.wardrobe)
-    n_cams = int(rng.integers(sizes.cams_per_id[0], sizes.cams_per_id[1] + 1))
+    cams_per_id, images_per_camera = sizes.shape(test=role == _TEST)
+    n_cams = int(rng.integers(cams_per_id[0], cams_per_id[1] + 1))
     chosen = sorted(rng.choice(len(cams), size=n_cams, replace=False))
     out = []
     for ci in chosen:
-        n = int(rng.integers(sizes.images_per_camera[0], sizes.images_per_camera[1] + 1))
+        n = int(rng.integers(images_per_camera[0], images_per_camera[1] + 1))
         for k in range(n):
             cam = cams[int(rng.integers(len(cams)))] if style.snapshots else cams[ci]
             shot = draw_shot(style, cam, rng)
