@@ -38,7 +38,9 @@ class PixelCache(dict):
         return self[key]
 
 
-def load_image(path: str, size: tuple[int, int], resample=Image.BILINEAR, cache: PixelCache | None = None):
+def load_image(
+    path: str, size: tuple[int, int], resample=Image.BILINEAR, cache: PixelCache | None = None
+) -> torch.Tensor:
     """(3, H, W) float tensor: RGB, resized to ``size`` = (H, W) (bilinear unless ``resample``),
     scaled to (x − 0.5)/0.5; the pixels come from ``cache`` (:class:`PixelCache`) when given."""
     px = pixels(path, size, resample) if cache is None else cache.get_pixels(path, size, resample)

@@ -92,13 +92,13 @@ class Sizes:
             raise MuseError(f"{key}.test_ids: the {layout} layout holds training images only")
         if (self.test_cams_per_id or self.test_images_per_camera) and not self.test_ids:
             raise MuseError(f"{key}: test_cams_per_id and test_images_per_camera need test_ids")
-        (cams, images), prefix = self.shape(test=True), "test_" if self.test_cams_per_id else ""
-        tested = self.test_ids and layout not in formats.TRAIN_ONLY
+        (cams, images), tested = self.shape(test=True), self.test_ids and layout not in formats.TRAIN_ONLY
         if tested and cams[0] < 2:
-            raise MuseError(f"{key}.{prefix}cams_per_id: test identities need >= 2 cameras")
-        prefix = "test_" if self.test_images_per_camera else ""
+            name = "test_cams_per_id" if self.test_cams_per_id else "cams_per_id"
+            raise MuseError(f"{key}.{name}: test identities need >= 2 cameras")
         if tested and images[0] < 2:
-            raise MuseError(f"{key}.{prefix}images_per_camera: need >= 2 so each query keeps a match")
+            name = "test_images_per_camera" if self.test_images_per_camera else "images_per_camera"
+            raise MuseError(f"{key}.{name}: need >= 2 so each query keeps a match")
         if (self.distractors or self.junk) and layout not in formats.GALLERY_EXTRAS:
             raise MuseError(f"{key}: the {layout} layout has no distractors or junk")
         if self.val_fraction and layout not in formats.VAL_LISTS:
