@@ -209,6 +209,47 @@ def test_evaluate_rerank_with_fusion_matches_dense(tmp_path):
     assert "recall@6" in text.stdout and "mAP with a perfect judge" in text.stdout
 
 
+def test_evaluate_ci_answers_whether_the_judge_helps(tmp_path):
+    """--ci: the row's intervals; with --scores also the row without fusion and the paired
+    difference, equal to muse.intervals over the library's evaluation of both rows."""
+    from muse.evaluate import evaluate_rows
+    from muse.intervals import Bootstrap, annotate
+    from muse.io import load_features, load_scores
+
+    write_rerank_case(tmp_path)
+    f, s = tmp_path / "f.npz", tmp_path / "s.npz"
+    args = ("evaluate", "--features", f, "--rerank", "krnn", "--k1", 10, "--k2", 5, "--scores", s, "--C", 6)
+    res = muse(*args, "--ci", "--resamples", 300, "--seed", 3, "--json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    feats = load_features(f)
+    rows = evaluate_rows(
+        feats,
+        load_scores(s, *feats.test_sizes, features=feats),
+        [("plain", False, "krnn"), ("fused", True, "krnn")],
+        {"krnn": {"k1": 10, "k2": 5}},
+        0.2,
+        5.0,
+        6,
+    )
+    plain, fused = annotate(rows, Bootstrap(resamples=300, seed=3))
+    assert got["mAP"] == fused["mAP"] and got["without_fusion"]["mAP"] == plain["mAP"]
+    assert got["ci"] == fused["ci"] and got["without_fusion"]["ci"] == plain["ci"]
+    assert got["paired"] == {m: fused["paired"][m] for m in ("mAP", "R1")}
+    assert got["params"]["intervals"] == {"resamples": 300, "level": 0.95, "seed": 3}
+    text = muse(*args, "--ci", "--resamples", 300, "--seed", 3)
+    d, lo, hi = got["paired"]["mAP"]
+    assert f"with - without: mAP {d:+.4f} [{lo:.4f}, {hi:.4f}]" in text.stdout
+    alone = json.loads(muse("evaluate", "--features", f, "--ci", "--json").stdout)
+    assert alone["ci"]["mAP"][0] < alone["mAP"] < alone["ci"]["mAP"][1]
+    assert "paired" not in alone and "without_fusion" not in alone
+    without = json.loads(muse("evaluate", "--features", f, "--json").stdout)
+    assert "ci" not in without and without["mAP"] == alone["mAP"]
+    fails_with_one_line(muse("evaluate", "--features", f, "--resamples", 10), "--resamples without --ci")
+    for bad, fragment in (("--level", "1"), ("--resamples", "0"), ("--seed", "-2")):
+        fails_with_one_line(muse("evaluate", "--features", f, "--ci", bad, fragment), f"argument {bad}")
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

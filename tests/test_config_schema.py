@@ -10,10 +10,12 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from muse.config import from_section
 from muse.data.openworld import CorpusSpec
 from muse.data.protocols import PROTOCOLS
 from muse.encoder.train import TrainConfig
 from muse.errors import MuseError
+from muse.intervals import Bootstrap
 from muse.mining import STRATEGIES
 from muse.mllm import ARCHITECTURES
 from muse.mllm.pretrain import PretrainConfig
@@ -33,6 +35,7 @@ PROPS = SCHEMA["properties"]
         (PROPS["mllm"]["properties"]["sft"], SFTConfig),
         (PROPS["pretrain"]["properties"]["recipe"], PretrainConfig),
         (PROPS["pretrain"]["properties"]["corpus"], CorpusSpec),
+        (PROPS["intervals"], Bootstrap),
     ],
 )
 def test_schema_sections_name_the_dataclass_fields(section, cls):
@@ -59,6 +62,9 @@ BAD = [  # (path to the value, bad value): the library refuses each one too
     (("sweeps", "protocol"), "MA2CS"),
     (("figure5", "protocol"), "XX2MA"),
     (("muse", "alpha"), 1.2),
+    (("intervals", "level"), 1.0),
+    (("intervals", "resamples"), 0),
+    (("intervals", "seed"), -1),
 ]
 
 
@@ -74,6 +80,9 @@ def test_the_schema_rejects_what_the_library_rejects(path, value):
     if path[0] == "rerank":
         with pytest.raises(MuseError):
             params_for(path[1], {**CONFIG["rerank"][path[1]], path[2]: value})
+    if path[0] == "intervals":
+        with pytest.raises(MuseError, match=f"intervals.{path[1]}"):
+            from_section(Bootstrap, {**CONFIG["intervals"], path[1]: value}, "intervals")
 
 
 def test_the_shipped_configs_are_valid():

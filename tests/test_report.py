@@ -1,12 +1,21 @@
 """Tables and sweeps: rows, the paper's numbers, long form, Markdown, sweep semantics."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from muse.evaluate import evaluate_ablation, evaluate_rows, evaluate_table, rankings, sweep
+from muse.intervals import Bootstrap, annotate
 from muse.io import Features, Scores
 from muse.paper import ABLATION_TABLES, TABLES, Variant, ablation_rows, extra_rows, standard_rows
-from muse.report.paper import assemble, diagnostics_footnote, markdown, paper_numbers
+from muse.report.paper import (
+    INTERVAL_COLUMNS,
+    assemble,
+    diagnostics_footnote,
+    intervals_footnote,
+    markdown,
+    paper_numbers,
+)
 
 from helpers import clustered, scores_for
 
@@ -136,7 +145,8 @@ def test_mu_rows_carry_the_diagnostics_and_the_markdown_footnote_prints_them(cas
 
 def test_assemble_and_markdown():
     df = assemble(13, [{"protocol": "MS+C3+CS2MA", "row": "Baseline", "mAP": 0.5, "R1": 0.25}])
-    assert list(df.columns) == ["table", "protocol", "row", "metric", "reproduced", "paper"]
+    assert list(df.columns) == ["table", "protocol", "row", "metric", "reproduced", "paper"] + INTERVAL_COLUMNS
+    assert df[INTERVAL_COLUMNS].isna().all().all()  # no intervals computed: empty columns
     base = df[df.row == "Baseline"].set_index("metric")
     assert base.loc["mAP", "reproduced"] == 50.0 and base.loc["R1", "reproduced"] == 25.0
     assert (
@@ -146,6 +156,41 @@ def test_assemble_and_markdown():
     assert df.paper.notna().all() and df.reproduced.notna().sum() == 2
     md = markdown(df, "Table 13 — caption")
     assert md.startswith("Table 13 — caption") and "| Baseline | 50.0 / " in md
+
+
+def test_intervals_in_the_long_form_and_beside_each_row_with_a_base_row(case):
+    f, s = case
+    boot = Bootstrap(resamples=500)
+    rows = annotate(evaluate_rows(f, s, standard_rows(), RERANK, alpha=0.5, tau=1.0, C=10), boot)
+    measured = [{"protocol": "MA2MS", **r} for r in rows]
+    df = assemble(2, measured)
+    line = df[(df.row == "Baseline + MUSE + ECN") & (df.protocol == "MA2MS") & (df.metric == "R1")].iloc[0]
+    r = rows[6]
+    assert line.reproduced == round(100 * r["R1"], 2) and line.base_row == "Baseline + ECN"
+    assert [line.ci_low, line.ci_high] == [round(100 * v, 2) for v in r["ci"]["R1"]]
+    difference = [line.difference, line.difference_low, line.difference_high]
+    assert difference == [round(100 * v, 2) for v in r["paired"]["R1"]]
+    plain = df[(df.row == "Baseline") & (df.protocol == "MA2MS") & (df.metric == "mAP")].iloc[0]
+    assert plain.ci_low < plain.reproduced < plain.ci_high and pd.isna(plain.base_row) and pd.isna(plain.difference)
+    other = df[df.protocol != "MA2MS"]  # the paper's columns we did not run: no value, no interval
+    assert other.reproduced.isna().all() and other[INTERVAL_COLUMNS].isna().all().all()
+
+    md = markdown(df, "T2", intervals_footnote(measured, boot))
+    cells = {ln.split(" | ")[0][2:]: ln.split(" | ")[1:3] for ln in md.splitlines() if ln.startswith("| Baseline")}
+    pct = lambda v: round(100 * v, 2)  # noqa: E731  (the long form's value, printed to 0.1)
+    assert cells["Baseline"][0] == f"{pct(rows[0]['mAP']):.1f} / 24.7"  # no base row: unchanged
+    d, lo, hi = (pct(v) for v in r["paired"]["mAP"])
+    mark = " *" if lo > 0 or hi < 0 else ""
+    assert cells["Baseline + MUSE + ECN"][0] == f"{pct(r['mAP']):.1f} / 44.7 ({d:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark})"
+    assert "paired bootstrap interval" in md and "500 resamples" in md
+    assert intervals_footnote([{"protocol": "MA2MS", **r} for r in rows[:4]], boot) == ""
+    q, g = f.query_gallery()
+    right = np.where(g.pids[s.cand] == q.pids[:, None], 20.0, -20.0)  # a perfect judge: every gain marked
+    oracle = annotate(evaluate_rows(f, Scores(s.cand, right, -right), standard_rows()[4:5], RERANK, 0.5, 1.0, 10), boot)
+    base = annotate(evaluate_rows(f, None, standard_rows()[:1], RERANK, 0.5, 1.0, 10) + oracle, boot)
+    md = markdown(assemble(2, [{"protocol": "MA2MS", **r} for r in base]), "T2")
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("| Baseline + MUSE |")]
+    assert line.count(" *)") == 2 and line.split(" | ")[1].endswith("*)")
 
 
 def test_rankings_and_figures(case, tmp_path):

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from muse.report.paper import INTERVAL_COLUMNS
+
 from helpers import REPO, SMALL_WORLD, copy_workflow
 
 
@@ -128,8 +130,11 @@ def test_a_table_builds_end_to_end(workdir):
     res = snakemake(workdir, "results/table13.csv", "results/table13.md")
     assert res.returncode == 0, res.stderr[-3000:]
     df = pd.read_csv(workdir / "results" / "table13.csv")
-    assert list(df.columns) == ["table", "protocol", "row", "metric", "reproduced", "paper"]
+    assert list(df.columns) == ["table", "protocol", "row", "metric", "reproduced", "paper"] + INTERVAL_COLUMNS
     ours = df.dropna(subset=["reproduced"])
+    assert (ours.ci_low <= ours.reproduced).all() and (ours.reproduced <= ours.ci_high).all()
+    mu = ours[ours.row.str.contains("MUSE")]
+    assert (mu.base_row == mu.row.str.replace(" + MUSE", "")).all() and ours.base_row.notna().sum() == len(mu)
     assert set(ours.row) == {
         "Baseline",
         "Baseline + K-RNN",

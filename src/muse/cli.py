@@ -42,6 +42,28 @@ def gigabytes(text: str) -> int:
     return int(value * 2**30)
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def natural(text: str) -> int:
+    """An argparse type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
+    return value
+
+
 COMMANDS = []  # (command, help, its arguments, its handler), in the order of definition
 
 
@@ -131,6 +153,7 @@ def _rerank_options() -> dict:
 
 
 def _evaluate_args(p):
+    from muse.intervals import Bootstrap
     from muse.paper import FUSION
     from muse.rerank import METHODS
 
@@ -144,6 +167,16 @@ def _evaluate_args(p):
     p.add_argument("--alpha", type=float, help=f"μ-fusion weight α (default {FUSION['alpha']}; with --scores)")
     p.add_argument("--tau", type=float, help=f"temperature τ (default {FUSION['tau']}; with --scores)")
     p.add_argument("--C", type=positive, help="candidates fused per query (default: all stored; with --scores)")
+    i = p.add_argument_group("intervals (muse.intervals: percentile bootstrap over the evaluated queries)")
+    i.add_argument(
+        "--ci",
+        action="store_true",
+        help="add the interval of mAP and R1; with --scores also the row without fusion and the paired "
+        "difference (with fusion - without) with its interval (default: off)",
+    )
+    i.add_argument("--resamples", type=positive, help=f"bootstrap resamples (default {Bootstrap.resamples}; with --ci)")
+    i.add_argument("--level", type=fraction, help=f"coverage of the interval (default {Bootstrap.level}; with --ci)")
+    i.add_argument("--seed", type=natural, help=f"seed of the resampling (default {Bootstrap.seed}; with --ci)")
     g = p.add_argument_group("re-ranking parameters (defaults: the original papers')")
     for name, kind in _rerank_options().items():
         g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
@@ -153,10 +186,14 @@ def _evaluate_args(p):
 def _evaluate(a):
     from muse.diagnostics import diagnose
     from muse.evaluate import ceiling, evaluate
+    from muse.intervals import METRICS, Bootstrap, annotate
     from muse.io import load_features, load_scores, write_json
     from muse.paper import FUSION
     from muse.rerank import params_for, rerank_features
 
+    boot_options = {k: getattr(a, k) for k in ("resamples", "level", "seed") if getattr(a, k) is not None}
+    if boot_options and not a.ci:
+        raise MuseError(f"{', '.join(f'--{k}' for k in boot_options)} without --ci: they set its intervals")
     f = load_features(a.features)
     q, g = f.query_gallery(a.features)
     overrides = {k: getattr(a, k) for k in _rerank_options() if getattr(a, k) is not None}
@@ -173,12 +210,29 @@ def _evaluate(a):
         tau = FUSION["tau"] if a.tau is None else a.tau
         fusion = (s, alpha, tau, C)
         params.update(scores=str(a.scores), alpha=alpha, tau=tau, C=C)
-    blocks = rerank_features(q, g, a.rerank, overrides, fusion, block=a.block, memory=a.memory)
-    metrics = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
-    result = {k: metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP", "num_queries")}
+
+    def run(fusion) -> dict:
+        blocks = rerank_features(q, g, a.rerank, overrides, fusion, block=a.block, memory=a.memory)
+        return evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
+
+    metrics = run(fusion)
+    keys = ("mAP", "R1", "R5", "R10", "mINP", "num_queries")
+    result = {k: metrics[k] for k in keys}
     if fusion is not None:
         result["judge"] = diagnose(q, g, s, C)
         result["judge"]["ceiling"] = ceiling(q, g, s, a.rerank, overrides, alpha, tau, C, a.block, a.memory)
+    if a.ci:
+        boot = Bootstrap(**boot_options)
+        rows = [{"row": "evaluated", "mu": fusion is not None, "rerank": a.rerank, "per_query": metrics["per_query"]}]
+        if fusion is not None:
+            plain = run(None)
+            rows.append({"row": "without fusion", "mu": False, "rerank": a.rerank, "per_query": plain["per_query"]})
+        annotate(rows, boot)
+        result["ci"] = rows[0]["ci"]
+        if fusion is not None:
+            result["without_fusion"] = {**{k: plain[k] for k in keys}, "ci": rows[1]["ci"]}
+            result["paired"] = {m: rows[0]["paired"][m] for m in METRICS}
+        params["intervals"] = {"resamples": boot.resamples, "level": boot.level, "seed": boot.seed}
     result["params"] = params
     if a.out:
         write_json(a.out, result)
@@ -195,6 +249,25 @@ def _evaluate(a):
                 f"recall@{C} {j['recall_C']:.4f}, |s_yes - s_no| median {j['gap_median']:.2f} "
                 f"(90th percentile {j['gap_p90']:.2f}), mAP with a perfect judge {j['ceiling']:.4f}"
             )
+        if a.ci:
+            _print_intervals(result, params["intervals"])
+
+
+def _print_intervals(result: dict, boot: dict) -> None:
+    """The intervals of ``muse evaluate --ci`` as text."""
+    span = lambda lo, hi: f"[{lo:.4f}, {hi:.4f}]"  # noqa: E731
+    print(
+        f"{100 * boot['level']:g} % intervals over {result['num_queries']} queries ({boot['resamples']} resamples): "
+        + ", ".join(f"{m} {span(*result['ci'][m])}" for m in result["ci"])
+    )
+    if "paired" in result:
+        plain = result["without_fusion"]
+        print(
+            "without fusion: "
+            + ", ".join(f"{m} {plain[m]:.4f} {span(*plain['ci'][m])}" for m in plain["ci"])
+            + "; with - without: "
+            + ", ".join(f"{m} {d:+.4f} {span(lo, hi)}" for m, (d, lo, hi) in result["paired"].items())
+        )
 
 
 def _train_encoder_args(p):

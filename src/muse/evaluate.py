@@ -8,7 +8,9 @@ positives (p_j = p_i, c_j ≠ c_i) at 1-based ranks r_1 < … < r_m:
     CMC_i(n) = [r_1 ≤ n]
     INP_i = m / r_m                            (Ye et al., mINP)
 
-Queries without a positive are skipped. Metrics are means over the remaining queries.
+Queries without a positive are skipped. Metrics are means over the remaining queries; each
+one's AP_i and first-hit rank r_1 are kept (``per_query``) for the intervals of
+:mod:`muse.intervals`.
 
 Only the ranks of the positives are needed, and r_k = k + #{valid negatives ranked before
 positive k}: per query block the positives' distances are sorted (a few per query) and each
@@ -86,14 +88,15 @@ def evaluate(
     g_camids,
     max_rank: int = 50,
 ) -> dict:
-    """Mean AP, CMC (ranks 1, 5, 10 and the curve to ``max_rank``) and mINP.
+    """Mean AP, CMC (ranks 1, 5, 10 and the curve to ``max_rank``) and mINP, and ``per_query``:
+    the index, AP_i and first-hit rank r_1 of each evaluated query, in query order (numpy arrays).
 
     ``blocks`` yields ``(rows, D)`` with ``rows`` a slice of query indices and ``D`` the
     (len(rows), G) distances of those queries to the whole gallery, smaller is closer.
     """
     ids = [torch.as_tensor(np.asarray(a).astype(np.int64)) for a in (q_pids, q_camids, g_pids, g_camids)]
     acc = {"ap": 0.0, "inp": 0.0, "cmc": torch.zeros(max_rank, dtype=torch.float64)}
-    n_valid = 0
+    per_query = {"query": [], "AP": [], "first": []}
     for rows, dist in blocks:
         if not torch.isfinite(torch.stack(torch.aminmax(dist))).all():  # NaN propagates to both
             raise MuseError(f"distance block for queries {rows.start}..{rows.stop - 1} contains NaN or inf")
@@ -102,7 +105,12 @@ def evaluate(
         for s in range(0, len(dist), CHUNK):
             part = slice(s, s + CHUNK)
             ranks, m = positive_ranks(dist[part], qp[part], qc[part], gp, gc)
-            n_valid += _accumulate(ranks, m, acc)
+            keep, ap, first = _accumulate(ranks, m, acc)
+            per_query["query"].append(rows.start + s + keep.nonzero().squeeze(1).cpu())
+            per_query["AP"].append(ap.cpu())
+            per_query["first"].append(first)
+    per_query = {k: torch.cat(v).numpy() if v else np.zeros(0) for k, v in per_query.items()}
+    n_valid = len(per_query["query"])
     if n_valid == 0:
         raise MuseError("no query has a valid match in the gallery (same id, other camera)")
     cmc = acc["cmc"] / n_valid
@@ -114,23 +122,26 @@ def evaluate(
         "mINP": acc["inp"] / n_valid,
         "cmc": cmc.tolist(),
         "num_queries": n_valid,
+        "per_query": per_query,
     }
 
 
-def _accumulate(ranks, m, acc) -> int:
-    """Add the AP, INP and CMC of the queries with at least one positive; returns their count."""
+def _accumulate(ranks, m, acc):
+    """Add the AP, INP and CMC of the queries with at least one positive to ``acc``; returns which
+    queries those are, their AP and their first-hit rank."""
     keep = m > 0
     ranks, m = ranks[keep].double(), m[keep]
     if len(m) == 0:
-        return 0
+        return keep, torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
     k = torch.arange(1, ranks.shape[1] + 1, device=ranks.device, dtype=torch.float64)
     hit = k[None, :] <= m[:, None]
-    acc["ap"] += float(((k / ranks) * hit).sum(1).div(m).sum())
+    ap = ((k / ranks) * hit).sum(1).div(m)
+    acc["ap"] += float(ap.sum())
     last = ranks.gather(1, (m - 1)[:, None]).squeeze(1)
     acc["inp"] += float((m / last).sum())
     first = ranks[:, 0].cpu()
     acc["cmc"] += (first[:, None] <= torch.arange(1, len(acc["cmc"]) + 1)).double().sum(0)
-    return len(m)
+    return keep, ap, first.long()
 
 
 # -- the paper's evaluation loops (rows of a table, sweeps, Figure 5's rankings) ----------------
@@ -158,9 +169,9 @@ def ceiling(
 def evaluate_rows(
     features: Features, scores: Scores | None, rows, rerank_params: dict, alpha: float, tau: float, C: int
 ) -> list[dict]:
-    """mAP, R1, … of each (name, μ, method) row on the query/gallery of ``features``; a μ row also
-    carries the diagnostics of its scored pairs (:func:`muse.diagnostics.diagnose`) and its
-    ``ceiling`` (:func:`ceiling`)."""
+    """mAP, R1, … and the per-query results of each (name, μ, method) row on the query/gallery of
+    ``features``; a μ row also carries the diagnostics of its scored pairs
+    (:func:`muse.diagnostics.diagnose`) and its ``ceiling`` (:func:`ceiling`)."""
     q, g = features.query_gallery()
     diagnostics = diagnose(q, g, scores, C) if any(mu for _, mu, _ in rows) else {}
     out = []
@@ -181,6 +192,7 @@ def evaluate_rows(
                 "alpha": alpha if mu else None,
                 "tau": tau if mu else None,
                 "C": C if mu else None,
+                "per_query": {k: v.tolist() for k, v in m["per_query"].items()},
                 **({**diagnostics, "ceiling": ceiling(q, g, scores, method, params, alpha, tau, C)} if mu else {}),
             }
         )

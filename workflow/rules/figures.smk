@@ -25,6 +25,7 @@ rule sweep:
         sweeps=config["sweeps"],
         base=lambda w: {"alpha": config["muse"]["alpha"], "tau": config["muse"]["tau"], "C": config["muse"]["C"]},
         rerank=config["rerank"],
+        intervals=config["intervals"],
     script:
         "../scripts/sweep.py"
 

@@ -17,5 +17,6 @@ rule table:
         "../envs/muse.yaml"
     params:
         synthetic=any(d["root"] == "synthetic" for d in config["datasets"].values()),
+        intervals=config["intervals"],
     script:
         "../scripts/table.py"

@@ -1,14 +1,17 @@
-"""rule table -> muse.report.paper.assemble, markdown, diagnostics_footnote"""
+"""rule table -> muse.intervals.annotate, muse.report.paper.assemble, markdown and its footnotes"""
 
 import json
 
+from muse.config import from_section
 from muse.errors import logged
+from muse.intervals import Bootstrap, annotate
 from muse.io import atomic_path
-from muse.report.paper import assemble, diagnostics_footnote, markdown
+from muse.report.paper import assemble, diagnostics_footnote, intervals_footnote, markdown
 
 with logged(snakemake.log[0]):
     table = int(snakemake.wildcards.table)
-    measured = [row for path in snakemake.input for row in json.loads(open(path).read())]
+    boot = from_section(Bootstrap, snakemake.params.intervals, "intervals")
+    measured = [row for path in snakemake.input for row in annotate(json.loads(open(path).read()), boot)]
     df = assemble(table, measured)
     source = (
         "the embedded synthetic world (not the paper's data: compare trends, not values)"
@@ -17,11 +20,12 @@ with logged(snakemake.log[0]):
     )
     with atomic_path(snakemake.output.csv) as tmp:
         df.to_csv(tmp, index=False)
+    notes = [n for n in (intervals_footnote(measured, boot), diagnostics_footnote(measured)) if n]
     with atomic_path(snakemake.output.md) as tmp:
         tmp.write_text(
             markdown(
                 df,
                 f"Table {table} — reproduced on {source} / as printed in the paper (mAP and R1, %).",
-                diagnostics_footnote(measured),
+                "\n".join(notes),
             )
         )

@@ -21,12 +21,16 @@ LABELS = {"C": "number of candidates C", "alpha": "fusion weight α", "tau": "te
 
 
 def plot_sweep(rows: list[dict], param: str, out, title: str) -> None:
-    """mAP and R1 (%) against the swept parameter, as Figure 3, and the mAP of a perfect judge
-    at each value (the rows' ``ceiling``)."""
+    """mAP and R1 (%) against the swept parameter, as Figure 3, each with its interval as a band
+    (the rows' ``ci``, :func:`muse.intervals.annotate`), and the mAP of a perfect judge at each
+    value (the rows' ``ceiling``)."""
     x = [r["value"] for r in rows]
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
     for metric, style, label in (("mAP", "o-", "mAP"), ("R1", "s--", "R1"), ("ceiling", "^:", "mAP, perfect judge")):
-        ax.plot(x, [100 * r[metric] for r in rows], style, label=label)
+        (line,) = ax.plot(x, [100 * r[metric] for r in rows], style, label=label)
+        if metric in rows[0].get("ci", {}):
+            low, high = zip(*(r["ci"][metric] for r in rows))
+            ax.fill_between(x, [100 * v for v in low], [100 * v for v in high], color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel(LABELS.get(param, param))
     ax.set_ylabel("%")
     ax.set_title(title, fontsize=9)
