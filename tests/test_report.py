@@ -218,3 +218,12 @@ def test_rankings_and_figures(case, tmp_path):
     ]
     plot_sweep(sweep_rows, "C", tmp_path / "s.png", "t")
     assert Image.open(tmp_path / "s.png").size[0] > 100
+    for r in sweep_rows:  # with intervals: a band around each of mAP and R1
+        r["ci"] = {"mAP": [r["mAP"] - 0.05, r["mAP"] + 0.05], "R1": [r["R1"] - 0.02, r["R1"] + 0.02]}
+    plot_sweep(sweep_rows, "C", tmp_path / "band.png", "t")
+    blue = np.array([31, 119, 180])  # matplotlib's first colour at alpha 0.2 over white
+    band = np.round(0.2 * blue + 0.8 * 255)
+    pixels = np.asarray(Image.open(tmp_path / "band.png").convert("RGB")).reshape(-1, 3)
+    plain = np.asarray(Image.open(tmp_path / "s.png").convert("RGB")).reshape(-1, 3)
+    near = lambda px: (np.abs(px - band).max(1) <= 2).sum()  # noqa: E731
+    assert near(pixels) > 500 > near(plain)

@@ -96,7 +96,8 @@ def evaluate(
     """
     ids = [torch.as_tensor(np.asarray(a).astype(np.int64)) for a in (q_pids, q_camids, g_pids, g_camids)]
     acc = {"ap": 0.0, "inp": 0.0, "cmc": torch.zeros(max_rank, dtype=torch.float64)}
-    per_query = {"query": [], "AP": [], "first": []}
+    Q = len(ids[0])
+    evaluated, ap_q, first_q = np.zeros(Q, bool), np.zeros(Q), np.zeros(Q, np.int64)
     for rows, dist in blocks:
         if not torch.isfinite(torch.stack(torch.aminmax(dist))).all():  # NaN propagates to both
             raise MuseError(f"distance block for queries {rows.start}..{rows.stop - 1} contains NaN or inf")
@@ -106,11 +107,10 @@ def evaluate(
             part = slice(s, s + CHUNK)
             ranks, m = positive_ranks(dist[part], qp[part], qc[part], gp, gc)
             keep, ap, first = _accumulate(ranks, m, acc)
-            per_query["query"].append(rows.start + s + keep.nonzero().squeeze(1).cpu())
-            per_query["AP"].append(ap.cpu())
-            per_query["first"].append(first)
-    per_query = {k: torch.cat(v).numpy() if v else np.zeros(0) for k, v in per_query.items()}
-    n_valid = len(per_query["query"])
+            at = rows.start + s + keep.nonzero().squeeze(1).cpu().numpy()
+            evaluated[at], ap_q[at], first_q[at] = True, ap.cpu().numpy(), first.numpy()
+    (query,) = evaluated.nonzero()
+    n_valid = len(query)
     if n_valid == 0:
         raise MuseError("no query has a valid match in the gallery (same id, other camera)")
     cmc = acc["cmc"] / n_valid
@@ -122,7 +122,7 @@ def evaluate(
         "mINP": acc["inp"] / n_valid,
         "cmc": cmc.tolist(),
         "num_queries": n_valid,
-        "per_query": per_query,
+        "per_query": {"query": query, "AP": ap_q[query], "first": first_q[query]},
     }
 
 

@@ -29,13 +29,14 @@ def plot_sweep(rows: list[dict], param: str, out, title: str) -> None:
     for metric, style, label in (("mAP", "o-", "mAP"), ("R1", "s--", "R1"), ("ceiling", "^:", "mAP, perfect judge")):
         (line,) = ax.plot(x, [100 * r[metric] for r in rows], style, label=label)
         if metric in rows[0].get("ci", {}):
-            low, high = zip(*(r["ci"][metric] for r in rows))
-            ax.fill_between(x, [100 * v for v in low], [100 * v for v in high], color=line.get_color(), alpha=0.2, lw=0)
+            low, high = ([100 * r["ci"][metric][end] for r in rows] for end in (0, 1))
+            band = "bootstrap interval" if metric == "mAP" else None  # one legend entry for both bands
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, lw=0, label=band)
     ax.set_xlabel(LABELS.get(param, param))
     ax.set_ylabel("%")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, out)
 
