@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -116,7 +117,7 @@ def test_short_recipe_lowers_the_held_out_loss_and_resumes_after_a_kill(corpus, 
     assert {"judge_auc", "embedding_auc"} <= record["held_out"].keys()
     assert json.loads((tmp_path / "full" / "provenance.json").read_text())["corpus_sha256"] == sha256(corpus)
 
-    real, calls = PT.pair_loss, []
+    real, calls = PT.whole_judge_loss, []
 
     def dies_at_pair_step_9(*a, **k):
         calls.append(1)
@@ -124,11 +125,11 @@ def test_short_recipe_lowers_the_held_out_loss_and_resumes_after_a_kill(corpus, 
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(PT, "pair_loss", dies_at_pair_step_9)
+    monkeypatch.setattr(PT, "whole_judge_loss", dies_at_pair_step_9)
     with pytest.raises(KeyboardInterrupt):
         PT.pretrain(corpus, tmp_path / "again", SHORT, progress=False)
     assert (tmp_path / "again.ckpt").exists() and not (tmp_path / "again").exists()
-    monkeypatch.setattr(PT, "pair_loss", real)
+    monkeypatch.setattr(PT, "whole_judge_loss", real)
     PT.pretrain(corpus, tmp_path / "again", SHORT, progress=False)
     a = load_file(tmp_path / "full" / "model.safetensors")
     b = load_file(tmp_path / "again" / "model.safetensors")
@@ -136,7 +137,7 @@ def test_short_recipe_lowers_the_held_out_loss_and_resumes_after_a_kill(corpus, 
 
 
 def test_a_checkpoint_of_another_recipe_is_not_resumed(corpus, tmp_path, monkeypatch, capsys):
-    real, calls = PT.pair_loss, []
+    real, calls = PT.whole_judge_loss, []
 
     def dies(*a, **k):
         calls.append(1)
@@ -144,11 +145,63 @@ def test_a_checkpoint_of_another_recipe_is_not_resumed(corpus, tmp_path, monkeyp
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(PT, "pair_loss", dies)
+    monkeypatch.setattr(PT, "whole_judge_loss", dies)
     with pytest.raises(KeyboardInterrupt):
         PT.pretrain(corpus, tmp_path / "j", SHORT, progress=False)
-    monkeypatch.setattr(PT, "pair_loss", real)
+    monkeypatch.setattr(PT, "whole_judge_loss", real)
     other = PT.PretrainConfig(**{**SHORT.__dict__, "pair_lr": 1e-3})
     PT.pretrain(corpus, tmp_path / "j", other, progress=False)
     assert "made from other inputs or parameters; starting over" in capsys.readouterr().err
     assert json.loads((tmp_path / "j" / "provenance.json").read_text())["recipe"]["pair_lr"] == 1e-3
+
+
+def test_fit_logistic_maximises_the_balanced_likelihood():
+    """At the fit, the gradient of the class-balanced log-likelihood of σ(k·(x − b)) is 0, and a
+    small step either way lowers the likelihood."""
+    rng = np.random.default_rng(0)
+    y = rng.random(3000) < 0.2
+    x = np.where(y, rng.normal(0.7, 0.1, 3000), rng.normal(0.4, 0.1, 3000))
+    k, b = PT.fit_logistic(x, y)
+    w = np.where(y, 0.5 / y.sum(), 0.5 / (~y).sum())
+
+    def loglik(k, b):
+        p = 1 / (1 + np.exp(-k * (x - b)))
+        return float((w * np.where(y, np.log(p), np.log(1 - p))).sum())
+
+    best = loglik(k, b)
+    for dk, db in ((0.05, 0), (-0.05, 0), (0, 1e-3), (0, -1e-3)):
+        assert loglik(k + dk, b + db) < best
+    # two equal-variance Gaussians: the balanced decision point is their midpoint, the slope Δμ/σ²
+    assert b == pytest.approx(0.55, abs=0.01) and k == pytest.approx(30, rel=0.1)
+
+
+def test_the_teacher_embeds_stored_tokens_as_embed_does_the_images(corpus):
+    from muse.mllm.model import answer_ids, build
+    from muse.mllm.score import Judge
+
+    model, processor = build("qwen2_vl", "tiny", 0)
+    c = PT._Corpus(corpus)
+    judge = Judge(model, processor, answer_ids(processor.tokenizer), "dap")
+    tokens = PT.visual_tokens(judge, c, progress=False)
+    cfg = PT.PretrainConfig(distill=1.0, distill_scale=2.0)
+    teacher = PT.Teacher(judge, c, tokens, cfg)
+    records = c.pairs[:6]
+    with torch.no_grad():
+        q = PT.embed(model, processor, [c.images[r["query"]] for r in records])
+        g = PT.embed(model, processor, [c.images[r["candidate"]] for r in records])
+    torch.testing.assert_close(teacher.cosine(records), (q * g).sum(1), rtol=1e-5, atol=1e-6)
+    assert teacher.k == pytest.approx(2 * teacher.k0)
+    torch.testing.assert_close(teacher.target(records), teacher.k * ((q * g).sum(1) - teacher.b), rtol=1e-5, atol=1e-5)
+    # the distillation term: distill · mean squared error of s_yes − s_no against the target
+    logits = torch.randn(6, len(processor.tokenizer))
+    gap = logits[:, judge.answer[0]] - logits[:, judge.answer[1]]
+    expected = float(((gap - teacher.target(records)) ** 2).mean())
+    assert float(PT.distillation(logits, judge, records, teacher, cfg)) == pytest.approx(expected, rel=1e-5)
+    assert PT.distillation(logits, judge, records, None, cfg) == 0.0
+
+
+def test_distillation_settings_are_checked():
+    with pytest.raises(MuseError, match="distill_loss"):
+        PT.PretrainConfig.from_config({"distill_loss": "l1"})
+    with pytest.raises(MuseError, match="distill"):
+        PT.PretrainConfig.from_config({"distill": -1.0})

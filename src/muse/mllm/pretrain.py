@@ -21,6 +21,14 @@ get the same stages, full-parameter, from random weights:
 3. **Whole judge** (``pair_steps`` steps of ``pair_batch`` pairs): every parameter, full forwards
    from the images, the eq. 4 loss, negatives hard with probability ``hard_end``.
 
+**Distillation** (``distill`` > 0): the frozen tower of stage 1 already compares people well; in
+stages 2 and 3 the answer also learns to say what it knows. For a pair (q, c) with embeddings e_q,
+e_c (:func:`embed`, from the tower as it ends stage 1) the target of the logit gap is
+t = k·(e_qᵀe_c − b), with b and k₀ fitted once by a class-balanced logistic regression of "same
+identity" on e_qᵀe_c over the training pairs (σ(t) is then a calibrated P(yes) at k = k₀) and
+k = ``distill_scale``·k₀. The loss adds ``distill`` · ℓ((s_yes − s_no) − t) to the answer loss,
+ℓ the squared error (``distill_loss: mse``) or the Huber loss with δ = 1 (``huber``).
+
 AdamW with a linear warm-up over the first 5 % of each stage and a cosine decay to 1 % of the
 rate, gradients clipped to norm 1. Every batch is drawn from a generator keyed by (seed, stage,
 step), and a checkpoint ``<out>.ckpt`` is written every ``checkpoint_every`` steps with the
@@ -54,6 +62,8 @@ from muse.mllm.prompt import ANSWERS, VARIANTS, PairImages
 from muse.mllm.sft import answer_loss as pair_loss
 from muse.mllm.sft import answer_target_loss, read_pairs
 
+DISTILL_LOSSES = {"mse": F.mse_loss, "huber": F.huber_loss}
+
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -78,6 +88,9 @@ class PretrainConfig:
     hard_end: float = 0.8
     prompts: tuple[str, ...] = ("dap", "task_resp", "void")
     weight_decay: float = 0.01
+    distill: float = 0.0
+    distill_scale: float = 1.0
+    distill_loss: str = "mse"
     checkpoint_every: int = 250
     eval_pairs: int = 600
 
@@ -92,6 +105,10 @@ class PretrainConfig:
             or min(c.pair_batch, c.llm_batch, c.vision_groups, c.vision_imgs) < 1
         ):
             raise MuseError("pretrain.recipe: steps must be >= 0 and batch sizes >= 1")
+        if c.distill_loss not in DISTILL_LOSSES:
+            raise MuseError(f"pretrain.recipe.distill_loss: expected one of {', '.join(DISTILL_LOSSES)}")
+        if c.distill < 0 or c.distill_scale <= 0:
+            raise MuseError("pretrain.recipe: distill must be >= 0 and distill_scale > 0")
         return c
 
 
@@ -157,11 +174,15 @@ def embed(model, processor, images: list[Image.Image], stripes: int = 5) -> torc
     grid = pv["image_grid_thw"]
     out = model.model.get_image_features(pv["pixel_values"].to(dev), grid.to(dev)).pooler_output
     merge = model.config.vision_config.spatial_merge_size
-    parts = []
-    for t, (_, h, w) in zip(out, grid.tolist()):
-        rows = t.float().reshape(h // merge, w // merge, -1).mean(1)  # (rows, H)
-        parts.append(torch.stack([r.mean(0) for r in rows.tensor_split(stripes)]))
-    return F.normalize(torch.stack(parts), dim=2).flatten(1) / stripes**0.5
+    grids = [(h // merge, w // merge) for _, h, w in grid.tolist()]
+    return torch.cat([stripe_embedding(t[None], *hw, stripes) for t, hw in zip(out, grids)])
+
+
+def stripe_embedding(tokens: torch.Tensor, rows: int, cols: int, stripes: int = 5) -> torch.Tensor:
+    """:func:`embed` from visual tokens (n, rows·cols, H) laid out row-major on a rows × cols grid."""
+    r = tokens.float().reshape(len(tokens), rows, cols, -1).mean(2)  # (n, rows, H)
+    parts = torch.stack([p.mean(1) for p in r.tensor_split(stripes, dim=1)], dim=1)  # (n, stripes, H)
+    return F.normalize(parts, dim=2).flatten(1) / stripes**0.5
 
 
 def contrastive_loss(e: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -181,17 +202,76 @@ def _pair_batch(corpus: _Corpus, size: int, hard: float, rng: np.random.Generato
     return [corpus.by_kind[k][rng.integers(len(corpus.by_kind[k]))] for k in kinds]
 
 
-def token_loss(judge, records: list[dict], tokens: dict, two_way: bool) -> torch.Tensor:
+def fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """(k, b) of the class-balanced logistic regression P(y = 1 | x) = σ(k·(x − b)): Newton's method
+    on the weighted log-likelihood, each class weighing ½ in all."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, bool)
+    w = np.where(y, 0.5 / max(1, y.sum()), 0.5 / max(1, (~y).sum()))
+    X = np.stack([x, np.ones_like(x)], axis=1)
+    theta = np.zeros(2)
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-X @ theta))
+        grad = X.T @ (w * (y - p))
+        hess = (X * (w * p * (1 - p))[:, None]).T @ X + 1e-12 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        theta += step
+        if np.abs(step).max() < 1e-10:
+            break
+    a, c = theta
+    return float(a), float(-c / a)
+
+
+class Teacher:
+    """The distillation target t = k·(e_qᵀe_c − b) of a pair (module doc), from the stripe
+    embeddings of the stored visual tokens (path → (T, H)) of the frozen tower."""
+
+    def __init__(self, judge, corpus: _Corpus, tokens: dict, cfg: PretrainConfig):
+        grid = judge.processor.image_processor(images=[corpus.images[corpus.pairs[0]["query"]]], return_tensors="pt")
+        _, h, w = grid["image_grid_thw"][0].tolist()
+        merge = judge.model.config.vision_config.spatial_merge_size
+        paths = list(tokens)
+        e = stripe_embedding(torch.stack([tokens[p] for p in paths]), h // merge, w // merge)
+        self.index, self.e = {p: i for i, p in enumerate(paths)}, e
+        cos = self.cosine(corpus.pairs)
+        k, self.b = fit_logistic(cos.numpy(), np.array([r["label"] == "Yes" for r in corpus.pairs]))
+        self.k0, self.k = k, cfg.distill_scale * k
+
+    def cosine(self, records: list[dict]) -> torch.Tensor:
+        q = self.e[[self.index[r["query"]] for r in records]]
+        c = self.e[[self.index[r["candidate"]] for r in records]]
+        return (q * c).sum(1)
+
+    def target(self, records: list[dict]) -> torch.Tensor:
+        return self.k * (self.cosine(records) - self.b)
+
+
+def distillation(logits: torch.Tensor, judge, records: list[dict], teacher: Teacher | None, cfg: PretrainConfig):
+    """``distill`` · ℓ((s_yes − s_no) − t) over a batch (module doc); 0 without a teacher."""
+    if teacher is None:
+        return 0.0
+    gap = (logits[:, judge.answer[0]] - logits[:, judge.answer[1]]).float()
+    return cfg.distill * DISTILL_LOSSES[cfg.distill_loss](gap, teacher.target(records).to(gap.device))
+
+
+def token_loss(
+    judge, records: list[dict], tokens: dict, two_way: bool, teacher: Teacher | None = None, cfg=None
+) -> torch.Tensor:
     """Answer-only loss of a batch of pairs from the images' stored visual ``tokens`` (path → (T, H)):
     −log softmax at each pair's label over the two answer logits (``two_way``) or over the
-    vocabulary (eq. 4, as :func:`pair_loss` on the images)."""
+    vocabulary (eq. 4, as :func:`pair_loss` on the images); plus the :func:`distillation` term."""
     logits = judge.logits_from_tokens(
         torch.stack([tokens[r["query"]] for r in records]), torch.stack([tokens[r["candidate"]] for r in records])
     )
     if not two_way:
-        return answer_target_loss(logits, judge, records)
+        return answer_target_loss(logits, judge, records) + distillation(logits, judge, records, teacher, cfg)
     label = torch.tensor([ANSWERS.index(r["label"]) for r in records], device=logits.device)
-    return F.cross_entropy(logits[:, judge.answer], label)
+    return F.cross_entropy(logits[:, judge.answer], label) + distillation(logits, judge, records, teacher, cfg)
+
+
+def whole_judge_loss(judge, records: list[dict], images, teacher: Teacher | None, cfg) -> torch.Tensor:
+    """Stage 3's loss on the images: eq. 4 (as :func:`pair_loss`) plus the :func:`distillation` term."""
+    logits = judge.answer_logits([images[r["query"]] for r in records], [images[r["candidate"]] for r in records])
+    return answer_target_loss(logits, judge, records) + distillation(logits, judge, records, teacher, cfg)
 
 
 @torch.no_grad()
@@ -294,6 +374,7 @@ def pretrain(
             optimiser = state["optimizer"] or None
             print(f"resuming {out} at stage {stages[min(start[0], 2)][0]}, step {start[1]}", file=sys.stderr)
     model.train()
+    tokens, teacher, distill_fit = None, None, None
     for si, (name, steps, peak, params) in enumerate(stages):
         if si < start[0] or steps == 0:
             continue
@@ -305,7 +386,12 @@ def pretrain(
         first = start[1] if si == start[0] else 0
         if optimiser is not None and si == start[0]:
             opt.load_state_dict(optimiser)
-        tokens = visual_tokens(judges[cfg.prompts[0]], corpus, progress=progress) if name == "llm" else None
+        if name == "llm" or (name == "pairs" and cfg.distill and tokens is None):
+            tokens = visual_tokens(judges[cfg.prompts[0]], corpus, progress=progress)
+        if name != "vision" and cfg.distill and teacher is None:
+            teacher = Teacher(judges[cfg.prompts[0]], corpus, tokens, cfg)
+            distill_fit = {"k0": round(teacher.k0, 4), "b": round(teacher.b, 4), "k": round(teacher.k, 4)}
+            print(json.dumps({"distillation target": distill_fit}), file=sys.stderr, flush=True)
         bar = tqdm(range(first, steps), desc=f"pretrain {cfg.arch} ({name})", unit="step", disable=not progress)
         running = None
         for step in bar:
@@ -318,11 +404,11 @@ def pretrain(
                 loss = contrastive_loss(embed(model, processor, images), labels, cfg.temperature)
             elif name == "llm":
                 hard = cfg.hard_start + (cfg.hard_end - cfg.hard_start) * step / max(1, steps - 1)
-                loss = token_loss(
-                    judge, _pair_batch(corpus, cfg.llm_batch, hard, rng), tokens, two_way=step < cfg.two_way * steps
-                )
+                batch = _pair_batch(corpus, cfg.llm_batch, hard, rng)
+                loss = token_loss(judge, batch, tokens, step < cfg.two_way * steps, teacher, cfg)
             else:
-                loss = pair_loss(judge, _pair_batch(corpus, cfg.pair_batch, cfg.hard_end, rng), corpus.images)
+                batch = _pair_batch(corpus, cfg.pair_batch, cfg.hard_end, rng)
+                loss = whole_judge_loss(judge, batch, corpus.images, teacher, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -361,6 +447,7 @@ def pretrain(
         "corpus_sha256": corpus_sha256,
         "recipe": asdict(cfg),
         "history": history,
+        "distillation": distill_fit,
         "held_out": metrics,
         "wall_time_s": round(time.time() - t0, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",
