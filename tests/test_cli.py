@@ -212,7 +212,7 @@ def test_evaluate_rerank_with_fusion_matches_dense(tmp_path):
 def test_evaluate_ci_answers_whether_the_judge_helps(tmp_path):
     """--ci: the row's intervals; with --scores also the row without fusion and the paired
     difference, equal to muse.intervals over the library's evaluation of both rows."""
-    from muse.evaluate import evaluate_rows
+    from muse.experiments import evaluate_rows
     from muse.intervals import Bootstrap, annotate
     from muse.io import load_features, load_scores
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from muse.diagnostics import diagnose, has_match, per_query_auc, perfect_scores, roc_auc
-from muse.evaluate import ceiling, evaluate
+from muse.evaluate import evaluate
+from muse.experiments import ceiling
 from muse.io import Features, Scores
 from muse.rerank import rerank_features
 

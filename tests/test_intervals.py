@@ -7,7 +7,8 @@ import torch
 
 import muse.intervals
 from muse.errors import MuseError
-from muse.evaluate import evaluate, evaluate_rows
+from muse.evaluate import evaluate
+from muse.experiments import evaluate_rows
 from muse.intervals import Bootstrap, annotate, excludes_zero, interval_columns
 from muse.io import Features, Scores
 from muse.paper import standard_rows

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from muse.evaluate import evaluate_ablation, evaluate_rows, evaluate_table, rankings, sweep
+from muse.experiments import evaluate_ablation, evaluate_rows, evaluate_table, rankings, sweep
 from muse.intervals import Bootstrap, annotate
 from muse.io import Features, Scores
 from muse.paper import ABLATION_TABLES, TABLES, Variant, ablation_rows, extra_rows, standard_rows
@@ -118,7 +118,7 @@ def test_sweep_reuses_the_stored_logits(case):
 
 def test_mu_rows_carry_the_diagnostics_and_the_markdown_footnote_prints_them(case):
     from muse.diagnostics import diagnose
-    from muse.evaluate import ceiling
+    from muse.experiments import ceiling
 
     f, s = case
     rows = evaluate_rows(f, s, standard_rows(), RERANK, alpha=0.2, tau=5.0, C=10)

@@ -154,6 +154,7 @@ def test_a_table_builds_end_to_end(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
     rep = snakemake(workdir, "--report", "report.html", "results/table13.csv")
     assert rep.returncode == 0 and (workdir / "report.html").stat().st_size > 10_000, rep.stderr[-2000:]
+    assert "MLLM-empowered re-ranking" in (workdir / "report.html").read_text()  # the report's front page
     first = (workdir / "results" / "table13.csv").read_text()
     for d in ("results", "data", ".snakemake"):
         shutil.rmtree(workdir / d)

@@ -185,7 +185,8 @@ def _evaluate_args(p):
 @command("evaluate", "mAP / CMC / mINP of a features file", _evaluate_args)
 def _evaluate(a):
     from muse.diagnostics import diagnose
-    from muse.evaluate import ceiling, evaluate
+    from muse.evaluate import evaluate
+    from muse.experiments import ceiling
     from muse.intervals import METRICS, Bootstrap, annotate
     from muse.io import load_features, load_scores, write_json
     from muse.paper import FUSION

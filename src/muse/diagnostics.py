@@ -15,7 +15,7 @@ identity. On them:
 - the logit gap |s_yes − s_no|: median and 90th percentile; at temperature τ,
   P_no = σ((s_no − s_yes)/τ) moves away from ½ only where the gap is comparable to τ.
 
-The ceiling of a + MUSE row (:func:`muse.evaluate.ceiling`) is its mAP with the
+The ceiling of a + MUSE row (:func:`muse.experiments.ceiling`) is its mAP with the
 :func:`perfect_scores` of the same candidates: s_yes = +S, s_no = −S for p_j = p_i and the
 reverse otherwise (S = :data:`PERFECT`).
 """

@@ -17,9 +17,6 @@ positive k}: per query block the positives' distances are sorted (a few per quer
 negative is binned among them by binary search, so nothing of size G·log G is sorted and the
 distance matrix is visited one block of queries at a time (ranked in chunks of
 :data:`CHUNK` rows, whose temporaries stay small enough to be reused by the allocator).
-
-The paper's evaluation loops (:func:`evaluate_rows` and the tables, sweeps and Figure 5 built on
-it) re-rank and evaluate a test set's features for each row :mod:`muse.paper` defines.
 """
 
 from __future__ import annotations
@@ -29,12 +26,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from muse.budget import MEMORY
-from muse.diagnostics import diagnose, perfect_scores
 from muse.errors import MuseError
-from muse.io import Features, Scores
-from muse.paper import ABLATION_RERANK, extra_rows, standard_rows
-from muse.rerank import rerank_features
 
 CHUNK = 16
 
@@ -142,115 +134,3 @@ def _accumulate(ranks, m, acc):
     first = ranks[:, 0].cpu()
     acc["cmc"] += (first[:, None] <= torch.arange(1, len(acc["cmc"]) + 1)).double().sum(0)
     return keep, ap, first.long()
-
-
-# -- the paper's evaluation loops (rows of a table, sweeps, Figure 5's rankings) ----------------
-
-
-def ceiling(
-    q: Features,
-    g: Features,
-    scores: Scores,
-    method: str,
-    params: dict | None,
-    alpha: float,
-    tau: float,
-    C: int,
-    block: int = 256,
-    memory: int = MEMORY,
-) -> float:
-    """The mAP of μ-fusion + ``method`` with a perfect judge on the candidates of ``scores``
-    (:func:`muse.diagnostics.perfect_scores`): what any judge could reach at this C, α, τ."""
-    fusion = (perfect_scores(q, g, scores), alpha, tau, C)
-    blocks = rerank_features(q, g, method, params, fusion, block=block, memory=memory)
-    return evaluate(blocks, q.pids, q.camids, g.pids, g.camids)["mAP"]
-
-
-def evaluate_rows(
-    features: Features, scores: Scores | None, rows, rerank_params: dict, alpha: float, tau: float, C: int
-) -> list[dict]:
-    """mAP, R1, … and the per-query results of each (name, μ, method) row on the query/gallery of
-    ``features``; a μ row also carries the diagnostics of its scored pairs
-    (:func:`muse.diagnostics.diagnose`) and its ``ceiling`` (:func:`ceiling`)."""
-    q, g = features.query_gallery()
-    diagnostics = diagnose(q, g, scores, C) if any(mu for _, mu, _ in rows) else {}
-    out = []
-    for name, mu, method in rows:
-        params = rerank_params.get(method)
-        blocks = rerank_features(q, g, method, params, (scores, alpha, tau, C) if mu else None)
-        m = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
-        out.append(
-            {
-                "row": name,
-                "mAP": m["mAP"],
-                "R1": m["R1"],
-                "R5": m["R5"],
-                "R10": m["R10"],
-                "mINP": m["mINP"],
-                "rerank": method,
-                "mu": mu,
-                "alpha": alpha if mu else None,
-                "tau": tau if mu else None,
-                "C": C if mu else None,
-                "per_query": {k: v.tolist() for k, v in m["per_query"].items()},
-                **({**diagnostics, "ceiling": ceiling(q, g, scores, method, params, alpha, tau, C)} if mu else {}),
-            }
-        )
-    return out
-
-
-def evaluate_table(
-    features: Features, scores: Scores, table: int, protocol: str, rerank_params: dict, alpha: float, tau: float, C: int
-) -> list[dict]:
-    """The standard rows of ``table`` on ``protocol``, then its :func:`extra_rows` at their own α."""
-    rows = evaluate_rows(features, scores, standard_rows(), rerank_params, alpha, tau, C)
-    for name, row_alpha in extra_rows(table, protocol):
-        rows += evaluate_rows(features, scores, [(name, True, "none")], rerank_params, row_alpha, tau, C)
-    return rows
-
-
-def evaluate_ablation(
-    features: Features, named_scores: dict[str, Scores], rerank_params: dict, alpha: float, tau: float, C: int
-) -> list[dict]:
-    """Baseline + K-RNN, then one μ-distance + K-RNN row per (row name → that judge's scores)."""
-    rows = evaluate_rows(features, None, [("Baseline + K-RNN", False, ABLATION_RERANK)], rerank_params, alpha, tau, C)
-    for name, scores in named_scores.items():
-        rows += evaluate_rows(features, scores, [(name, True, ABLATION_RERANK)], rerank_params, alpha, tau, C)
-    return rows
-
-
-def sweep(
-    features: Features, scores: Scores, param: str, values, base: dict, method: str, rerank_params: dict
-) -> list[dict]:
-    """mAP/R1 of the μ-distance + ``method`` as one of α, τ, C takes each of ``values`` (the others
-    at ``base``); only the stored logits are used, no MLLM call."""
-    out = []
-    for v in values:
-        p = {**base, param: v}
-        row = evaluate_rows(
-            features, scores, [(f"{param}={v}", True, method)], rerank_params, p["alpha"], p["tau"], p["C"]
-        )[0]
-        out.append({"param": param, "value": v, **row})
-    return out
-
-
-def rankings(
-    features: Features, scores: Scores, method: str, rerank_params: dict, alpha: float, tau: float, C: int, k: int = 15
-) -> dict:
-    """For the query whose first true match moves up the most with MUSE: its path and the top-``k``
-    gallery (path, is-match) lists of ``method`` on the base distance and on the μ-distance."""
-    q, g = features.query_gallery()
-    junk = torch.as_tensor((q.pids[:, None] == g.pids[None]) & (q.camids[:, None] == g.camids[None]))
-    tops, firsts = [], []
-    for mu in (False, True):
-        blocks = rerank_features(q, g, method, rerank_params.get(method), (scores, alpha, tau, C) if mu else None)
-        d = torch.cat([b for _, b in blocks]).cpu().masked_fill(junk, float("inf"))
-        order = torch.argsort(d, dim=1, stable=True).numpy()
-        match = g.pids[order] == q.pids[:, None]
-        firsts.append(np.where(match.any(1), match.argmax(1), len(g.pids)))
-        tops.append(order[:, :k])
-    i = int(np.argmax(firsts[0] - firsts[1]))
-    return {
-        "query": str(q.paths[i]),
-        "rows": [[(str(g.paths[j]), bool(g.pids[j] == q.pids[i])) for j in top[i]] for top in tops],
-    }

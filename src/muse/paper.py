@@ -1,6 +1,7 @@
 """The paper's experiments: its tables, their protocols and rows, the judges of the ablations,
 where the MLLM is adapted for each table, the fusion rate each table uses, and the setting the
-sweeps and figures are run in. The workflow reads every such fact from here.
+sweeps and figures are run in. The workflow reads every such fact from here; :mod:`muse.experiments`
+runs them.
 
 A standard table (2, 3, 4, 8–13) has, for each of its protocols, the rows Baseline, + K-RNN,
 + ECN, + CAJ, and the same four on the μ-distance (+ MUSE); the MUSE rows fuse the stored MLLM

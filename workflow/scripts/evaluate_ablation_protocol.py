@@ -1,7 +1,7 @@
-"""rule evaluate_ablation_protocol -> muse.evaluate.evaluate_ablation"""
+"""rule evaluate_ablation_protocol -> muse.experiments.evaluate_ablation"""
 
 from muse.errors import logged
-from muse.evaluate import evaluate_ablation
+from muse.experiments import evaluate_ablation
 from muse.io import load_features, load_scores, write_json
 
 with logged(snakemake.log[0]):

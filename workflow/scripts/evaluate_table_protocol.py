@@ -1,7 +1,7 @@
-"""rule evaluate_table_protocol -> muse.evaluate.evaluate_table"""
+"""rule evaluate_table_protocol -> muse.experiments.evaluate_table"""
 
 from muse.errors import logged
-from muse.evaluate import evaluate_table
+from muse.experiments import evaluate_table
 from muse.io import load_features, load_scores, write_json
 
 with logged(snakemake.log[0]):

@@ -1,7 +1,7 @@
-"""rule fig5_ranking -> muse.evaluate.rankings, muse.report.figures.ranking_figure"""
+"""rule fig5_ranking -> muse.experiments.rankings, muse.report.figures.ranking_figure"""
 
 from muse.errors import logged
-from muse.evaluate import rankings
+from muse.experiments import rankings
 from muse.io import load_features, load_scores
 from muse.report.figures import ranking_figure
 

@@ -1,10 +1,10 @@
-"""rule sweep -> muse.evaluate.sweep, muse.intervals.annotate, muse.report.figures.plot_sweep"""
+"""rule sweep -> muse.experiments.sweep, muse.intervals.annotate, muse.report.figures.plot_sweep"""
 
 import pandas as pd
 
 from muse.config import from_section
 from muse.errors import logged
-from muse.evaluate import sweep
+from muse.experiments import sweep
 from muse.intervals import Bootstrap, annotate, interval_columns
 from muse.io import atomic_path, load_features, load_scores
 from muse.report.figures import plot_sweep

@@ -308,7 +308,8 @@ def held_out_loss(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig
 @torch.no_grad()
 def held_out(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, batch: int = 16) -> dict:
     """ROC-AUC on the held-out groups' pairs (``eval_pairs`` of them): of the judge's s_yes − s_no
-    (``dap`` prompt) and of the embeddings' cosine similarity, on all pairs and on pos + hard only."""
+    (``dap`` prompt) and of the embeddings' cosine similarity, on all pairs and on pos + hard only;
+    and the median logit gap |s_yes − s_no|."""
     from muse.mllm.score import Judge
 
     model.eval()
@@ -333,6 +334,7 @@ def held_out(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, bat
         "judge_auc_hard": roc_auc(np.array(gap)[hard], label[hard]),
         "embedding_auc": roc_auc(np.array(cos), label),
         "embedding_auc_hard": roc_auc(np.array(cos)[hard], label[hard]),
+        "gap_median": float(np.median(np.abs(gap))),
     }
     model.train()
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
