@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from muse.errors import MuseError
 from muse.experiments import evaluate_ablation, evaluate_rows, evaluate_table, rankings, sweep
 from muse.intervals import Bootstrap, annotate
 from muse.io import Features, Scores
@@ -91,7 +92,7 @@ def test_ablation_rows_vary_one_thing_each():
         ("+ MUSE (B, SFT)", Variant(mllm="B")),
     ]
     assert ablation_rows(7, ["m"]) == [("+ MUSE (random)", Variant(strategy="random")), ("+ MUSE (QCHM)", Variant())]
-    with pytest.raises(ValueError, match="not an ablation table"):
+    with pytest.raises(MuseError, match="not an ablation table"):
         ablation_rows(2, ["m"])
 
 

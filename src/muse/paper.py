@@ -121,7 +121,7 @@ def ablation_rows(table: int, mllms) -> list[tuple[str, Variant]]:
         ]
     if table == 7:
         return [("+ MUSE (random)", Variant(strategy="random")), ("+ MUSE (QCHM)", Variant())]
-    raise ValueError(f"table {table} is not an ablation table: expected one of {ABLATION_TABLES}")
+    raise MuseError(f"table {table} is not an ablation table: expected one of {ABLATION_TABLES}")
 
 
 def _either(names) -> str:
