@@ -184,7 +184,7 @@ def test_the_teacher_embeds_stored_tokens_as_embed_does_the_images(corpus):
     judge = Judge(model, processor, answer_ids(processor.tokenizer), "dap")
     tokens = PT.visual_tokens(judge, c, progress=False)
     cfg = PT.PretrainConfig(distill=1.0, distill_scale=2.0)
-    teacher = PT.Teacher(judge, c, tokens, cfg)
+    teacher = PT.Teacher.fit(judge, c, tokens, cfg)
     records = c.pairs[:6]
     with torch.no_grad():
         q = PT.embed(model, processor, [c.images[r["query"]] for r in records])
@@ -205,3 +205,31 @@ def test_distillation_settings_are_checked():
         PT.PretrainConfig.from_config({"distill_loss": "l1"})
     with pytest.raises(MuseError, match="distill"):
         PT.PretrainConfig.from_config({"distill": -1.0})
+
+
+def test_distilled_recipe_records_its_fit_and_resumes_in_the_last_stage(corpus, tmp_path, monkeypatch):
+    """With distillation the fit is in provenance.json, and a run killed in stage 3 (the teacher
+    rebuilt from the tower on resuming) ends with the weights of an uninterrupted run."""
+    from safetensors.torch import load_file
+
+    cfg = PT.PretrainConfig(**{**SHORT.__dict__, "distill": 1.0, "distill_scale": 2.0})
+    record = PT.pretrain(corpus, tmp_path / "full", cfg, progress=False)
+    fit = record["distillation"]
+    assert fit["k"] == pytest.approx(2 * fit["k0"], abs=1e-3) and fit["k0"] != 0
+    assert json.loads((tmp_path / "full" / "provenance.json").read_text())["distillation"] == fit
+    real, calls = PT.whole_judge_loss, []
+
+    def dies_at_pair_step_9(*a, **k):
+        calls.append(1)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(PT, "whole_judge_loss", dies_at_pair_step_9)
+    with pytest.raises(KeyboardInterrupt):
+        PT.pretrain(corpus, tmp_path / "again", cfg, progress=False)
+    monkeypatch.setattr(PT, "whole_judge_loss", real)
+    assert PT.pretrain(corpus, tmp_path / "again", cfg, progress=False)["distillation"] == fit
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(tmp_path / "again" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

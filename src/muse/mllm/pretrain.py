@@ -225,16 +225,27 @@ class Teacher:
     """The distillation target t = k·(e_qᵀe_c − b) of a pair (module doc), from the stripe
     embeddings of the stored visual tokens (path → (T, H)) of the frozen tower."""
 
-    def __init__(self, judge, corpus: _Corpus, tokens: dict, cfg: PretrainConfig):
+    def __init__(self, paths: list[str], e: torch.Tensor, k0: float, b: float, cfg: PretrainConfig):
+        self.paths, self.e, self.k0, self.b = paths, e, k0, b
+        self.index = {p: i for i, p in enumerate(paths)}
+        self.k = cfg.distill_scale * k0
+
+    @classmethod
+    def fit(cls, judge, corpus: _Corpus, tokens: dict, cfg: PretrainConfig) -> Teacher:
+        """The teacher of the tower that made ``tokens``, fitted on the corpus's training pairs."""
         grid = judge.processor.image_processor(images=[corpus.images[corpus.pairs[0]["query"]]], return_tensors="pt")
         _, h, w = grid["image_grid_thw"][0].tolist()
         merge = judge.model.config.vision_config.spatial_merge_size
         paths = list(tokens)
         e = stripe_embedding(torch.stack([tokens[p] for p in paths]), h // merge, w // merge)
-        self.index, self.e = {p: i for i, p in enumerate(paths)}, e
-        cos = self.cosine(corpus.pairs)
-        k, self.b = fit_logistic(cos.numpy(), np.array([r["label"] == "Yes" for r in corpus.pairs]))
-        self.k0, self.k = k, cfg.distill_scale * k
+        cosine = cls(paths, e, 1.0, 0.0, cfg).cosine(corpus.pairs)  # k0 and b are fitted on it
+        k0, b = fit_logistic(cosine.numpy(), np.array([r["label"] == "Yes" for r in corpus.pairs]))
+        return cls(paths, e, k0, b, cfg)
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of it: stage 3 trains the tower, so a run resumed there cannot
+        rebuild the teacher from it."""
+        return {"paths": self.paths, "e": self.e, "k0": self.k0, "b": self.b}
 
     def cosine(self, records: list[dict]) -> torch.Tensor:
         q = self.e[[self.index[r["query"]] for r in records]]
@@ -262,10 +273,12 @@ def token_loss(
     logits = judge.logits_from_tokens(
         torch.stack([tokens[r["query"]] for r in records]), torch.stack([tokens[r["candidate"]] for r in records])
     )
-    if not two_way:
-        return answer_target_loss(logits, judge, records) + distillation(logits, judge, records, teacher, cfg)
-    label = torch.tensor([ANSWERS.index(r["label"]) for r in records], device=logits.device)
-    return F.cross_entropy(logits[:, judge.answer], label) + distillation(logits, judge, records, teacher, cfg)
+    if two_way:
+        label = torch.tensor([ANSWERS.index(r["label"]) for r in records], device=logits.device)
+        answer = F.cross_entropy(logits[:, judge.answer], label)
+    else:
+        answer = answer_target_loss(logits, judge, records)
+    return answer + distillation(logits, judge, records, teacher, cfg)
 
 
 def whole_judge_loss(judge, records: list[dict], images, teacher: Teacher | None, cfg) -> torch.Tensor:
@@ -367,16 +380,17 @@ def pretrain(
     out, ckpt = Path(out), Path(f"{out}.ckpt")
     start = (0, 0)
     history: list[dict] = []
-    optimiser = None
+    optimiser, tokens, teacher, distill_fit = None, None, None, None
     if (ckpt / "state.pt").is_file():
         state = torch.load(ckpt / "state.pt", weights_only=True)
         if resumable(ckpt, state.get("fingerprint"), fingerprint):
             model.load_state_dict(state["model"])
             start, history = (state["stage"], state["step"]), json.loads(state["history"])
             optimiser = state["optimizer"] or None
+            if state.get("teacher"):
+                teacher = Teacher(**state["teacher"], cfg=cfg)
             print(f"resuming {out} at stage {stages[min(start[0], 2)][0]}, step {start[1]}", file=sys.stderr)
     model.train()
-    tokens, teacher, distill_fit = None, None, None
     for si, (name, steps, peak, params) in enumerate(stages):
         if si < start[0] or steps == 0:
             continue
@@ -388,12 +402,15 @@ def pretrain(
         first = start[1] if si == start[0] else 0
         if optimiser is not None and si == start[0]:
             opt.load_state_dict(optimiser)
-        if name == "llm" or (name == "pairs" and cfg.distill and tokens is None):
+        if name == "llm" or (name == "pairs" and cfg.distill and teacher is None):
             tokens = visual_tokens(judges[cfg.prompts[0]], corpus, progress=progress)
         if name != "vision" and cfg.distill and teacher is None:
-            teacher = Teacher(judges[cfg.prompts[0]], corpus, tokens, cfg)
+            teacher = Teacher.fit(judges[cfg.prompts[0]], corpus, tokens, cfg)
+        if teacher is not None and distill_fit is None:
             distill_fit = {"k0": round(teacher.k0, 4), "b": round(teacher.b, 4), "k": round(teacher.k, 4)}
             print(json.dumps({"distillation target": distill_fit}), file=sys.stderr, flush=True)
+        if name == "pairs":
+            tokens = None  # stage 3 works on the images; the teacher keeps only the embeddings
         bar = tqdm(range(first, steps), desc=f"pretrain {cfg.arch} ({name})", unit="step", disable=not progress)
         running = None
         for step in bar:
@@ -432,6 +449,7 @@ def pretrain(
                             "optimizer": opt.state_dict() if done[1] else {},
                             "fingerprint": fingerprint,
                             "history": json.dumps(history),
+                            "teacher": teacher.state() if teacher else {},
                         },
                         tmp / "state.pt",
                     )
