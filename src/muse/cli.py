@@ -184,6 +184,8 @@ def _evaluate_args(p):
 
 @command("evaluate", "mAP / CMC / mINP of a features file", _evaluate_args)
 def _evaluate(a):
+    from dataclasses import asdict
+
     from muse.diagnostics import diagnose
     from muse.evaluate import evaluate
     from muse.experiments import ceiling
@@ -233,7 +235,7 @@ def _evaluate(a):
         if fusion is not None:
             result["without_fusion"] = {**{k: plain[k] for k in keys}, "ci": rows[1]["ci"]}
             result["paired"] = {m: rows[0]["paired"][m] for m in METRICS}
-        params["intervals"] = {"resamples": boot.resamples, "level": boot.level, "seed": boot.seed}
+        params["intervals"] = asdict(boot)
     result["params"] = params
     if a.out:
         write_json(a.out, result)

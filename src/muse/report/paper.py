@@ -13,11 +13,10 @@ from importlib import resources
 
 import pandas as pd
 
-from muse.intervals import Bootstrap, excludes_zero
+from muse.intervals import METRICS, Bootstrap, excludes_zero
 
 COLUMNS = ["table", "protocol", "row", "metric", "reproduced", "paper"]
 INTERVAL_COLUMNS = ["ci_low", "ci_high", "base_row", "difference", "difference_low", "difference_high"]
-METRICS = ("mAP", "R1")
 
 
 def paper_numbers() -> pd.DataFrame:
