@@ -233,3 +233,25 @@ def test_distilled_recipe_records_its_fit_and_resumes_in_the_last_stage(corpus, 
     a = load_file(tmp_path / "full" / "model.safetensors")
     b = load_file(tmp_path / "again" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_held_out_metrics_logged_during_training_leave_the_weights_alone(corpus, tmp_path):
+    """``eval_every`` logs :func:`held_out` in stages 2 and 3 at its multiples; the weights equal
+    those of a run without it."""
+    from safetensors.torch import load_file
+
+    base = {**SHORT.__dict__, "vision_steps": 0, "llm_steps": 8, "pair_steps": 4, "checkpoint_every": 4}
+    plain = PT.pretrain(corpus, tmp_path / "plain", PT.PretrainConfig(**base), progress=False)
+    logged = PT.pretrain(corpus, tmp_path / "logged", PT.PretrainConfig(**{**base, "eval_every": 4}), progress=False)
+    evals = [(h["stage"], h["step"]) for h in logged["history"] if "judge_auc" in h]
+    assert evals == [("llm", 4), ("llm", 8), ("pairs", 4)]
+    assert [h for h in logged["history"] if "judge_auc" not in h] == plain["history"]
+    last = [h for h in logged["history"] if "judge_auc" in h][-1]
+    assert {k: last[k] for k in ("judge_auc", "embedding_auc")} == {
+        k: logged["held_out"][k] for k in ("judge_auc", "embedding_auc")
+    }
+    a = load_file(tmp_path / "plain" / "model.safetensors")
+    b = load_file(tmp_path / "logged" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(MuseError, match="eval_every"):
+        PT.PretrainConfig.from_config({"eval_every": -1})

@@ -33,7 +33,9 @@ AdamW with a linear warm-up over the first 5 % of each stage and a cosine decay 
 rate, gradients clipped to norm 1. Every batch is drawn from a generator keyed by (seed, stage,
 step), and a checkpoint ``<out>.ckpt`` is written every ``checkpoint_every`` steps with the
 fingerprint of the corpus (sha256 of its files) and the recipe; a rerun resumes from it only if
-both match, and ends with the same weights as an uninterrupted run.
+both match, and ends with the same weights as an uninterrupted run. With ``eval_every`` > 0 the
+held-out metrics (:func:`held_out`) are logged every ``eval_every`` steps of stages 2 and 3 and kept
+in the history; they draw from no training generator, so the weights do not depend on them.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class PretrainConfig:
     distill_loss: str = "mse"
     checkpoint_every: int = 250
     eval_pairs: int = 600
+    eval_every: int = 0
 
     @classmethod
     def from_config(cls, cfg: dict) -> PretrainConfig:
@@ -109,6 +112,8 @@ class PretrainConfig:
             raise MuseError(f"pretrain.recipe.distill_loss: expected one of {', '.join(DISTILL_LOSSES)}")
         if c.distill < 0 or c.distill_scale <= 0:
             raise MuseError("pretrain.recipe: distill must be >= 0 and distill_scale > 0")
+        if c.eval_every < 0:
+            raise MuseError("pretrain.recipe.eval_every: must be >= 0 (0: held-out metrics only at the end)")
         return c
 
 
@@ -438,6 +443,10 @@ def pretrain(
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
                 history.append({"stage": name, "step": step + 1, "loss": round(running, 4)})
                 print(json.dumps(history[-1]), file=sys.stderr, flush=True)
+            if name != "vision" and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+                history.append({"stage": name, "step": step + 1, **held_out(model, processor, answer, corpus, cfg)})
+                print(json.dumps(history[-1]), file=sys.stderr, flush=True)
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
                 done = (si + 1, 0) if step + 1 == steps else (si, step + 1)
                 with atomic_path(ckpt) as tmp:
                     tmp.mkdir()
