@@ -85,6 +85,12 @@ def test_the_schema_rejects_what_the_library_rejects(path, value):
             from_section(Bootstrap, {**CONFIG["intervals"], path[1]: value}, "intervals")
 
 
+def test_paper_config_steps_with_the_release_effective_batch():
+    """The release fine-tunes with 2 pairs per GPU on 4 GPUs: 8 pairs per optimizer step."""
+    mllm = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())["mllm"]
+    assert mllm["sft"]["batch"] * mllm["sft"]["grad_accum"] * mllm["sft_gpus"] == 8
+
+
 def test_the_shipped_configs_are_valid():
     for name in ("config.yaml", "configs/paper.yaml"):
         validate(yaml.safe_load((ROOT / name).read_text()), schema=str(ROOT / "workflow/schemas/config.schema.yaml"))

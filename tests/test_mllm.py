@@ -494,6 +494,65 @@ def test_sft_resumes_after_a_kill_with_the_same_adapter(tiny, images, tmp_path, 
     assert all(torch.equal(c[k], d[k]) for k in c) and not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_accumulated_batches_give_the_gradient_of_one_batch(tiny, images):
+    """grad_accum passes of ``batch`` pairs, each weighted by its share, give the gradient of the
+    mean loss over all of them in one pass, a short last pass included."""
+    from accelerate import Accelerator
+
+    from muse.mllm.sft import accumulate
+
+    model, processor, answer = M.load(tiny)
+    model.eval()
+    judge, acc, pics = S.Judge(model, processor, answer, "dap"), Accelerator(cpu=True), P.PairImages()
+    records = [
+        {"query": images[k], "candidate": images[(k + 2) % 8], "label": "Yes" if k % 2 else "No"} for k in range(5)
+    ]
+
+    def gradients(batch, n):
+        model.zero_grad(set_to_none=True)
+        value = accumulate(acc, model, judge, records[:n], pics, batch)
+        return value, {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    for n, batch in ((4, 2), (5, 2)):  # 2 + 2, and 2 + 2 + 1
+        (v_acc, g_acc), (v_one, g_one) = gradients(batch, n), gradients(n, n)
+        assert v_acc == pytest.approx(v_one, rel=1e-5) and g_acc.keys() == g_one.keys() and g_one
+        for k in g_one:
+            torch.testing.assert_close(g_acc[k], g_one[k], rtol=1e-5, atol=1e-7)
+
+
+def test_sft_with_accumulation_steps_as_one_batch_and_resumes_bit_identical(tiny, images, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from muse.mllm import sft as SFT
+
+    train = [
+        {"query": images[k], "candidate": images[(k * 5) % 8], "label": "Yes" if k % 2 else "No"} for k in range(8)
+    ]
+    accumulated = SFTConfig(epochs=2, lr=1e-3, batch=2, grad_accum=2, lora_dropout=0.0)
+    sft(tiny, train, tmp_path / "accumulated", accumulated, progress=False)
+    sft(tiny, train, tmp_path / "one", SFTConfig(epochs=2, lr=1e-3, batch=4, lora_dropout=0.0), progress=False)
+    real, calls = SFT.answer_loss, []
+
+    def dies_in_epoch_2(*a, **k):
+        calls.append(1)
+        if len(calls) == 5:  # 2 steps of 2 passes per epoch: first pass of epoch 2
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(SFT, "answer_loss", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        sft(tiny, train, tmp_path / "again", accumulated, progress=False)
+    monkeypatch.setattr(SFT, "answer_loss", real)
+    sft(tiny, train, tmp_path / "again", accumulated, progress=False)
+    a, b, one = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("accumulated", "again", "one"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(v.abs().max() > 0 for k, v in a.items() if "lora_B" in k)
+    for k in a:
+        torch.testing.assert_close(a[k], one[k], rtol=1e-4, atol=1e-6)
+    with pytest.raises(MuseError, match="grad_accum"):
+        SFTConfig(grad_accum=0)
+
+
 def test_cli_init_tiny_and_sft(images, tmp_path):
     assert muse("mllm", "init", "--out", tmp_path / "tiny").returncode == 0
     pairs = tmp_path / "pairs.jsonl"

@@ -105,7 +105,7 @@ TINY_RUN = {
         "batch": 32,
         "train": {"epochs": 1, "lr": 1e-3, "ids_per_batch": 2, "warmup_epochs": 0, "milestones": []},
     },
-    "mining": {"cpos": 1, "cneg": 1},
+    "mining": {"cpos": 1, "cneg": 1, "random_k": 2},
     "mllm": {
         "judge": "Qwen2-VL-2B",
         "models": {"Qwen2-VL-2B": "tiny:qwen2_vl", "Qwen2.5-VL-7B": "tiny:qwen2_5_vl"},

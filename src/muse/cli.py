@@ -326,8 +326,9 @@ def _mine_args(p):
 
     p.add_argument("--features", required=True, type=Path, help="uses its train split, or all rows if none")
     p.add_argument("--strategy", default=STRATEGIES[0], choices=STRATEGIES)
-    p.add_argument("--cpos", type=int, default=5)
-    p.add_argument("--cneg", type=int, default=5)
+    p.add_argument("--cpos", type=int, default=5, help="QCHM: farthest positives per image, C_pos (default 5)")
+    p.add_argument("--cneg", type=int, default=5, help="QCHM: nearest negatives per image, C_neg (default 5)")
+    p.add_argument("--random-k", type=int, default=5, help="random: images drawn per image (default 5, the release's)")
     p.add_argument("--val-ids", type=float, default=0.0, help="fraction of identities held out for validation")
     p.add_argument("--val-out", type=Path, help="JSONL of the held-out identities' pairs")
     p.add_argument("--seed", type=int, default=0)
@@ -340,7 +341,7 @@ def _mine(a):
 
     if a.val_ids > 0 and a.val_out is None:
         raise MuseError("--val-ids > 0 needs --val-out for the held-out pairs")
-    written = stages.mine(a.features, a.strategy, a.cpos, a.cneg, a.val_ids, a.seed, a.out, a.val_out)
+    written = stages.mine(a.features, a.strategy, a.cpos, a.cneg, a.val_ids, a.seed, a.out, a.val_out, a.random_k)
     for out, n in written.items():
         print(f"{out}: {n} pairs")
 

@@ -3,9 +3,9 @@
 QCHM: for each training image i, by the base distance D of the encoder's features (itself
 excluded), the C_pos same-identity images farthest from i (label "Yes") and the C_neg
 other-identity images closest to i (label "No"); fewer when an identity has fewer images.
-Ties are broken by index. Random sampling (Table 7's baseline, as the release) draws
-C_pos + C_neg images uniformly from all the others and labels each by identity, so that almost
-all are "No".
+Ties are broken by index. Random sampling (Table 7's baseline, as the release's
+``create_random_dataset``) draws k images (``random_k``, the release's default 5) uniformly from
+all the others and labels each by identity, so that almost all are "No".
 
 With a validation hold-out, pairs are mined over the whole training set and assigned to
 validation by the identity of their query (as the release).
@@ -46,14 +46,14 @@ def qchm(feats: np.ndarray, pids: np.ndarray, cpos: int = 5, cneg: int = 5, bloc
                 yield from ((start + r, jj, label) for good, jj in zip(ok[r], j[r]) if good)
 
 
-def random_pairs(pids: np.ndarray, cpos: int = 5, cneg: int = 5, seed: int = 0):
-    """Yield (i, j, label): C_pos + C_neg images j ≠ i drawn uniformly without replacement from
-    all the others, "Yes" where p_j = p_i and "No" otherwise."""
+def random_pairs(pids: np.ndarray, k: int = 5, seed: int = 0):
+    """Yield (i, j, label): k images j ≠ i drawn uniformly without replacement from all the
+    others, "Yes" where p_j = p_i and "No" otherwise."""
     rng = np.random.default_rng(seed)
     pids = np.asarray(pids)
     for i in range(len(pids)):
         others = np.delete(np.arange(len(pids)), i)
-        for j in rng.choice(others, size=min(cpos + cneg, len(others)), replace=False):
+        for j in rng.choice(others, size=min(k, len(others)), replace=False):
             yield i, int(j), "Yes" if pids[j] == pids[i] else "No"
 
 
@@ -74,21 +74,29 @@ def mine(
     cpos: int = 5,
     cneg: int = 5,
     seed: int = 0,
+    random_k: int = 5,
 ) -> list[dict]:
-    """Pairs as records ``{"query", "candidate", "label"}`` (paths)."""
-    if cpos < 0 or cneg < 0:
-        raise MuseError(f"cpos = {cpos}, cneg = {cneg}: expected non-negative counts")
+    """Pairs as records ``{"query", "candidate", "label"}`` (paths): C_pos + C_neg per image by
+    QCHM, ``random_k`` per image by random sampling."""
+    if cpos < 0 or cneg < 0 or random_k < 1:
+        raise MuseError(f"cpos = {cpos}, cneg = {cneg}, random_k = {random_k}: expected counts >= 0 (random_k >= 1)")
     if strategy == "qchm":
         pairs = qchm(feats, pids, cpos, cneg)
     elif strategy == "random":
-        pairs = random_pairs(pids, cpos, cneg, seed)
+        pairs = random_pairs(pids, random_k, seed)
     else:
         raise MuseError(f"unknown mining strategy '{strategy}': expected one of {', '.join(STRATEGIES)}")
     return [{"query": str(paths[i]), "candidate": str(paths[j]), "label": label} for i, j, label in pairs]
 
 
 def mine_split(
-    f: Features, strategy: str = "qchm", cpos: int = 5, cneg: int = 5, val_ids: float = 0.0, seed: int = 0
+    f: Features,
+    strategy: str = "qchm",
+    cpos: int = 5,
+    cneg: int = 5,
+    val_ids: float = 0.0,
+    seed: int = 0,
+    random_k: int = 5,
 ) -> tuple[list[dict], list[dict]]:
     """(training pairs, validation pairs) of the training rows of ``f``: mined over all of them,
     a pair held out when its query's identity is among the round(val_ids·K) held-out ones."""
@@ -96,7 +104,7 @@ def mine_split(
         f = f.subset("train")
     held = split_identities(f.pids, val_ids, seed)
     query = {str(p): h for p, h in zip(f.paths, held)}
-    records = mine(f.feats, f.pids, f.paths, strategy, cpos, cneg, seed)
+    records = mine(f.feats, f.pids, f.paths, strategy, cpos, cneg, seed, random_k)
     return [r for r in records if not query[r["query"]]], [r for r in records if query[r["query"]]]
 
 

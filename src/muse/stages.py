@@ -79,17 +79,27 @@ def extract(encoder, manifest_csv, splits: list[str], batch: int, out) -> Featur
     return f
 
 
-def mine(features, strategy: str, cpos: int, cneg: int, val_ids: float, seed: int, out, val_out=None) -> dict:
-    """Query–candidate pairs of the training features, and at ``val_out`` (if given) those of the
-    ``val_ids`` fraction of identities held out; returns {path: number of pairs}."""
+def mine(
+    features, strategy: str, cpos: int, cneg: int, val_ids: float, seed: int, out, val_out=None, random_k: int = 5
+) -> dict:
+    """Query–candidate pairs of the training features (C_pos + C_neg per image by QCHM, ``random_k``
+    by random sampling), and at ``val_out`` (if given) those of the ``val_ids`` fraction of
+    identities held out; returns {path: number of pairs}."""
     from muse.io import load_features
     from muse.mining import mine_split, write_pairs
 
-    train, val = mine_split(load_features(features), strategy, cpos, cneg, val_ids, seed)
+    train, val = mine_split(load_features(features), strategy, cpos, cneg, val_ids, seed, random_k)
     written = {}
     for records, path in [(train, out)] + ([(val, val_out)] if val_out is not None else []):
         write_pairs(path, records)
-        params = {"strategy": strategy, "cpos": cpos, "cneg": cneg, "val_ids": val_ids, "seed": seed}
+        params = {
+            "strategy": strategy,
+            "cpos": cpos,
+            "cneg": cneg,
+            "random_k": random_k,
+            "val_ids": val_ids,
+            "seed": seed,
+        }
         write_meta(path, params, inputs=[features])
         written[path] = len(records)
     return written

@@ -15,4 +15,5 @@ with logged(snakemake.log[0]):
         snakemake.params.seed,
         train,
         val,
+        m["random_k"],
     )

@@ -3,8 +3,9 @@
     x ─► CLIP ViT (QuickGELU; projected CLS token f) ─► BNNeck (bias frozen) ─► f_bn
                                                                  └─► linear classifier (no bias)
 
-The prototypical contrastive loss works on f (eq. 1: "the feature f from CLIP's image
-encoder"), the identity loss on the classifier over f_bn; the test feature is f_bn / ‖f_bn‖.
+The prototypical contrastive loss works on f_bn / ‖f_bn‖, the normalised BNNeck output, as the
+release and PCL-CLIP do (eq. 1 names "the feature f from CLIP's image encoder"); the identity
+loss on the classifier over f_bn; the test feature is f_bn / ‖f_bn‖.
 The patch-embedding convolution is frozen. The tower is built from an open_clip CLIP config
 (``embed_dim``, ``vision_cfg``, ``text_cfg``, ``quick_gelu``): ViT-B-16 at 256×128 for real
 runs, a small ViT for the embedded default — the same class either way. Pretrained OpenAI

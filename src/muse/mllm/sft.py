@@ -9,8 +9,11 @@ LoRA (r = 16, α = 32, dropout 0.05) adapts, as the release, the MLPs of the vis
 language model (``q, k, v, o, gate, up, down`` projections); ``vision_attention`` also adapts the
 vision blocks' attention (``qkv``, ``proj``). Modules are selected by a regular expression so that
 the patch-embedding Conv3d (also named ``proj``) and the merger are left alone. AdamW, cosine
-schedule from ``lr`` to ``lr_min`` over all steps, batch ``batch`` pairs; bf16 on GPU, fp32 on CPU;
-several GPUs when launched with ``accelerate`` or ``torchrun``. ``gradient_checkpointing``
+schedule from ``lr`` to ``lr_min`` over the optimizer steps; bf16 on GPU, fp32 on CPU; several GPUs
+when launched with ``accelerate`` or ``torchrun``. Each optimizer step sees ``batch × grad_accum``
+pairs per process (the release: 2 per GPU on four GPUs, 8 per step): ``grad_accum`` forward and
+backward passes of ``batch`` pairs, each loss weighted by its share of the step's pairs, so that
+the gradient is that of the mean loss of one batch of them all. ``gradient_checkpointing``
 recomputes each vision block's and decoder layer's activations in the backward pass instead of
 keeping them: the same gradients in about 1.4× the time (one step of the 2B in fp32 on a CPU:
 14.3 GB peak without, 13.1 GB with, the latter set by loading the weights). A checkpoint after
@@ -53,6 +56,7 @@ class SFTConfig:
     lr_min: float = 1e-6
     weight_decay: float = 0.0
     batch: int = 2
+    grad_accum: int = 1  # batches per optimizer step: the effective batch is batch × grad_accum × GPUs
     rank: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -64,7 +68,7 @@ class SFTConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for key in ("epochs", "batch", "rank", "lora_alpha", "val_every"):
+        for key in ("epochs", "batch", "grad_accum", "rank", "lora_alpha", "val_every"):
             if getattr(self, key) < 1:
                 raise MuseError(f"sft {key} = {getattr(self, key)}: expected a positive integer")
         if not 0.0 < self.fraction <= 1.0:
@@ -137,6 +141,23 @@ def _validate(judge, val, images, batch) -> float:
     return sum(losses) / len(val)
 
 
+def accumulate(acc, model, judge, records: list[dict], images, batch: int) -> float:
+    """Backward of the mean L_ntp over ``records`` in passes of ``batch`` pairs, each pass's mean
+    weighted by its share of the records (gradients add up in the parameters; DDP synchronises
+    them on the last pass only); returns the mean loss."""
+    from contextlib import nullcontext
+
+    value = 0.0
+    for s in range(0, len(records), batch):
+        chunk = records[s : s + batch]
+        last = s + batch >= len(records)
+        with nullcontext() if last else acc.no_sync(model):
+            loss = answer_loss(judge, chunk, images) * (len(chunk) / len(records))
+            acc.backward(loss)
+        value += float(loss.detach())
+    return value
+
+
 @one_writer
 def sft(
     model_dir, train: list[dict], out, cfg: SFTConfig, val: list[dict] | None = None, progress: bool = True
@@ -168,8 +189,15 @@ def sft(
         keep = np.random.default_rng([cfg.seed, 7]).permutation(len(train))[: max(1, round(cfg.fraction * len(train)))]
         train = [train[i] for i in sorted(keep)]
     out, ckpt = Path(out), Path(f"{out}.ckpt")
-    steps_per_epoch = math.ceil(len(train) / (cfg.batch * acc.num_processes))
+    per_step = cfg.batch * cfg.grad_accum
+    steps_per_epoch = math.ceil(len(train) / (per_step * acc.num_processes))
     total = steps_per_epoch * cfg.epochs
+    if acc.is_main_process:
+        print(
+            f"sft: effective batch {per_step * acc.num_processes} pairs per optimizer step "
+            f"({cfg.batch} × {cfg.grad_accum} accumulated × {acc.num_processes} processes)",
+            file=sys.stderr,
+        )
     start, history = 0, []
     if ckpt.exists():
         state = torch.load(ckpt / "state.pt", map_location=acc.device, weights_only=True)
@@ -185,19 +213,17 @@ def sft(
         model.train()
         total_loss = 0.0
         bar = tqdm(
-            range(0, len(mine), cfg.batch),
+            range(0, len(mine), per_step),
             desc=f"sft epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
+            unit="step",
             disable=not (progress and acc.is_main_process),
         )
         for k, s in enumerate(bar):
             for g in opt.param_groups:
                 g["lr"] = cosine_lr(epoch * steps_per_epoch + k, total, cfg)
-            loss = answer_loss(judge, [train[i] for i in mine[s : s + cfg.batch]], images)
             opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
+            value = accumulate(acc, model, judge, [train[i] for i in mine[s : s + per_step]], images, cfg.batch)
             opt.step()
-            value = float(loss.detach())
             total_loss += value
             bar.set_postfix(loss=f"{value:.4f}")
         record = {"epoch": epoch + 1, "train_loss": total_loss / max(1, len(bar))}
