@@ -50,6 +50,7 @@ def test_bench_score_compares_the_engines_on_one_model():
         out["tokens"]["vision"] == 100 and 0 < out["tokens"]["prefix"] < out["tokens"]["vision"] + out["tokens"]["text"]
     )
     assert out["flops"]["bound_cached_vs_naive"] > 1
+    assert out["vocabulary"] == "small BPE of the prompts"
 
 
 def test_bench_gpu_smoke_mode_runs_every_section_on_the_cpu(tmp_path):
@@ -70,6 +71,10 @@ def test_bench_gpu_smoke_mode_runs_every_section_on_the_cpu(tmp_path):
     score = sections["score qwen2_vl tiny"]
     assert set(score["ms_per_pair"]) == {"naive_b1", "naive_b4", "cached_b4", "cached_b8"}
     assert score["max_abs_logit_diff"] <= 1e-4 and score["attention"] == "sdpa"
+    assert (
+        score["vocabulary"] == "small BPE of the prompts"
+        and "| vocabulary | small BPE" in (tmp_path / "bench_gpu.md").read_text()
+    )
     assert sections["encoder"]["images_per_s"] > 0
     assert all(0 < sections[f"{m} tiny"]["mAP"] <= 1 for m in ("evaluate", "krnn", "ecn", "caj"))
     md = (tmp_path / "bench_gpu.md").read_text()

@@ -26,8 +26,22 @@ PARAMS = {("qwen2_vl", "2b"): 2_208_985_600, ("qwen2_5_vl", "7b"): 8_292_166_656
 SPECIAL_IDS = dict(zip(M.SPECIAL, range(151643, 151657)))
 
 
+REAL = M._packaged_vocabulary()
+needs_real = pytest.mark.skipif(REAL is None, reason="the real vocabulary (extra `vocab`) is not installed")
+
+
 @pytest.fixture(scope="module")
 def processor():
+    """The published Qwen2-VL processor with the imitation vocabulary (the package hidden)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(M, "_packaged_vocabulary", lambda: None)
+        return M.make_processor("qwen2_vl", "2b")
+
+
+@pytest.fixture(scope="module")
+def real():
+    if REAL is None:
+        pytest.skip("the real vocabulary (extra `vocab`) is not installed")
     return M.make_processor("qwen2_vl", "2b")
 
 
@@ -48,8 +62,9 @@ def test_published_architecture_has_the_published_parameter_count(arch, size):
         assert cfg.vision_config.fullatt_block_indexes == [7, 15, 23, 31] and cfg.vision_config.window_size == 112
 
 
-def test_published_tokenizer_has_the_real_size_and_special_ids(processor):
+def test_imitation_tokenizer_has_the_real_size_and_special_ids(processor):
     tok = processor.tokenizer
+    assert M.vocabulary_name(tok) == "imitation of Qwen2's size"
     assert len(tok) == 151643 + len(M.SPECIAL)
     assert {t: tok.convert_tokens_to_ids(t) for t in M.SPECIAL} == SPECIAL_IDS
     assert max(tok.backend_tokenizer.get_vocab(with_added_tokens=False).values()) == 151642
@@ -60,17 +75,52 @@ def test_published_tokenizer_has_the_real_size_and_special_ids(processor):
     assert tok.decode(tok.encode("Query: a person, Candidate: 123")) == "Query: a person, Candidate: 123"
 
 
-def test_pair_token_layout_with_the_published_processor(processor):
-    """Two 280×140 images → 2 × 50 image tokens, each between <|vision_start|> and <|vision_end|>."""
+def _pair_ids(processor) -> list[int]:
     text = processor.apply_chat_template(messages("dap"), add_generation_prompt=True, tokenize=False)
     blank = Image.new("RGB", IMAGE_SIZE[::-1])
-    ids = processor(text=[text], images=[blank, blank], return_tensors="pt")["input_ids"][0].tolist()
+    return processor(text=[text], images=[blank, blank], return_tensors="pt")["input_ids"][0].tolist()
+
+
+@pytest.mark.parametrize("vocab", ["processor", pytest.param("real", marks=needs_real)])
+def test_pair_token_layout_with_the_published_processor(vocab, request):
+    """Two 280×140 images → 2 × 50 image tokens, each between <|vision_start|> and <|vision_end|>."""
+    processor = request.getfixturevalue(vocab)
+    ids = _pair_ids(processor)
     assert ids.count(151655) == 100
     starts = [i for i, t in enumerate(ids) if t == 151652]
     ends = [i for i, t in enumerate(ids) if t == 151653]
     assert len(starts) == 2 and [e - s for s, e in zip(starts, ends)] == [51, 51]
     assert ids[:2] == [151644, *processor.tokenizer.encode("system")]
     assert ids[-3:] == [151644, *processor.tokenizer.encode("assistant\n")]
+
+
+def test_the_real_vocabulary_gives_qwen2s_ids_and_counts(real):
+    """Qwen2's vocabulary: "Yes" = 9454, "No" = 2753 without a leading space; Table 1's three
+    texts are 228 tokens; the special tokens at their published ids (Qwen2.5-VL: eight more)."""
+    from muse.mllm.prompt import RESPONSE, RULE, TASK
+
+    tok = real.tokenizer
+    assert M.answer_ids(tok) == (9454, 2753) and M.vocabulary_name(tok) == "Qwen2 (151,643 tokens)"
+    assert sum(len(tok.encode(t, add_special_tokens=False)) for t in (TASK, RULE, RESPONSE)) == 228
+    assert len(tok) == 151643 + len(M.SPECIAL)
+    assert {t: tok.convert_tokens_to_ids(t) for t in M.SPECIAL} == SPECIAL_IDS
+    tok25 = M.make_processor("qwen2_5_vl", "7b").tokenizer
+    assert [tok25.convert_tokens_to_ids(t) for t in M.SPECIAL + M.SPECIAL_2_5] == list(range(151643, 151665))
+    assert _pair_ids(M.make_processor("qwen2_vl", "2b", REAL)) == _pair_ids(real)  # a file given = the package's
+
+
+def test_a_tokenizer_file_that_is_not_qwen2s_is_refused_in_one_line(tmp_path):
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text("{not json")
+    with pytest.raises(MuseError, match="tokenizer.json: not a tokenizer.json"):
+        M.make_processor("qwen2_vl", "2b", bad)
+    small = M.make_processor("qwen2_vl", "tiny").tokenizer.backend_tokenizer
+    small.save(str(bad))
+    fails_with_one_line(
+        muse("mllm", "init", "--size", "2b", "--tokenizer", bad, "--out", tmp_path / "m"),
+        "regular tokens, Qwen2's vocabulary has 151643",
+    )
+    assert not (tmp_path / "m").exists()
 
 
 def test_lora_targets_of_the_7b_without_weights():

@@ -417,6 +417,8 @@ def bench_score(
     ``queries`` share their ``C`` candidates, as neighbouring queries of a test set largely do."""
     import tempfile
 
+    from muse.mllm.model import vocabulary_name
+
     judge = _judge(arch, size, model_dir, device, dtype)
     with tempfile.TemporaryDirectory() as tmp:
         fig = _engine_figures(
@@ -430,6 +432,7 @@ def bench_score(
     return {
         "benchmark": "score",
         "model": str(model_dir) if model_dir else f"{arch} {size} (random weights)",
+        "vocabulary": vocabulary_name(judge.processor.tokenizer),
         "dtype": str(judge.model.dtype).removeprefix("torch."),
         "pairs": queries * C,
         "pairs_per_s": {k: float(f"{1000 / v:.4g}") for k, v in ms.items()},
@@ -447,6 +450,8 @@ def bench_score(
 def _gpu_score(arch: str, size: str, device, queries: int, C: int, batches, naive_batches, paths) -> dict:
     """ms/pair of the engines for one judge built in bf16 on ``device`` (fp32 on a CPU), after a
     warm-up; naive batch 1 on one query and naive batch b on two (it is slow), cached on all."""
+    from muse.mllm.model import vocabulary_name
+
     judge = _judge(arch, size, None, device)
     gpu = judge.dev.type == "cuda"
     if gpu:
@@ -460,6 +465,7 @@ def _gpu_score(arch: str, size: str, device, queries: int, C: int, batches, naiv
     fig["ms_per_pair"] = {k: round(v, 2) for k, v in fig["ms_per_pair"].items()}
     out = {
         "model": f"{arch} {size}",
+        "vocabulary": vocabulary_name(judge.processor.tokenizer),
         "dtype": str(judge.model.dtype).removeprefix("torch."),
         "attention": judge.model.config._attn_implementation,
         "C": C,

