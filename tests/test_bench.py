@@ -46,9 +46,10 @@ def test_bench_score_compares_the_engines_on_one_model():
     out = bench_score(size="tiny", queries=2, C=4, batch=4)
     assert set(out["pairs_per_s"]) == {"naive_b1", "naive_b4", "cached_b4"}
     assert all(v > 0 for v in out["pairs_per_s"].values()) and out["max_abs_logit_diff"] <= 1e-4
-    assert (
-        out["tokens"]["vision"] == 100 and 0 < out["tokens"]["prefix"] < out["tokens"]["vision"] + out["tokens"]["text"]
-    )
+    tok = out["tokens"]
+    assert tok["vision"] == 100 and 0 < tok["prefix"] < tok["vision"] + tok["text"]
+    assert tok["prompt_text"] + tok["suffix_text"] == tok["text"] and tok["prefix"] == tok["prompt_text"] + 50
+    assert out["timed_pairs"] == 5 and all(out["one_pair_ms_std"][k] >= 0 for k in out["one_pair_ms"])
     assert out["flops"]["bound_cached_vs_naive"] > 1
     assert out["vocabulary"] == "small BPE of the prompts"
 

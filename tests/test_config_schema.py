@@ -61,6 +61,7 @@ BAD = [  # (path to the value, bad value): the library refuses each one too
     (("rerank", "krnn", "k3"), 4),
     (("sweeps", "protocol"), "MA2CS"),
     (("figure5", "protocol"), "XX2MA"),
+    (("figure5", "queries"), 0),
     (("muse", "alpha"), 1.2),
     (("intervals", "level"), 1.0),
     (("intervals", "resamples"), 0),

@@ -200,19 +200,30 @@ def test_rankings_and_figures(case, tmp_path):
     from muse.report.figures import plot_sweep, ranking_figure
 
     f, s = case
-    r = rankings(f, s, "krnn", RERANK, alpha=0.5, tau=1.0, C=10, k=6)
+    panels = rankings(f, s, "krnn", RERANK, alpha=0.5, tau=1.0, C=10, k=6, queries=3)
     pid = dict(zip(f.paths, f.pids))
-    assert r["query"] in set(f.paths[f.split == "query"]) and [len(x) for x in r["rows"]] == [6, 6]
-    for row in r["rows"]:
-        assert all(m == (pid[p] == pid[r["query"]]) for p, m in row)
+    q, g = f.query_gallery()
+    for r in panels:
+        assert r["query"] in set(f.paths[f.split == "query"]) and [len(x) for x in r["rows"]] == [6, 6]
+        for row, first in zip(r["rows"], r["first"]):
+            assert all(m == (pid[p] == pid[r["query"]]) for p, m in row)
+            matches = [m for _, m in row]
+            assert first == matches.index(True) if True in matches else first >= 6
+    gains = [r["first"][0] - r["first"][1] for r in panels]
+    assert len({r["query"] for r in panels}) == 3 and gains[0] >= gains[1] >= gains[2]  # two most helped, then least
+    (one,) = rankings(f, s, "krnn", RERANK, alpha=0.5, tau=1.0, C=10, k=6, queries=1)
+    assert one == panels[0]
     paths = []
     for i in range(3):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.new("RGB", (8, 16), (i * 60, 0, 0)).save(paths[-1])
-    ranking_figure(paths[0], [("a", [(paths[1], True), (paths[2], False)])], tmp_path / "fig.png", size=(16, 8))
+    panel = {"query": paths[0], "rows": [[(paths[1], True), (paths[2], False)]] * 2, "first": [0, 0]}
+    ranking_figure([panel, panel], ("a", "b"), tmp_path / "fig.png", size=(16, 8))
     img = Image.open(tmp_path / "fig.png").convert("RGB")
+    assert img.size[1] == 2 * (16 + 2 * (16 + 2 * 4))  # two panels: a 16-pixel caption and two rows each
     x = 150 + 2 * (8 + 4) + 4  # second candidate's box: red outline
-    assert img.getpixel((x - 1, 4 + 3)) == (255, 0, 0)
+    for top in (0, 64):
+        assert img.getpixel((x - 1, top + 16 + 4 + 3)) == (255, 0, 0)
     sweep_rows = [
         {"value": 1, "mAP": 0.1, "R1": 0.2, "ceiling": 0.3},
         {"value": 2, "mAP": 0.2, "R1": 0.3, "ceiling": 0.4},

@@ -352,25 +352,31 @@ def _ms_per_pair(judge, q, g, cand, engine: str, batch: int) -> tuple[float, np.
     return (time.perf_counter() - t0) * 1000 / cand.size, logits
 
 
-def _split_ms(judge, paths, repeats: int = 5) -> dict:
-    """Figure 4: one pair's vision encoder (both images) and LLM decoder (prefix + suffix) time."""
+def _split_ms(judge, paths, pairs: int = 5) -> dict:
+    """Figure 4: the vision encoder's (both images) and the LLM decoder's (prefix + suffix) time of
+    one pair, each pair of ``pairs`` consecutive images timed once after a warm-up: mean and
+    standard deviation (ms)."""
     from muse.mllm.prompt import load_pair_image
 
-    pair = [load_pair_image(p) for p in paths[:2]]
-    images = [judge.visual([im]) for im in pair]
-    out = {}
-    for name, step in (
-        ("vision_encoder", lambda: judge.visual(pair)),
-        ("llm_decoder", lambda: judge.suffix(judge.prefix(images[0][0]), images[1])),
-    ):
-        step()
-        _sync(judge)
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        _sync(judge)
-        out[name] = round((time.perf_counter() - t0) / repeats * 1000, 2)
-    return out
+    times = {"vision_encoder": [], "llm_decoder": []}
+    for k in range(-1, min(pairs, len(paths) - 1)):  # k = -1: the warm-up
+        pair = [load_pair_image(p) for p in paths[max(k, 0) : max(k, 0) + 2]]
+        images = [judge.visual([im]) for im in pair]
+        for name in times:
+            _sync(judge)
+            t0 = time.perf_counter()
+            if name == "vision_encoder":
+                judge.visual(pair)
+            else:
+                judge.suffix(judge.prefix(images[0][0]), images[1])
+            _sync(judge)
+            if k >= 0:
+                times[name].append((time.perf_counter() - t0) * 1000)
+    return {
+        "one_pair_ms": {k: round(float(np.mean(v)), 2) for k, v in times.items()},
+        "one_pair_ms_std": {k: round(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 2) for k, v in times.items()},
+        "timed_pairs": len(times["vision_encoder"]),
+    }
 
 
 def _engine_figures(judge, paths, queries: int, C: int, runs) -> dict:
@@ -389,12 +395,20 @@ def _engine_figures(judge, paths, queries: int, C: int, runs) -> dict:
         elif engine == "naive":
             ref = logits
     n_vision = len(judge.query_pos) + len(judge.cand_pos)
+    n_text = judge.input_ids.shape[1] - n_vision
+    prompt_text = judge.P - len(judge.query_pos)  # text before the candidate image: once per query when cached
     return {
         "ms_per_pair": ms,
         **({"max_abs_logit_diff": max(diffs)} if diffs else {}),
-        "tokens": {"vision": n_vision, "text": judge.input_ids.shape[1] - n_vision, "prefix": judge.P},
+        "tokens": {
+            "vision": n_vision,
+            "text": n_text,
+            "prefix": judge.P,
+            "prompt_text": prompt_text,
+            "suffix_text": n_text - prompt_text,
+        },
         "flops": pair_flops(judge, queries, C),
-        "one_pair_ms": _split_ms(judge, paths),
+        **_split_ms(judge, paths),
     }
 
 

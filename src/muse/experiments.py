@@ -106,10 +106,21 @@ def sweep(
 
 
 def rankings(
-    features: Features, scores: Scores, method: str, rerank_params: dict, alpha: float, tau: float, C: int, k: int = 15
-) -> dict:
-    """For the query whose first true match moves up the most with MUSE: its path and the top-``k``
-    gallery (path, is-match) lists of ``method`` on the base distance and on the μ-distance."""
+    features: Features,
+    scores: Scores,
+    method: str,
+    rerank_params: dict,
+    alpha: float,
+    tau: float,
+    C: int,
+    k: int = 15,
+    queries: int = 4,
+) -> list[dict]:
+    """Figure 5's queries: the ``queries`` − 1 whose first true match MUSE moves up the most, then
+    the one it moves down the most (the least helped if none is hurt), each as ``{"query": path,
+    "rows": the top-k gallery (path, is-match) lists of method on the base distance and on the
+    μ-distance, "first": the 0-based rank of the first true match in each (the gallery size if
+    none)}``. With ``queries`` = 1 only the most helped."""
     q, g = features.query_gallery()
     junk = torch.as_tensor((q.pids[:, None] == g.pids[None]) & (q.camids[:, None] == g.camids[None]))
     tops, firsts = [], []
@@ -120,8 +131,16 @@ def rankings(
         match = g.pids[order] == q.pids[:, None]
         firsts.append(np.where(match.any(1), match.argmax(1), len(g.pids)))
         tops.append(order[:, :k])
-    i = int(np.argmax(firsts[0] - firsts[1]))
-    return {
-        "query": str(q.paths[i]),
-        "rows": [[(str(g.paths[j]), bool(g.pids[j] == q.pids[i])) for j in top[i]] for top in tops],
-    }
+    gain = firsts[0] - firsts[1]
+    by_gain = np.argsort(-gain, kind="stable")
+    chosen = list(by_gain[: max(1, queries - 1)])
+    if queries > 1:
+        chosen += [i for i in by_gain[::-1] if i not in chosen][:1]
+    return [
+        {
+            "query": str(q.paths[i]),
+            "rows": [[(str(g.paths[j]), bool(g.pids[j] == q.pids[i])) for j in top[i]] for top in tops],
+            "first": [int(firsts[0][i]), int(firsts[1][i])],
+        }
+        for i in chosen
+    ]

@@ -67,5 +67,6 @@ rule fig5_ranking:
         sweeps=config["sweeps"],
         muse=config["muse"],
         rerank=config["rerank"],
+        figure5=config["figure5"],
     script:
         "../scripts/fig5_ranking.py"

@@ -9,5 +9,6 @@ with logged(snakemake.log[0]):
     f = load_features(snakemake.input.features)
     scores = load_scores(snakemake.input.scores, *f.test_sizes, features=f)
     method, m = snakemake.params.sweeps["rerank"], snakemake.params.muse
-    r = rankings(f, scores, method, snakemake.params.rerank, m["alpha"], m["tau"], m["C"])
-    ranking_figure(r["query"], [(method, r["rows"][0]), (f"MUSE + {method}", r["rows"][1])], snakemake.output[0])
+    queries = snakemake.params.figure5["queries"]
+    panels = rankings(f, scores, method, snakemake.params.rerank, m["alpha"], m["tau"], m["C"], queries=queries)
+    ranking_figure(panels, (method, f"MUSE + {method}"), snakemake.output[0])
