@@ -56,6 +56,11 @@ CASES = {
         ["--memory", "positive size in GB"],
         ["r.json"],
     ),
+    "option of the other expansion": (
+        ["evaluate", "--features", "f.npz", "--rerank", "caj", "--k2", "100000", "--out", "r.json"],
+        ["caj k2 = 100000: read with qe = plain only"],
+        ["r.json"],
+    ),
     "original not given": (["bench", "rerank", "--method", "original"], ["--method original needs --original"], []),
     "original not the code": (
         ["bench", "rerank", "--method", "original", "--original", "pid.csv"],

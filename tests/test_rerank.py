@@ -90,8 +90,8 @@ def test_released_parameters(method):
 def test_caj_plain_query_expansion(k2):
     """qe = plain expands over the k2 nearest items of any camera (the release's clqe=False):
     equal to the dense reference, and not the camera-aware expansion."""
-    params = {"k1_intra": 5, "k1_inter": 20, "lam": 0.3, "k2": k2}
-    plain, dense, _, _ = fast_and_dense("caj", 6, True, qe="plain", **params)
+    params = {"k1_intra": 5, "k1_inter": 20, "lam": 0.3}
+    plain, dense, _, _ = fast_and_dense("caj", 6, True, qe="plain", k2=k2, **params)
     np.testing.assert_allclose(plain, dense, atol=1e-9)
     camera, _, _, _ = fast_and_dense("caj", 6, True, qe="camera", k2_intra=2, k2_inter=4, **params)
     assert np.abs(plain - camera).max() > 1e-3
@@ -100,6 +100,16 @@ def test_caj_plain_query_expansion(k2):
 def test_caj_unknown_query_expansion():
     with pytest.raises(MuseError, match="caj qe = 'both': expected one of camera, plain"):
         params_for("caj", {"qe": "both"})
+
+
+def test_caj_refuses_the_neighbour_counts_of_the_other_expansion():
+    """k2 is read by the plain expansion only, k2_intra/k2_inter by the camera-aware one."""
+    with pytest.raises(MuseError, match=r"caj k2 = 100000: read with qe = plain only \(qe = camera expands"):
+        params_for("caj", {"k2": 100000})
+    with pytest.raises(MuseError, match="caj k2_intra = 2: read with qe = camera only"):
+        params_for("caj", {"qe": "plain", "k2_intra": 2})
+    assert params_for("caj", {"qe": "plain", "k2": 7})["k2"] == 7
+    assert params_for("caj", {"k2_intra": 2, "k2": None})["k2_intra"] == 2
 
 
 @pytest.mark.parametrize("method", ["krnn", "ecn", "caj"])

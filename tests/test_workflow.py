@@ -52,6 +52,7 @@ def test_data_rules_build_manifests_then_nothing_to_do(workdir):
         (lambda c: c["rerank"]["krnn"].update(k1=0), "On instance['rerank']['krnn']['k1']"),
         (lambda c: c["rerank"]["caj"].update(lam=5), "On instance['rerank']['caj']['lam']"),
         (lambda c: c["rerank"]["ecn"].update(kk=3), "'kk' was unexpected"),
+        (lambda c: c["rerank"]["caj"].update(k2_intra=2), "rerank.caj: caj k2_intra = 2: read with qe = camera only"),
         (
             lambda c: c["encoder"].update(weights="/nonexistent/ViT-B-16.pt"),
             "encoder.weights: /nonexistent/ViT-B-16.pt",

@@ -59,6 +59,14 @@ for _name, _source in MLLMS.items():
         raise WorkflowError(f"mllm.models: name {_name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
 if config["encoder"].get("weights") and not Path(config["encoder"]["weights"]).is_file():
     raise WorkflowError(f"encoder.weights: {config['encoder']['weights']} is not a file")
+from muse.errors import MuseError
+from muse.rerank import params_for
+
+for _method, _params in config["rerank"].items():
+    try:
+        params_for(_method, _params)  # what the schema cannot say: options of the other mode
+    except MuseError as e:
+        raise WorkflowError(f"rerank.{_method}: {e}")
 
 
 wildcard_constraints:

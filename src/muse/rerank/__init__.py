@@ -28,10 +28,13 @@ DEFAULTS = {
     "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 3, "k2_inter": 3, "lam": 0.3, "qe": "camera", "k2": 5},
 }
 METHODS = tuple(DEFAULTS)
+# CA-Jaccard's query expansion reads only the neighbour counts of its mode (muse.rerank.caj)
+CAJ_MODE_KEYS = {"camera": ("k2_intra", "k2_inter"), "plain": ("k2",)}
 
 
 def params_for(method: str, overrides: dict | None = None) -> dict:
-    """The method's defaults updated with ``overrides`` (None values ignored), validated."""
+    """The method's defaults updated with ``overrides`` (None values ignored), validated; an
+    override that the method, or its chosen mode, never reads is refused."""
     if method not in DEFAULTS:
         raise MuseError(f"unknown re-ranking method '{method}': expected one of {', '.join(METHODS)}")
     params = dict(DEFAULTS[method])
@@ -50,6 +53,15 @@ def params_for(method: str, overrides: dict | None = None) -> dict:
                 raise MuseError(f"{method} qe = {value!r}: expected one of {', '.join(QE)}")
         elif value < (0 if key == "k2_inter" else 1):
             raise MuseError(f"{method} {key} = {value}: expected a positive integer")
+    if method == "caj":
+        qe = params["qe"]
+        for mode, keys in CAJ_MODE_KEYS.items():
+            for key in keys:
+                if mode != qe and (overrides or {}).get(key) is not None:
+                    raise MuseError(
+                        f"caj {key} = {overrides[key]}: read with qe = {mode} only "
+                        f"(qe = {qe} expands over {', '.join(CAJ_MODE_KEYS[qe])})"
+                    )
     return params
 
 
