@@ -32,6 +32,11 @@ def inputs(tmp_path_factory):
     np.savez(d / "pickled.npz", feats=np.array([object()], dtype=object))
     (d / "header.csv").write_text("path,pid,camid,split,domain\n")
     (d / "pid.csv").write_text("path,pid,camid,split,domain\na.jpg,seven,1,train,MA\n")
+    write_image(d / "a.jpg")
+    (d / "split.csv").write_text("path,pid,camid,split,domain\na.jpg,1,1,train,MA\na.jpg,1,2,Query,MA\n")
+    header = "path,pid,camid,split,domain\n"
+    (d / "dup.csv").write_text(header + "a.jpg,1,1,train,MA\nb.jpg,2,1,train,MA\na.jpg,1,1,train,MA\n")
+    (d / "missing.csv").write_text("path,pid,camid,split,domain\na.jpg,1,1,train,MA\nnone.jpg,2,1,train,MA\n")
     (d / "pairs.jsonl").write_text('{"query": "a.jpg", "candidate": "b.jpg", "label": "Yes"}\n')
     root = d / "market"
     for folder in ("bounding_box_train", "query", "bounding_box_test"):
@@ -78,6 +83,21 @@ CASES = {
         ["train-encoder", "--manifest", "pid.csv", "--config", "config.yaml", "--out", "enc"],
         ["pid.csv: not a manifest", "seven"],
         ["enc"],
+    ),
+    "unknown split": (
+        ["train-encoder", "--manifest", "split.csv", "--config", "config.yaml", "--out", "enc"],
+        ["split.csv:3: split 'Query', expected one of train, val, query, gallery"],
+        ["enc"],
+    ),
+    "duplicate row": (
+        ["train-encoder", "--manifest", "dup.csv", "--config", "config.yaml", "--out", "enc"],
+        ["dup.csv:4:", "a.jpg is listed twice (first on line 2)"],
+        ["enc"],
+    ),
+    "missing image": (
+        ["train-encoder", "--manifest", "missing.csv", "--config", "config.yaml", "--out", "enc"],
+        ["missing.csv:3:", "none.jpg: image not found"],
+        ["enc", "enc.ckpt"],
     ),
     "same domain twice": (
         [

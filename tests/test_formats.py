@@ -1,6 +1,7 @@
 """Dataset readers on tiny folders in the real layouts."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +227,22 @@ def test_convert_cuhksysu_missing_annotation(tmp_path):
     with pytest.raises(MuseError, match="Person.mat: missing"):
         convert_cuhksysu(tmp_path, tmp_path / "out", split="all")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_manifest_is_read_from_any_directory(market, tmp_path, monkeypatch):
+    """Relative image paths are stored relative to the manifest and resolved against it: read from
+    where it was written they are the paths given; from elsewhere they still name the images."""
+    monkeypatch.chdir(market.parent)
+    df = formats.manifest("market1501", market.name, check=False)
+    formats.write_manifest(df, tmp_path / "deep" / "m.csv")
+    stored = (tmp_path / "deep" / "m.csv").read_text().splitlines()[1].split(",")[0]
+    assert not stored.startswith("/") and stored.startswith("..")
+    assert list(formats.read_manifest(tmp_path / "deep" / "m.csv").path.map(lambda p: str(Path(p).resolve()))) == [
+        str(Path(p).resolve()) for p in df.path
+    ]
+    monkeypatch.chdir(tmp_path)
+    again = formats.read_manifest(Path("deep") / "m.csv")
+    assert all(Path(p).is_file() for p in again.path) and len(again) == len(df)
+    absolute = df.assign(path=[str(Path(p).resolve()) for p in df.path])
+    formats.write_manifest(absolute, tmp_path / "abs.csv")
+    assert list(formats.read_manifest(tmp_path / "abs.csv").path) == list(absolute.path)  # absolute: kept

@@ -289,13 +289,14 @@ def _train_encoder_args(p):
 def _train_encoder(a):
     from muse import stages
     from muse.config import load_config
-    from muse.data.formats import read_manifest
+    from muse.data.formats import check_paths, read_manifest
     from muse.data.protocols import combine_train
 
     enc = load_config(a.config)["encoder"]
     manifests = {}
     for path in a.manifest:
         df = read_manifest(path)
+        check_paths(df, path)
         domain = df.domain.iloc[0]
         if domain in manifests:
             raise MuseError(f"{path}: a second --manifest of domain {domain}")

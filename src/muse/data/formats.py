@@ -23,6 +23,7 @@ cuhksysu        ``cropped_images/p{pid}_s{n}.jpg``: training only, one camera (0
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from muse.errors import MuseError, readable_image
 from muse.io import atomic_path
 
 MANIFEST_COLUMNS = ["path", "pid", "camid", "split", "domain"]
+MANIFEST_SPLITS = ("train", "val", "query", "gallery")
 DEFAULT_DOMAIN = {"market1501": "MA", "msmt17": "MS", "cuhk03np": "C3", "cuhksysu": "CS"}
 TRAIN_ONLY = ("cuhksysu",)  # layouts without a query and a gallery
 GALLERY_EXTRAS = ("market1501",)  # layouts whose gallery holds distractors (pid 0) and junk (−1)
@@ -302,13 +304,20 @@ def manifest(
 
 
 def write_manifest(df: pd.DataFrame, path) -> None:
-    """Write a manifest CSV atomically."""
+    """Write a manifest CSV atomically, relative image paths rewritten relative to the manifest's
+    folder (absolute ones kept), so that :func:`read_manifest` finds them from any directory."""
+    folder = Path(path).parent
+    out = df[MANIFEST_COLUMNS].copy()
+    out["path"] = [p if os.path.isabs(p) else os.path.relpath(p, folder) for p in out.path]
     with atomic_path(path) as tmp:
-        df[MANIFEST_COLUMNS].to_csv(tmp, index=False)
+        out.to_csv(tmp, index=False)
 
 
 def read_manifest(path) -> pd.DataFrame:
-    """Read a manifest CSV written by :func:`manifest`."""
+    """Read a manifest CSV written by :func:`write_manifest`: its relative image paths are resolved
+    against the manifest's folder (and normalised, so that read from where it was written they are
+    the paths it was given). Every split is one of :data:`MANIFEST_SPLITS` and no image is listed
+    twice; the first offence is named by its line."""
     path = Path(path)
     if not path.is_file():
         raise MuseError(f"{path}: manifest not found")
@@ -323,4 +332,24 @@ def read_manifest(path) -> pd.DataFrame:
         raise MuseError(f"{path}: columns {list(df.columns)}, expected {MANIFEST_COLUMNS}")
     if df.empty:
         raise MuseError(f"{path}: no rows")
+    bad = ~df.split.isin(MANIFEST_SPLITS)
+    if bad.any():
+        i = int(np.argmax(bad.to_numpy()))
+        raise MuseError(f"{path}:{i + 2}: split '{df.split.iloc[i]}', expected one of {', '.join(MANIFEST_SPLITS)}")
+    df["path"] = [p if os.path.isabs(p) else os.path.normpath(os.path.join(path.parent, p)) for p in df.path]
+    twice = df.path.duplicated()
+    if twice.any():
+        i = int(np.argmax(twice.to_numpy()))
+        first = int(np.argmax((df.path == df.path.iloc[i]).to_numpy()))
+        raise MuseError(f"{path}:{i + 2}: {df.path.iloc[i]} is listed twice (first on line {first + 2})")
     return df
+
+
+def check_paths(df: pd.DataFrame, manifest_path) -> None:
+    """Every image of the rows of a manifest (as :func:`read_manifest` read it) exists; the first
+    that does not is named with its manifest line."""
+    missing = [(i, p) for i, p in zip(df.index, df.path) if not os.path.isfile(p)]
+    if missing:
+        i, p = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise MuseError(f"{manifest_path}:{i + 2}: {p}: image not found{more}")

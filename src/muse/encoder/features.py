@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from muse.data.formats import read_manifest
+from muse.data.formats import check_paths, read_manifest
 from muse.encoder.data import Images, PixelCache
 from muse.encoder.model import ReIDEncoder
 from muse.errors import MuseError
@@ -60,4 +60,5 @@ def extract_splits(encoder_dir, manifest_path, splits, batch: int = 128) -> Feat
     df = df[df.split.isin(splits)]
     if df.empty:
         raise MuseError(f"{manifest_path}: no rows with split {' or '.join(splits)}")
+    check_paths(df, manifest_path)
     return extract(ReIDEncoder.from_pretrained(encoder_dir), df, batch=batch)
