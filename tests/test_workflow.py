@@ -58,6 +58,10 @@ def test_data_rules_build_manifests_then_nothing_to_do(workdir):
             "encoder.weights: /nonexistent/ViT-B-16.pt",
         ),
         (lambda c: c["mllm"]["models"].update({"../escape": "tiny:qwen2_vl"}), "name '../escape'"),
+        (
+            lambda c: c["mllm"]["models"].update({"Qwen2-VL-2B": "/nonexistent/Qwen2-VL-2B"}),
+            "mllm.models.Qwen2-VL-2B: /nonexistent/Qwen2-VL-2B is not a model directory (no config.json)",
+        ),
         (lambda c: c["mining"].update(val_ids=1.0), "val_ids"),
     ],
 )
@@ -201,6 +205,7 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
     for name in cfg["mllm"]["models"]:
         cfg["mllm"]["models"][name] = str(tmp_path / "models" / name)
         (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / "config.json").write_text("{}")
     cfg["mllm"]["sft_gpus"] = 4
     cfg["encoder"]["weights"] = str(tmp_path / "models" / "ViT-B-16.pt")
     (tmp_path / "models" / "ViT-B-16.pt").write_bytes(b"")

@@ -55,6 +55,8 @@ _BUILT = [f"{kind}:{arch}" for kind in ("tiny", "pretrained") for arch in ARCHIT
 for _name, _source in MLLMS.items():
     if _source.startswith(("tiny", "pretrained")) and _source not in _BUILT:
         raise WorkflowError(f"mllm.models.{_name}: {_source} is not one of {', '.join(_BUILT)} or a directory")
+    if _source not in _BUILT and not (Path(_source) / "config.json").is_file():
+        raise WorkflowError(f"mllm.models.{_name}: {_source} is not a model directory (no config.json)")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", _name):
         raise WorkflowError(f"mllm.models: name {_name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
 if config["encoder"].get("weights") and not Path(config["encoder"]["weights"]).is_file():
