@@ -135,3 +135,25 @@ def test_one_writer_per_output_rank_zero_holds_the_lock(tmp_path, monkeypatch):
         monkeypatch.setenv("RANK", "1")
         write("from rank 1", tmp_path / "o.txt")
     assert (tmp_path / "o.txt").read_text() == "from rank 1" and not lock.exists()
+
+
+def test_a_workflow_job_leaves_no_sidecar_without_its_output(tmp_path, capsys):
+    """``logged``: a failing or interrupted job removes its outputs' sidecars (the workflow manager
+    deletes the outputs); a starting job removes a sidecar whose output is gone; success keeps it."""
+    from muse.errors import MuseError, logged
+
+    out, orphan, log = tmp_path / "a.csv", tmp_path / "gone.csv", tmp_path / "job.log"
+    meta, orphan_meta = tmp_path / "a.csv.meta.json", tmp_path / "gone.csv.meta.json"
+    out.write_text("x\n")
+    meta.write_text("{}")
+    orphan_meta.write_text("{}")
+    with logged(log, [str(out), str(orphan)]):
+        assert not orphan_meta.exists() and meta.exists()  # removed at the start: its output is gone
+    assert meta.exists()
+    with pytest.raises(SystemExit) as e, logged(log, [str(out)]):
+        raise MuseError("a.csv: broken")
+    assert e.value.code == 1 and not meta.exists() and "muse: error: a.csv: broken" in capsys.readouterr().err
+    meta.write_text("{}")
+    with pytest.raises(KeyboardInterrupt), logged(log, [str(out)]):
+        raise KeyboardInterrupt
+    assert not meta.exists() and out.exists()  # the output itself is the workflow manager's to delete

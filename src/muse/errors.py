@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 
 from PIL import Image
 
@@ -22,15 +23,26 @@ def report(e: MuseError) -> None:
 
 
 @contextlib.contextmanager
-def logged(log_path):
-    """Send stderr (progress bars, warnings) to ``log_path``; a :class:`MuseError` is written there
-    and to the original stderr as one line, then the process exits with status 1."""
+def logged(log_path, outputs=()):
+    """A workflow job: stderr (progress bars, warnings) goes to ``log_path``; a :class:`MuseError`
+    is written there and to the original stderr as one line, then the process exits with status 1.
+    No provenance sidecar ``<output>.meta.json`` outlives its output: a job that fails or is
+    interrupted removes those of its ``outputs`` (which the workflow manager then deletes), and a
+    job starting removes those whose output is gone (left by a killed run)."""
+    sidecars = [Path(f"{o}.meta.json") for o in outputs]
+    for meta, out in zip(sidecars, outputs):
+        if not Path(out).exists():
+            meta.unlink(missing_ok=True)
     original = sys.stderr
     with open(log_path, "w") as log:
         sys.stderr = log
         try:
             yield
-        except MuseError as e:
+        except BaseException as e:
+            for meta in sidecars:
+                meta.unlink(missing_ok=True)
+            if not isinstance(e, MuseError):
+                raise
             report(e)
             sys.stderr = original
             report(e)

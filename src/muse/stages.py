@@ -4,7 +4,8 @@ Each function reads its inputs, writes its artefact atomically (through the libr
 calls) with its provenance sidecar ``<artefact>.meta.json`` (:func:`muse.io.write_meta`: the
 parameters below and the inputs' fingerprints), and returns what it wrote. The sidecar is
 written after the artefact, and replacing an artefact removes its old sidecar first
-(:func:`muse.io.atomic_path`), so a sidecar always describes the artefact beside it. ``muse <command>``
+(:func:`muse.io.atomic_path`), so a sidecar always describes the artefact beside it; in the
+workflow a failed job's sidecars go with its outputs (:func:`muse.errors.logged`). ``muse <command>``
 and the rule's script are adapters over the same function, so the two write the same files.
 """
 

@@ -4,7 +4,7 @@ from muse.errors import logged
 from muse.experiments import evaluate_ablation
 from muse.io import load_features, load_scores, write_json
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], snakemake.output):
     f = load_features(snakemake.input.features)
     scores = {
         row: load_scores(path, *f.test_sizes, features=f)

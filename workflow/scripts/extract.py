@@ -3,6 +3,6 @@
 from muse import stages
 from muse.errors import logged
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], snakemake.output):
     i, p = snakemake.input, snakemake.params
     stages.extract(i.encoder, i.manifest, p.splits, p.batch, snakemake.output[0])

@@ -5,7 +5,7 @@ from muse.experiments import rankings
 from muse.io import load_features, load_scores
 from muse.report.figures import ranking_figure
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], snakemake.output):
     f = load_features(snakemake.input.features)
     scores = load_scores(snakemake.input.scores, *f.test_sizes, features=f)
     method, m = snakemake.params.sweeps["rerank"], snakemake.params.muse

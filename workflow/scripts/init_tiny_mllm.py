@@ -3,5 +3,5 @@
 from muse.errors import logged
 from muse.mllm.model import init
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], snakemake.output):
     init(snakemake.output[0], arch=snakemake.params.arch, size="tiny")

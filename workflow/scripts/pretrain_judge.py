@@ -3,7 +3,7 @@
 from muse.errors import logged
 from muse.mllm.pretrain import PretrainConfig, pretrain
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], snakemake.output):
     pretrain(
         snakemake.input[0],
         snakemake.output[0],

@@ -3,7 +3,7 @@
 from muse import stages
 from muse.errors import logged
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], snakemake.output):
     i, p, s = snakemake.input, snakemake.params, snakemake.params.score
     stages.score(
         i.model,

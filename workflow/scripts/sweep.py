@@ -9,7 +9,7 @@ from muse.intervals import Bootstrap, annotate, interval_columns
 from muse.io import atomic_path, load_features, load_scores
 from muse.report.figures import plot_sweep
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], snakemake.output):
     cfg, param = snakemake.params.sweeps, snakemake.wildcards.param
     boot = from_section(Bootstrap, snakemake.params.intervals, "intervals")
     f = load_features(snakemake.input.features)

@@ -8,7 +8,7 @@ from muse.intervals import Bootstrap, annotate
 from muse.io import atomic_path
 from muse.report.paper import assemble, diagnostics_footnote, intervals_footnote, markdown
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], snakemake.output):
     table = int(snakemake.wildcards.table)
     boot = from_section(Bootstrap, snakemake.params.intervals, "intervals")
     measured = [row for path in snakemake.input for row in annotate(json.loads(open(path).read()), boot)]

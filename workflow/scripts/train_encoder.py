@@ -4,7 +4,7 @@ from muse import stages
 from muse.data.formats import check_paths, read_manifest
 from muse.errors import logged
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], snakemake.output):
     train = read_manifest(snakemake.input[0])
     check_paths(train, snakemake.input[0])
     stages.train_encoder(train, snakemake.params.encoder, snakemake.output[0], inputs=list(snakemake.input))
