@@ -1,6 +1,9 @@
 """Bad input: every case gets one line naming the offending file or key, a non-zero exit, and
 leaves no partial output behind."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -48,7 +51,27 @@ def inputs(tmp_path_factory):
     (cs / "annotation" / "test" / "train_test" / "Train.mat").write_bytes(b"MATLAB garbage")
     (d / "config.yaml").write_text("encoder: {clip: {}, image_size: [32, 16], weights: null, batch: 4, train: {}}\n")
     (d / "outdir").mkdir()
+    clip = {"embed_dim": 8, "vision_cfg": {"image_size": [32, 16], "patch_size": 8, "width": 16, "layers": 1, "head_width": 8}}
+    clip["text_cfg"] = {"context_length": 4, "vocab_size": 16, "width": 8, "heads": 1, "layers": 1}
+    for name, config, weights in (("enc_cfg", "{broken", b""), ("enc_weights", None, b"not safetensors")):
+        (d / name).mkdir()
+        (d / name / "config.json").write_text(config or json.dumps({"clip": clip, "num_classes": 2}))
+        (d / name / "model.safetensors").write_bytes(weights)
     return d
+
+
+def broken_judge(inputs, name):
+    """A copy of the tiny judge with one file missing, corrupt or truncated."""
+    if (inputs / name).exists():
+        return
+    shutil.copytree(inputs / "tiny", inputs / name)
+    if name == "no_tokenizer":
+        (inputs / name / "tokenizer.json").unlink()
+    elif name == "bad_config":
+        (inputs / name / "config.json").write_text("{broken")
+    else:
+        weights = inputs / name / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
 
 
 CASES = {
@@ -139,6 +162,31 @@ CASES = {
         ["--shard 2/6: no queries in this shard of 5"],
         ["s.npz", "s.npz.parts"],
     ),
+    "judge without tokenizer": (
+        ["score", "--model", "no_tokenizer", "--features", "f.npz", "--C", "3", "--out", "s.npz"],
+        ["no_tokenizer: no tokenizer (tokenizer.json"],
+        ["s.npz", "s.npz.parts"],
+    ),
+    "judge config corrupt": (
+        ["score", "--model", "bad_config", "--features", "f.npz", "--C", "3", "--out", "s.npz"],
+        ["bad_config: unreadable checkpoint"],
+        ["s.npz", "s.npz.parts"],
+    ),
+    "judge weights truncated": (
+        ["score", "--model", "truncated_judge", "--features", "f.npz", "--C", "3", "--out", "s.npz"],
+        ["truncated_judge: unreadable checkpoint", "deserializing"],
+        ["s.npz", "s.npz.parts"],
+    ),
+    "encoder config corrupt": (
+        ["extract", "--encoder", "enc_cfg", "--manifest", "market.csv", "--splits", "train", "--out", "e.npz"],
+        ["enc_cfg/config.json: not an encoder config"],
+        ["e.npz"],
+    ),
+    "encoder weights truncated": (
+        ["extract", "--encoder", "enc_weights", "--manifest", "market.csv", "--splits", "train", "--out", "e.npz"],
+        ["enc_weights/model.safetensors: unreadable safetensors"],
+        ["e.npz"],
+    ),
     "sft epochs 0": (
         ["sft", "--model", "tiny", "--pairs", "pairs.jsonl", "--epochs", "0", "--out", "a"],
         ["sft epochs = 0", "positive integer"],
@@ -157,8 +205,11 @@ def test_one_line_and_nothing_left(inputs, tmp_path_factory, case):
     args, fragments, outputs = CASES[case]
     if "market.csv" in args and not (inputs / "market.csv").exists():
         (inputs / "market.csv").write_text("path,pid,camid,split,domain\na.jpg,1,1,train,MA\n")
-    if "tiny" in args and not (inputs / "tiny").exists():
+    judges = {"tiny", "no_tokenizer", "bad_config", "truncated_judge"} & set(args)
+    if judges and not (inputs / "tiny").exists():
         assert muse("mllm", "init", "--out", inputs / "tiny").returncode == 0
+    for name in judges - {"tiny"}:
+        broken_judge(inputs, name)
     fails_with_one_line(muse(*args, cwd=inputs), *fragments)
     for out in outputs:
         assert not (inputs / out).exists(), out

@@ -21,6 +21,7 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -130,6 +131,13 @@ class ReIDEncoder(nn.Module):
         for f in (CONFIG, WEIGHTS):
             if not (path / f).is_file():
                 raise MuseError(f"{path / f}: missing (not an encoder directory)")
-        model = cls(**json.loads((path / CONFIG).read_text()))
-        model.load_state_dict(load_file(path / WEIGHTS))
+        try:
+            model = cls(**json.loads((path / CONFIG).read_text()))
+        except (ValueError, TypeError) as e:
+            raise MuseError(f"{path / CONFIG}: not an encoder config ({str(e).splitlines()[0]})") from None
+        try:
+            weights = load_file(path / WEIGHTS)
+        except (OSError, SafetensorError) as e:
+            raise MuseError(f"{path / WEIGHTS}: unreadable safetensors ({str(e).splitlines()[0]})") from None
+        model.load_state_dict(weights)
         return model.eval()

@@ -18,6 +18,7 @@ only where neither is at hand.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -458,6 +459,17 @@ def answer_ids(tokenizer) -> tuple[int, int]:
     return tuple(out)
 
 
+@contextlib.contextmanager
+def unreadable(folder):
+    """A corrupt JSON file or a truncated safetensors file of ``folder`` as one line naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (ValueError, OSError, SafetensorError) as e:
+        raise MuseError(f"{folder}: unreadable checkpoint ({str(e).splitlines()[0]})") from None
+
+
 def placement(device=None, dtype: torch.dtype | None = None) -> tuple[torch.device, torch.dtype]:
     """Where a judge runs: ``device`` (default: the GPU when torch sees one) in ``dtype`` (default:
     bf16 on a GPU, as the paper scores, fp32 on the CPU)."""
@@ -473,16 +485,20 @@ def load(model_dir, adapter=None, dtype: torch.dtype | None = None, device=None,
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise MuseError(f"{model_dir}: not a model directory (no config.json)")
-    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModelForImageTextToText.from_pretrained(
-        model_dir, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
-    )
+    if not any((model_dir / f).is_file() for f in ("tokenizer.json", "vocab.json")):
+        raise MuseError(f"{model_dir}: no tokenizer (tokenizer.json, or vocab.json and merges.txt)")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise MuseError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
+    with unreadable(model_dir):
+        processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_dir, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
+        )
     if adapter is not None:
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise MuseError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
-        model = PeftModel.from_pretrained(model, adapter)
+        with unreadable(adapter):
+            model = PeftModel.from_pretrained(model, adapter)
         if merge:
             model = model.merge_and_unload()
     model.to(device).eval()
