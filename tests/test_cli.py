@@ -257,6 +257,9 @@ def test_evaluate_ci_answers_whether_the_judge_helps(tmp_path):
         (["--tau", "0"], "tau = 0.0: expected a positive temperature"),
         (["--C", "11"], "C = 11: expected 1 <= C <= 10"),
         (["--rerank", "krnn", "--k1", "200"], "krnn needs 200 neighbours but the gallery has only 110"),
+        (["--rerank", "krnn", "--k1", "5", "--k2", "500"], "krnn needs 500 neighbours but the gallery has only 110"),
+        (["--rerank", "ecn", "--k", "5", "--q", "400"], "ecn needs 401 neighbours"),
+        (["--rerank", "caj", "--k1-intra", "2", "--k2-inter", "300"], "caj needs 300 neighbours"),
         (["--rerank", "ecn", "--k1", "5"], "re-ranking 'ecn' has no parameter 'k1'"),
     ],
 )

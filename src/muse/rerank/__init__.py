@@ -66,15 +66,20 @@ def params_for(method: str, overrides: dict | None = None) -> dict:
 
 
 def neighbourhood(method: str, params: dict) -> int:
-    """The largest number of neighbours the method asks of a gallery."""
+    """The largest number of neighbours the method asks of a gallery: every count it reads (K-RNN's
+    k1 and k2; ECN's k, and t + 1, q + 1 with the item itself; CA-Jaccard's k1s and the k2s of
+    its query expansion)."""
+    camera = params.get("qe") == "camera"
     return {
         "none": 0,
-        "krnn": params.get("k1", 0),
-        "ecn": params.get("k", 0),
+        "krnn": max(params.get("k1", 0), params.get("k2", 0)),
+        "ecn": max(params.get("k", 0), params.get("t", 0) + 1, params.get("q", 0) + 1),
         "caj": max(
             params.get("k1_intra", 0),
             params.get("k1_inter", 0),
             params.get("k2", 0) if params.get("qe") == "plain" else 0,
+            params.get("k2_intra", 0) if camera else 0,
+            params.get("k2_inter", 0) if camera else 0,
         ),
     }[method]
 
