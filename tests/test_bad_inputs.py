@@ -162,6 +162,26 @@ CASES = {
         ["--shard 2/6: no queries in this shard of 5"],
         ["s.npz", "s.npz.parts"],
     ),
+    "score C beyond the gallery, before any model loads": (
+        ["score", "--model", "nowhere", "--features", "f.npz", "--C", "99", "--out", "s.npz"],
+        ["C = 99: expected 1 <= C <= 15"],
+        ["s.npz", "s.npz.parts"],
+    ),
+    "score adapter, before any model loads": (
+        ["score", "--model", "tiny", "--adapter", "outdir", "--features", "f.npz", "--C", "3", "--out", "s.npz"],
+        ["outdir: not a LoRA adapter directory"],
+        ["s.npz", "s.npz.parts"],
+    ),
+    "unknown shipped judge": (
+        ["score", "--model", "pretrained:llava", "--features", "f.npz", "--C", "3", "--out", "s.npz"],
+        ["argument --model: pretrained:llava: no such judge"],
+        ["s.npz"],
+    ),
+    "sft image missing, before any model loads": (
+        ["sft", "--model", "nowhere", "--pairs", "pairs.jsonl", "--out", "a"],
+        ["pairs.jsonl:1: b.jpg: image not found"],
+        ["a", "a.ckpt"],
+    ),
     "judge without tokenizer": (
         ["score", "--model", "no_tokenizer", "--features", "f.npz", "--C", "3", "--out", "s.npz"],
         ["no_tokenizer: no tokenizer (tokenizer.json"],

@@ -413,3 +413,24 @@ def test_command_choices_come_from_the_library():
     )
     light = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert light.stdout.strip() == "False"
+
+
+def test_the_cli_takes_a_shipped_judge_as_the_config_does():
+    from muse.cli import parser
+    from muse.mllm.model import pretrained_dir
+
+    argv = ["score", "--model", "pretrained:qwen2_5_vl", "--features", "f.npz", "--C", "3", "--out", "s.npz"]
+    assert parser(argv).parse_args(argv).model == pretrained_dir("qwen2_5_vl")
+
+
+def test_every_option_of_every_command_has_a_help_line():
+    import argparse
+
+    from muse.cli import COMMANDS, parser
+
+    for name, *_ in COMMANDS:
+        command = parser(name.split())
+        for word in name.split():
+            command = next(a for a in command._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+        bare = [a.option_strings or [a.dest] for a in command._actions if a.dest != "help" and not a.help]
+        assert not bare, (name, bare)

@@ -31,6 +31,19 @@ def positive(text: str) -> int:
     return value
 
 
+def model_dir(text: str) -> Path:
+    """An argparse type: a model directory, or ``pretrained:<arch>`` for a shipped judge (as the
+    config's ``mllm.models`` takes it)."""
+    if not text.startswith("pretrained:"):
+        return Path(text)
+    from muse.mllm.model import pretrained_dir
+
+    try:
+        return pretrained_dir(text.removeprefix("pretrained:"))
+    except MuseError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def gigabytes(text: str) -> int:
     """An argparse type: a positive size in GB (2³⁰ bytes), returned in bytes."""
     try:
@@ -81,9 +94,9 @@ def command(name: str, text: str, arguments):
 def _data_manifest_args(p):
     from muse.data.formats import CUHK03_VARIANTS, DEFAULT_DOMAIN, READERS
 
-    p.add_argument("--format", required=True, choices=list(READERS))
-    p.add_argument("--root", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--format", required=True, choices=list(READERS), help="the dataset's on-disk layout")
+    p.add_argument("--root", required=True, type=Path, help="the dataset's folder")
+    p.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
     p.add_argument(
         "--domain", help="domain label (default " + ", ".join(f"{d} for {f}" for f, d in DEFAULT_DOMAIN.items()) + ")"
     )
@@ -110,7 +123,7 @@ def _data_convert_cuhksysu_args(p):
         default="train",
         help="train: annotation/test/train_test/Train.mat (MUSE's release); all: annotation/Person.mat",
     )
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder of the cropped persons (cropped_images/)")
 
 
 @command(
@@ -126,9 +139,11 @@ def _data_convert_cuhksysu(a):
 def _data_synth_args(p):
     from muse.data.synthetic import STYLES
 
-    p.add_argument("--domain", required=True, choices=list(STYLES))
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--config", default=Path("config.yaml"), type=Path)
+    p.add_argument("--domain", required=True, choices=list(STYLES), help="the synthetic domain to generate")
+    p.add_argument("--out", required=True, type=Path, help="folder to write it in, in the real dataset's layout")
+    p.add_argument(
+        "--config", default=Path("config.yaml"), type=Path, help="reads its `world` section (default config.yaml)"
+    )
     p.add_argument("--seed", type=int, help="override world.seed")
 
 
@@ -146,10 +161,15 @@ def _data_synth(a):
 
 
 def _rerank_options() -> dict:
-    """Every re-ranking parameter of any method, with the type of its default."""
-    from muse.rerank import DEFAULTS
+    """Every re-ranking parameter of any method: (the type of its default, its help line)."""
+    from muse.rerank import DEFAULTS, PARAMETER_HELP
 
-    return {name: type(value) for params in DEFAULTS.values() for name, value in params.items()}
+    options = {}
+    for params in DEFAULTS.values():
+        for name, value in params.items():
+            defaults = ", ".join(f"{m} {p[name]}" for m, p in DEFAULTS.items() if name in p)
+            options[name] = (type(value), f"{PARAMETER_HELP[name]} (default: {defaults})")
+    return options
 
 
 def _evaluate_args(p):
@@ -157,11 +177,11 @@ def _evaluate_args(p):
     from muse.paper import FUSION
     from muse.rerank import METHODS
 
-    p.add_argument("--features", required=True, type=Path)
+    p.add_argument("--features", required=True, type=Path, help="features file (.npz) with query and gallery rows")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     p.add_argument("--block", type=positive, default=256, help="queries per distance block")
-    p.add_argument("--rerank", default="none", choices=METHODS)
+    p.add_argument("--rerank", default="none", choices=METHODS, help="re-ranking method (default none)")
     p.add_argument("--memory", type=gigabytes, default=MEMORY, help=MEMORY_HELP)
     p.add_argument("--scores", type=Path, help="pair-scores file: apply μ-fusion before re-ranking")
     p.add_argument("--alpha", type=float, help=f"μ-fusion weight α (default {FUSION['alpha']}; with --scores)")
@@ -178,8 +198,8 @@ def _evaluate_args(p):
     i.add_argument("--level", type=fraction, help=f"coverage of the interval (default {Bootstrap.level}; with --ci)")
     i.add_argument("--seed", type=natural, help=f"seed of the resampling (default {Bootstrap.seed}; with --ci)")
     g = p.add_argument_group("re-ranking parameters (defaults: the original papers')")
-    for name, kind in _rerank_options().items():
-        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
+    for name, (kind, text) in _rerank_options().items():
+        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
 
 
 @command("evaluate", "mAP / CMC / mINP of a features file", _evaluate_args)
@@ -307,11 +327,11 @@ def _train_encoder(a):
 
 
 def _extract_args(p):
-    p.add_argument("--encoder", required=True, type=Path)
-    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--encoder", required=True, type=Path, help="encoder directory (model.safetensors + config.json)")
+    p.add_argument("--manifest", required=True, type=Path, help="manifest CSV of the images")
     p.add_argument("--splits", default="query,gallery", help="comma-separated splits (default query,gallery)")
-    p.add_argument("--batch", type=positive, default=128)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--batch", type=positive, default=128, help="images per forward pass (default 128)")
+    p.add_argument("--out", required=True, type=Path, help="features file (.npz) to write")
 
 
 @command("extract", "features of a manifest's images (.npz)", _extract_args)
@@ -326,14 +346,16 @@ def _mine_args(p):
     from muse.mining import STRATEGIES
 
     p.add_argument("--features", required=True, type=Path, help="uses its train split, or all rows if none")
-    p.add_argument("--strategy", default=STRATEGIES[0], choices=STRATEGIES)
+    p.add_argument(
+        "--strategy", default=STRATEGIES[0], choices=STRATEGIES, help=f"mining strategy (default {STRATEGIES[0]})"
+    )
     p.add_argument("--cpos", type=int, default=5, help="QCHM: farthest positives per image, C_pos (default 5)")
     p.add_argument("--cneg", type=int, default=5, help="QCHM: nearest negatives per image, C_neg (default 5)")
     p.add_argument("--random-k", type=int, default=5, help="random: images drawn per image (default 5, the release's)")
     p.add_argument("--val-ids", type=float, default=0.0, help="fraction of identities held out for validation")
     p.add_argument("--val-out", type=Path, help="JSONL of the held-out identities' pairs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0, help="seed of random mining and the held-out identities (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="JSONL of the training pairs")
 
 
 @command("mine", "query-candidate pairs for the MLLM (QCHM or random)", _mine_args)
@@ -351,8 +373,10 @@ def _mllm_init_args(p):
     from muse.mllm import ARCHITECTURES
     from muse.mllm.model import PUBLISHED, SIZES
 
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--arch", default=ARCHITECTURES[0], choices=ARCHITECTURES)
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    p.add_argument(
+        "--arch", default=ARCHITECTURES[0], choices=ARCHITECTURES, help=f"architecture (default {ARCHITECTURES[0]})"
+    )
     p.add_argument(
         "--size",
         default="tiny",
@@ -383,7 +407,7 @@ def _mllm_init(a):
 
 def _mllm_corpus_args(p):
     p.add_argument("--config", default=Path("config.yaml"), type=Path, help="reads its `pretrain.corpus` section")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="corpus folder to write")
 
 
 @command("mllm corpus", "write the open-world pair corpus that the small judges are pretrained on", _mllm_corpus_args)
@@ -421,19 +445,22 @@ def _sft_args(p):
     from dataclasses import fields
 
     from muse.mllm.prompt import VARIANTS
-    from muse.mllm.sft import SFTConfig
+    from muse.mllm.sft import SFT_HELP, SFTConfig
 
-    p.add_argument("--model", required=True, type=Path, help="local model directory")
-    p.add_argument("--pairs", required=True, type=Path)
+    p.add_argument(
+        "--model", required=True, type=model_dir, help="local model directory, or pretrained:<arch> for a shipped judge"
+    )
+    p.add_argument("--pairs", required=True, type=Path, help="JSONL of the training pairs (muse mine)")
     p.add_argument("--val-pairs", type=Path, help="held-out pairs for the validation loss")
     p.add_argument("--out", required=True, type=Path, help="adapter directory (peft)")
     g = p.add_argument_group("the recipe (defaults: muse.mllm.sft.SFTConfig)")
     for f in fields(SFTConfig):
         flag = f"--{f.name.replace('_', '-')}"
+        text = f"{SFT_HELP[f.name]} (default {f.default})"
         if isinstance(f.default, bool):
-            g.add_argument(flag, action="store_true", default=None)
+            g.add_argument(flag, action="store_true", default=None, help=text)
         else:
-            g.add_argument(flag, type=type(f.default), choices=VARIANTS if f.name == "prompt" else None)
+            g.add_argument(flag, type=type(f.default), choices=VARIANTS if f.name == "prompt" else None, help=text)
 
 
 @command("sft", "LoRA fine-tuning of the MLLM judge on query-candidate pairs", _sft_args)
@@ -452,22 +479,24 @@ def _score_args(p):
     from muse.mllm.prompt import VARIANTS
     from muse.mllm.score import ENGINES, LOGITS
 
-    p.add_argument("--model", required=True, type=Path)
+    p.add_argument(
+        "--model", required=True, type=model_dir, help="local model directory, or pretrained:<arch> for a shipped judge"
+    )
     p.add_argument("--adapter", type=Path, help="LoRA adapter (none: zero-shot)")
     p.add_argument("--features", required=True, type=Path, help="query/gallery features; image paths come from it")
     p.add_argument("--C", type=positive, required=True, help="candidates per query (the largest any table needs)")
-    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0])
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=f"scoring engine (default {ENGINES[0]})")
     p.add_argument("--batch", type=positive, default=8, help="pairs per forward")
     p.add_argument("--shard", default="0/1", help="i/n: score the i-th of n query ranges")
     p.add_argument("--swap", action="store_true", help="average with query and candidate swapped")
-    p.add_argument("--prompt", choices=VARIANTS, default="dap")
+    p.add_argument("--prompt", choices=VARIANTS, default="dap", help="prompt variant (default dap, Table 1's)")
     p.add_argument(
         "--logits",
         choices=LOGITS,
         default=LOGITS[0],
         help="raw: the model's logits; generate: as the release's generate().scores[0] (repetition penalty)",
     )
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="scores file (.npz) to write")
 
 
 @command("score", "MLLM logits for each query's top-C gallery candidates", _score_args)
@@ -481,9 +510,9 @@ def _score(a):
 
 
 def _score_merge_args(p):
-    p.add_argument("--features", required=True, type=Path)
-    p.add_argument("--shards", required=True, type=Path, nargs="+")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--features", required=True, type=Path, help="the features file the shards were scored on")
+    p.add_argument("--shards", required=True, type=Path, nargs="+", help="the shards' scores files")
+    p.add_argument("--out", required=True, type=Path, help="merged scores file (.npz)")
 
 
 @command("score-merge", "merge score shards (in query order) into one file", _score_merge_args)
@@ -498,13 +527,24 @@ def _bench_score_args(p):
     from muse.mllm import ARCHITECTURES
     from muse.mllm.model import PUBLISHED, SIZES
 
-    p.add_argument("--model", type=Path, help="model directory (default: one of --arch and --size built in memory)")
-    p.add_argument("--arch", default=ARCHITECTURES[0], choices=ARCHITECTURES)
-    p.add_argument("--size", default="tiny", choices=[*SIZES, *dict.fromkeys(size for _, size in PUBLISHED)])
+    p.add_argument(
+        "--model",
+        type=model_dir,
+        help="model directory or pretrained:<arch> (default: one of --arch and --size built in memory)",
+    )
+    p.add_argument(
+        "--arch", default=ARCHITECTURES[0], choices=ARCHITECTURES, help=f"architecture (default {ARCHITECTURES[0]})"
+    )
+    p.add_argument(
+        "--size",
+        default="tiny",
+        choices=[*SIZES, *dict.fromkeys(size for _, size in PUBLISHED)],
+        help="model size built in memory without --model (default tiny)",
+    )
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
-    p.add_argument("--queries", type=int, default=8)
-    p.add_argument("--C", type=positive, default=40)
-    p.add_argument("--batch", type=positive, default=8)
+    p.add_argument("--queries", type=positive, default=8, help="queries timed (default 8)")
+    p.add_argument("--C", type=positive, default=40, help="candidates per query, shared by the queries (default 40)")
+    p.add_argument("--batch", type=positive, default=8, help="pairs per forward pass (default 8)")
 
 
 @command("bench score", "pairs/s of the scoring engines and their max logit difference", _bench_score_args)
@@ -538,9 +578,9 @@ def _bench_gpu(a):
 def _bench_evaluate_args(p):
     from muse.bench import SIZES
 
-    p.add_argument("--size", choices=list(SIZES), default="msmt17")
-    p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--block", type=positive, default=256)
+    p.add_argument("--size", choices=list(SIZES), default="msmt17", help="test-set size (default msmt17)")
+    p.add_argument("--dim", type=positive, default=512, help="feature dimension (default 512)")
+    p.add_argument("--block", type=positive, default=256, help="queries per distance block (default 256)")
 
 
 @command("bench evaluate", "evaluation of random features", _bench_evaluate_args)
@@ -554,7 +594,7 @@ def _bench_rerank_args(p):
     from muse.bench import FEATURES, SIZES
     from muse.rerank import METHODS
 
-    p.add_argument("--size", choices=list(SIZES), default="market")
+    p.add_argument("--size", choices=list(SIZES), default="market", help="test-set size (default market)")
     p.add_argument(
         "--method",
         choices=["all", "floor", *METHODS, "original"],
@@ -569,7 +609,7 @@ def _bench_rerank_args(p):
         help="the original k-reciprocal code's re_ranking_ranklist.py "
         "(zhunzhong07/person-re-ranking, python-version), run on the same features without fusion",
     )
-    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--dim", type=positive, default=512, help="feature dimension (default 512)")
     p.add_argument("--no-fusion", action="store_true", help="skip μ-fusion (C = 40 random logits)")
     p.add_argument(
         "--features",
@@ -635,7 +675,9 @@ def _bench_rerank(a):
 
 def _bench_dg_args(p):
     p.add_argument("--manifests", type=Path, default=Path("results/data"), help="folder of <domain>.csv")
-    p.add_argument("--domains", default="MA,MS,C3,CS")
+    p.add_argument(
+        "--domains", default="MA,MS,C3,CS", help="comma-separated domains of the matrix (default MA,MS,C3,CS)"
+    )
     p.add_argument("--config", type=Path, default=Path("config.yaml"), help="reads `encoder` and `rerank.krnn`")
     p.add_argument("--work", type=Path, default=Path("results/bench_dg"), help="where the encoders go")
     p.add_argument("--markdown", action="store_true", help="print the matrix as a Markdown table instead of JSON")

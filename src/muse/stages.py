@@ -109,12 +109,14 @@ def mine(
 def sft(model, pairs, out, options: dict, val_pairs=None) -> list:
     """The judge's LoRA adapter fine-tuned on the mined pairs (``options``: :class:`SFTConfig`
     fields); returns the per-epoch history."""
-    from muse.mllm.sft import SFTConfig, read_pairs
+    from muse.mllm.sft import SFTConfig, check_pair_images, read_pairs
     from muse.mllm.sft import sft as fine_tune
 
     cfg = SFTConfig(**options)
-    val = read_pairs(val_pairs) if val_pairs else None
-    history = fine_tune(model, read_pairs(pairs), out, cfg, val=val)
+    train, val = read_pairs(pairs), read_pairs(val_pairs) if val_pairs else None
+    for records, path in ((train, pairs), (val or [], val_pairs)):
+        check_pair_images(records, path)
+    history = fine_tune(model, train, out, cfg, val=val)
     write_meta(out, {"sft": cfg.__dict__}, inputs=[pairs] + ([val_pairs] if val_pairs else []))
     return history
 
@@ -134,10 +136,12 @@ def score(
 ) -> slice:
     """The judge's Yes/No logits of each query's top-C candidates (a shard of the queries)."""
     from muse.io import load_features
-    from muse.mllm.score import load_judge, score_features
+    from muse.mllm.score import load_judge, score_features, shard_candidates
 
+    f = load_features(features)
+    shard_candidates(f, C, shard)  # a bad C or shard is refused before the weights load
     judge = load_judge(model, adapter, prompt, logits)
-    rows = score_features(judge, load_features(features), C, out, shard, engine, batch, swap)
+    rows = score_features(judge, f, C, out, shard, engine, batch, swap)
     params = {
         "C": C,
         "engine": engine,

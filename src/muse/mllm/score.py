@@ -280,6 +280,16 @@ def score_file(
     return merged
 
 
+def shard_candidates(features: Features, C: int, shard: str) -> tuple[slice, np.ndarray]:
+    """(the query rows of shard ``shard`` (i/n), their top-``C`` gallery candidates by the base
+    distance); an empty shard or C beyond the gallery is refused."""
+    q, g = features.query_gallery()
+    rows = shard_rows(len(q.pids), shard)
+    if rows.stop == rows.start:
+        raise MuseError(f"--shard {shard}: no queries in this shard of {len(q.pids)}; use fewer shards")
+    return rows, Distance(q.feats[rows], g.feats).top_candidates(C)  # this shard's queries only
+
+
 def score_features(
     judge: Judge,
     features: Features,
@@ -294,10 +304,7 @@ def score_features(
     candidates by the base distance, into ``out`` (with its query rows and the features'
     fingerprint); returns the shard's query rows."""
     q, g = features.query_gallery()
-    rows = shard_rows(len(q.pids), shard)
-    if rows.stop == rows.start:
-        raise MuseError(f"--shard {shard}: no queries in this shard of {len(q.pids)}; use fewer shards")
-    cand = Distance(q.feats[rows], g.feats).top_candidates(C)  # this shard's queries only
+    rows, cand = shard_candidates(features, C, shard)
     score_file(
         judge,
         q.paths[rows],

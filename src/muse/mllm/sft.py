@@ -51,20 +51,23 @@ def lora_targets(vision_attention: bool = False) -> str:
 
 @dataclass
 class SFTConfig:
+    """The fine-tuning recipe (config ``mllm.sft``, ``muse sft`` options); :data:`SFT_HELP` says
+    what each field is."""
+
     epochs: int = 20
     lr: float = 5e-5
     lr_min: float = 1e-6
     weight_decay: float = 0.0
     batch: int = 2
-    grad_accum: int = 1  # batches per optimizer step: the effective batch is batch × grad_accum × GPUs
+    grad_accum: int = 1
     rank: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     prompt: str = "dap"
-    fraction: float = 1.0  # keep this random share of the training pairs (MUSE: 0.5)
-    val_every: int = 5  # validation loss every this many epochs (MUSE: 5), with validation pairs
-    vision_attention: bool = False  # also adapt the vision blocks' attention (MUSE: no)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: same gradients, less memory
+    fraction: float = 1.0
+    val_every: int = 5
+    vision_attention: bool = False
+    gradient_checkpointing: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -78,6 +81,25 @@ class SFTConfig:
                 f"sft lr = {self.lr}, lr_min = {self.lr_min}, lora_dropout = {self.lora_dropout}: "
                 "expected lr > 0, lr_min >= 0, 0 <= dropout < 1"
             )
+
+
+SFT_HELP = {
+    "epochs": "passes over the training pairs",
+    "lr": "peak learning rate of AdamW",
+    "lr_min": "learning rate the cosine schedule ends at",
+    "weight_decay": "AdamW weight decay",
+    "batch": "pairs per forward pass and process",
+    "grad_accum": "batches per optimizer step (effective batch: batch × grad_accum × GPUs)",
+    "rank": "LoRA rank r",
+    "lora_alpha": "LoRA α (the update is scaled by α / r)",
+    "lora_dropout": "dropout on the LoRA input",
+    "prompt": "prompt variant of the pairs",
+    "fraction": "random share of the training pairs kept (MUSE: 0.5)",
+    "val_every": "validation loss every this many epochs, with validation pairs (MUSE: 5)",
+    "vision_attention": "also adapt the vision blocks' attention (MUSE: no)",
+    "gradient_checkpointing": "recompute activations in the backward pass: same gradients, less memory",
+    "seed": "seed of the pair order, the kept share and LoRA dropout",
+}
 
 
 def read_pairs(path) -> list[dict]:
@@ -98,6 +120,15 @@ def read_pairs(path) -> list[dict]:
     if not records:
         raise MuseError(f"{path}: no pairs")
     return records
+
+
+def check_pair_images(records: list[dict], path) -> None:
+    """Every image of the pairs (read from ``path``) exists; the first that does not is named with
+    its line, before any model loads."""
+    for n, r in enumerate(records, 1):
+        for key in ("query", "candidate"):
+            if not Path(r[key]).is_file():
+                raise MuseError(f"{path}:{n}: {r[key]}: image not found")
 
 
 def lora_model(model, cfg: SFTConfig):

@@ -28,6 +28,19 @@ DEFAULTS = {
     "caj": {"k1_intra": 5, "k1_inter": 20, "k2_intra": 3, "k2_inter": 3, "lam": 0.3, "qe": "camera", "k2": 5},
 }
 METHODS = tuple(DEFAULTS)
+PARAMETER_HELP = {
+    "k1": "k-reciprocal neighbours",
+    "k2": "neighbours of the local query expansion",
+    "lam": "weight λ of the original distance",
+    "k": "ECN's neighbours",
+    "t": "ECN's neighbourhood: the t nearest",
+    "q": "ECN's neighbourhood: the q nearest of each of those",
+    "k1_intra": "camera-aware k-reciprocal neighbours, same camera",
+    "k1_inter": "camera-aware k-reciprocal neighbours, other cameras",
+    "k2_intra": "camera-aware query expansion, same camera (qe camera)",
+    "k2_inter": "camera-aware query expansion, other cameras (qe camera)",
+    "qe": "CA-Jaccard's query expansion: camera (the paper's) or plain (MUSE's release, with k2)",
+}
 # CA-Jaccard's query expansion reads only the neighbour counts of its mode (muse.rerank.caj)
 CAJ_MODE_KEYS = {"camera": ("k2_intra", "k2_inter"), "plain": ("k2",)}
 
