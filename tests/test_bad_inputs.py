@@ -51,7 +51,8 @@ def inputs(tmp_path_factory):
     (cs / "annotation" / "test" / "train_test" / "Train.mat").write_bytes(b"MATLAB garbage")
     (d / "config.yaml").write_text("encoder: {clip: {}, image_size: [32, 16], weights: null, batch: 4, train: {}}\n")
     (d / "outdir").mkdir()
-    clip = {"embed_dim": 8, "vision_cfg": {"image_size": [32, 16], "patch_size": 8, "width": 16, "layers": 1, "head_width": 8}}
+    vision = {"image_size": [32, 16], "patch_size": 8, "width": 16, "layers": 1, "head_width": 8}
+    clip = {"embed_dim": 8, "vision_cfg": vision}
     clip["text_cfg"] = {"context_length": 4, "vocab_size": 16, "width": 8, "heads": 1, "layers": 1}
     for name, config, weights in (("enc_cfg", "{broken", b""), ("enc_weights", None, b"not safetensors")):
         (d / name).mkdir()
