@@ -308,8 +308,10 @@ def test_score_resumes_only_its_own_parts(tiny, images, tmp_path, monkeypatch, c
         S.score_file(judge, q, g, cand, tmp_path / "again.npz", slice(0, 5), chunk=2, progress=False)
     assert len(list((tmp_path / "again.npz.parts").glob("*.npz"))) == 1 and not (tmp_path / "again.npz").exists()
     monkeypatch.setattr(S, "score_queries", lambda *a, **k: (calls.append(len(a[1])), real(*a, **k))[1])
+    capsys.readouterr()
     again = S.score_file(judge, q, g, cand, tmp_path / "again.npz", slice(0, 5), chunk=2, progress=False)
     assert len(calls) == 4  # chunks 2 and 3 only, after the kill
+    assert f"resuming {tmp_path / 'again.npz'}: 1 of 3 chunks scored" in capsys.readouterr().err
     np.testing.assert_array_equal(again.s_yes, single.s_yes)
 
     monkeypatch.setattr(S, "score_queries", dies_on_second_chunk)
@@ -322,6 +324,14 @@ def test_score_resumes_only_its_own_parts(tiny, images, tmp_path, monkeypatch, c
     alone = S.score_file(other, q, g, cand, tmp_path / "alone.npz", slice(0, 5), chunk=2, progress=False)
     np.testing.assert_array_equal(mixed.s_yes, alone.s_yes)
     assert not np.allclose(mixed.s_yes[:2], single.s_yes[:2])
+    cut = tmp_path / "cut.npz.parts"  # what a full disk leaves: an empty fingerprint, an empty part
+    cut.mkdir()
+    (cut / "fingerprint").write_text("")
+    (cut / "00000000-00000002.npz").write_bytes(b"")
+    capsys.readouterr()
+    rerun = S.score_file(other, q, g, cand, tmp_path / "cut.npz", slice(0, 5), chunk=2, progress=False)
+    assert "other inputs" not in capsys.readouterr().err  # treated as absent: nothing to resume
+    np.testing.assert_array_equal(rerun.s_yes, alone.s_yes)
 
     import fcntl
 

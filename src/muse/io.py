@@ -174,9 +174,12 @@ def files_digest(path: str | os.PathLike | None) -> str | None:
 
 def resumable(checkpoint: str | os.PathLike, found: str | None, expected: str) -> bool:
     """Whether a checkpoint made from inputs with fingerprint ``found`` may be resumed under
-    ``expected``; when not, says so on stderr (the caller starts over)."""
+    ``expected``; when not, says so on stderr (the caller starts over). A checkpoint without a
+    fingerprint (an empty one, e.g. cut by a full disk) is treated as absent, without a word."""
     if found == expected:
         return True
+    if not found:
+        return False
     print(f"{checkpoint}: made from other inputs or parameters; starting over", file=sys.stderr)
     return False
 

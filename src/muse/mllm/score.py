@@ -26,6 +26,7 @@ occurs in the prompt is divided by θ when positive and multiplied by θ otherwi
 from __future__ import annotations
 
 import copy
+import math
 import shutil
 import sys
 import time
@@ -264,6 +265,9 @@ def score_file(
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fingerprint)
+    done = len(list(parts.glob("*-*.npz")))
+    if done:
+        print(f"resuming {out}: {done} of {math.ceil((rows.stop - rows.start) / chunk)} chunks scored", file=sys.stderr)
     pieces = []
     for start in range(rows.start, rows.stop, chunk):
         stop = min(start + chunk, rows.stop)
