@@ -46,12 +46,12 @@ def test_data_rules_build_manifests_then_nothing_to_do(workdir):
 @pytest.mark.parametrize(
     "edit, fragment",
     [
-        (lambda c: c.update(colour="red"), "colour"),
-        (lambda c: c["datasets"]["MA"].update(format="viper"), "viper"),
-        (lambda c: c["world"]["domains"]["MA"].update(train_ids=0), "train_ids"),
-        (lambda c: c["rerank"]["krnn"].update(k1=0), "On instance['rerank']['krnn']['k1']"),
-        (lambda c: c["rerank"]["caj"].update(lam=5), "On instance['rerank']['caj']['lam']"),
-        (lambda c: c["rerank"]["ecn"].update(kk=3), "'kk' was unexpected"),
+        (lambda c: c.update(colour="red"), "config: top level: Additional properties are not allowed ('colour'"),
+        (lambda c: c["datasets"]["MA"].update(format="viper"), "config: datasets.MA.format: 'viper' is not one of"),
+        (lambda c: c["world"]["domains"]["MA"].update(train_ids=0), "config: world.domains.MA.train_ids: 0 is less"),
+        (lambda c: c["rerank"]["krnn"].update(k1=0), "config: rerank.krnn.k1: 0 is less than the minimum of 1"),
+        (lambda c: c["rerank"]["caj"].update(lam=5), "config: rerank.caj.lam: 5 is greater than the maximum of 1"),
+        (lambda c: c["rerank"]["ecn"].update(kk=3), "config: rerank.ecn: Additional properties are not allowed ('kk'"),
         (lambda c: c["rerank"]["caj"].update(k2_intra=2), "rerank.caj: caj k2_intra = 2: read with qe = camera only"),
         (
             lambda c: c["encoder"].update(weights="/nonexistent/ViT-B-16.pt"),

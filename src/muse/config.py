@@ -24,6 +24,19 @@ def load_config(path) -> dict:
     return cfg
 
 
+def check_schema(config: dict, schema_path) -> None:
+    """The config against the JSON schema at ``schema_path`` (workflow/schemas/config.schema.yaml):
+    the most relevant violation (jsonschema's ``best_match``) as one line naming the key path."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "top level"
+        raise MuseError(f"config: {where}: {error.message}")
+
+
 def from_section(cls, section: dict, key: str):
     """An instance of the dataclass ``cls`` from the config mapping at ``key`` (lists become
     tuples); an unknown field is a one-line error naming ``key``."""

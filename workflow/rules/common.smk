@@ -5,9 +5,14 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
+from muse.config import check_schema
+from muse.errors import MuseError
+
+try:
+    check_schema(config, Path(workflow.current_basedir, "..", "schemas", "config.schema.yaml"))
+except MuseError as e:
+    raise WorkflowError(str(e))
 
 DOMAINS = list(config["datasets"])
 
@@ -61,7 +66,6 @@ for _name, _source in MLLMS.items():
         raise WorkflowError(f"mllm.models: name {_name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
 if config["encoder"].get("weights") and not Path(config["encoder"]["weights"]).is_file():
     raise WorkflowError(f"encoder.weights: {config['encoder']['weights']} is not a file")
-from muse.errors import MuseError
 from muse.rerank import params_for
 
 for _method, _params in config["rerank"].items():
