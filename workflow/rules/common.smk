@@ -16,6 +16,13 @@ except MuseError as e:
 
 DOMAINS = list(config["datasets"])
 
+from muse.data.formats import TRAIN_ONLY
+
+for _d, _ds in config["datasets"].items():
+    _sizes = config["world"]["domains"].get(_d, {})
+    if _ds["root"] == "synthetic" and _ds["format"] not in TRAIN_ONLY and _sizes.get("test_ids", 0) < 1:
+        raise WorkflowError(f"world.domains.{_d}.test_ids: expected >= 1 (a {_ds['format']} domain has a test set)")
+
 
 wildcard_constraints:
     domain="|".join(DOMAINS),
