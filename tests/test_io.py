@@ -157,3 +157,52 @@ def test_a_workflow_job_leaves_no_sidecar_without_its_output(tmp_path, capsys):
     with pytest.raises(KeyboardInterrupt), logged(log, [str(out)]):
         raise KeyboardInterrupt
     assert not meta.exists() and out.exists()  # the output itself is the workflow manager's to delete
+
+
+def test_a_full_disk_or_an_unwritable_folder_is_one_line_naming_the_output(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    import tempfile
+
+    from muse.errors import MuseError
+
+    with pytest.raises(MuseError, match=r"x\.npz: no space left on device"), atomic_path(tmp_path / "x.npz") as t:
+        t.write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    real = shutil.disk_usage  # a writer that hides the errno (torch: "failed writing file"), on a full disk
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=0))
+    with pytest.raises(MuseError, match=r"y\.pt: no space left on device"), atomic_path(tmp_path / "y.pt"):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0")
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    with pytest.raises(RuntimeError, match="a bug"), atomic_path(tmp_path / "z.pt"):  # other errors pass
+        raise RuntimeError("a bug")
+
+    def refused(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    with pytest.raises(MuseError, match="not writable"), atomic_path(tmp_path / "ro" / "w.csv"):
+        pass
+
+
+def test_a_full_disk_met_outside_an_atomic_write_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from muse import cli, stages
+    from muse.errors import logged
+
+    with pytest.raises(SystemExit), logged(tmp_path / "job.log"):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "s.npz.parts" / "fingerprint"))
+    assert (
+        "muse: error: " + str(tmp_path / "s.npz.parts" / "fingerprint") + ": no space left" in capsys.readouterr().err
+    )
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", "results/pairs/MA_qchm.jsonl")
+
+    monkeypatch.setattr(stages, "mine", full)
+    features = tmp_path / "f.npz"
+    features.write_bytes(b"")
+    assert cli.main(["mine", "--features", str(features), "--out", str(tmp_path / "p.jsonl")]) == 2
+    assert capsys.readouterr().err.strip() == "muse: error: results/pairs/MA_qchm.jsonl: no space left on device"

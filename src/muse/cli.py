@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from muse.budget import MEMORY
-from muse.errors import MuseError, report
+from muse.errors import MuseError, disk_full, report
 
 MEMORY_HELP = f"working memory of each re-ranking stage in GB (default {MEMORY / 2**30:g})"
 
@@ -731,6 +731,11 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except MuseError as e:
         report(e)
+        return 2
+    except OSError as e:
+        if disk_full(e) is None:
+            raise
+        report(disk_full(e))
         return 2
     except KeyboardInterrupt:
         print("muse: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 from pathlib import Path
 
@@ -20,6 +21,14 @@ class MuseError(Exception):
 
 def report(e: MuseError) -> None:
     print(f"muse: error: {e}", file=sys.stderr, flush=True)
+
+
+def disk_full(e: BaseException) -> MuseError | None:
+    """A full disk met outside :func:`muse.io.atomic_path` (which names its own output) as one
+    line naming the file, or None for any other error."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return MuseError(f"{e.filename or 'an output'}: no space left on device")
+    return None
 
 
 @contextlib.contextmanager
@@ -41,6 +50,7 @@ def logged(log_path, outputs=()):
         except BaseException as e:
             for meta in sidecars:
                 meta.unlink(missing_ok=True)
+            e = disk_full(e) or e
             if not isinstance(e, MuseError):
                 raise
             report(e)

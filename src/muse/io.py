@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -25,6 +26,9 @@ from muse.errors import MuseError
 _TRACKED_PACKAGES = ("muse", "numpy", "torch", "transformers", "peft", "open_clip_torch", "pillow")
 
 
+_FULL = 2**20  # free bytes below which a failed write is put down to a full disk
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it onto ``path`` only if the block succeeds.
@@ -36,10 +40,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     whole new directory at every moment, and the old one is deleted afterwards. The old
     artefact's provenance sidecar ``<path>.meta.json`` (:func:`write_meta`, written after the
     artefact) is removed just before: a kill in between leaves no sidecar, never a stale one.
+    A folder that cannot be written and a full disk (whatever the writer inside raised) are one
+    :class:`MuseError` line naming ``path``; the temporary sibling is removed either way.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise MuseError(f"{path.parent}: not writable ({e.strerror})") from None
     target = tmp / path.name
     try:
         yield target
@@ -48,6 +57,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             _exchange(target, path)
         else:
             os.replace(target, file_output(path) if target.is_file() else path)
+    except Exception as e:
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full or (not isinstance(e, MuseError) and shutil.disk_usage(path.parent).free < _FULL):
+            raise MuseError(f"{path}: no space left on device") from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -65,7 +79,6 @@ def _exchange(a: Path, b: Path) -> None:
     cannot (some network file systems), ``b`` is renamed aside, ``a`` moved in and the old one
     left at ``a``: a kill between the two renames then leaves both whole, but not at ``b``."""
     import ctypes
-    import errno
 
     libc = ctypes.CDLL(None, use_errno=True)
     at_fdcwd, rename_exchange = -100, 2
