@@ -295,6 +295,11 @@ def test_evaluate_bad_scores_files(tmp_path):
     out_of_range[0, 0] = 500
     save_scores(tmp_path / "oor.npz", Scores(out_of_range, sy, sn))
     fails_with_one_line(muse("evaluate", "--features", f, "--scores", tmp_path / "oor.npz"), "outside [0, 110)")
+    save_scores(tmp_path / "reversed.npz", Scores(cand[:, ::-1].copy(), sy, sn))  # no fingerprint, wrong order
+    fails_with_one_line(
+        muse("evaluate", "--features", f, "--scores", tmp_path / "reversed.npz", "--alpha", "0.2"),
+        f"{tmp_path / 'reversed.npz'}: the scores' candidates of query 0 are not in order of the base distance",
+    )
 
 
 def test_train_encoder_extract_mine_from_the_cli(tmp_path):

@@ -323,13 +323,14 @@ class Scores:
     base distance and the MLLM's logits ``s_yes``, ``s_no`` (Q, Cmax). ``rows`` (first, stop) are
     the query rows of the features file they cover and ``features`` its fingerprint
     (:meth:`Features.fingerprint`); both are written by ``muse score`` and checked by merges and
-    evaluations (None in a file written by hand)."""
+    evaluations (None in a file written by hand); ``source`` the path it was read from."""
 
     cand: np.ndarray
     s_yes: np.ndarray
     s_no: np.ndarray
     rows: tuple[int, int] | None = None
     features: str | None = None
+    source: str | None = None
 
     @property
     def width(self) -> int:
@@ -371,7 +372,7 @@ def load_scores(path, Q: int | None, G: int, features: Features | None = None) -
         arrays["rows"] = tuple(int(x) for x in arrays["rows"])
     if "features" in arrays:
         arrays["features"] = str(arrays["features"])
-    s = Scores(**arrays)
+    s = Scores(**arrays, source=str(path))
     if s.cand.ndim != 2 or (Q is not None and s.cand.shape[0] != Q):
         raise MuseError(f"{path}: 'cand' has shape {s.cand.shape}, expected ({Q}, C) for the {Q} queries")
     if s.cand.dtype.kind not in "iu":

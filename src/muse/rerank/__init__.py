@@ -144,5 +144,8 @@ def rerank_features(
     D = Distance(q.feats, g.feats)
     if fusion is not None:
         scores, alpha, tau, C = fusion
-        D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
+        try:
+            D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
+        except MuseError as e:
+            raise MuseError(f"{scores.source}: {e}" if scores.source else str(e)) from None
     return rerank(method, D, camids=np.concatenate([q.camids, g.camids]), block=block, memory=memory, **(params or {}))
