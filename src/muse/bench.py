@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from muse.budget import MEMORY
+from muse.device import default_device
 from muse.distance import Distance, base_distance_blocks
-from muse.distance import device as default_device
 from muse.errors import MuseError
 from muse.evaluate import evaluate
 from muse.paper import FUSION

@@ -25,14 +25,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from muse.device import default_device
 from muse.errors import MuseError
 
 SCALE = 2.0  # the range of D, so P_no ∈ [0, 1] is put on the same scale
-
-
-def device() -> torch.device:
-    """The GPU when torch sees one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def l2_normalise(x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +87,7 @@ class Distance:
         dev: torch.device | None = None,
         dtype: torch.dtype = torch.float32,
     ):
-        self.dev = dev or device()
+        self.dev = dev or default_device()
         self.Q, self.G = len(query), len(gallery)
         self.N = self.Q + self.G
         feats = np.concatenate([np.asarray(query), np.asarray(gallery)])

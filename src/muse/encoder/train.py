@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from muse.device import default_device
 from muse.encoder.data import Images, PixelCache, identity_batches
 from muse.encoder.features import embed
 from muse.encoder.model import ReIDEncoder, load_clip_visual
@@ -109,7 +110,7 @@ def train_encoder(
     K = int(labels.max()) + 1
     if len(np.unique(labels)) < cfg.ids_per_batch:
         raise MuseError(f"{K} training identities: need at least ids_per_batch = {cfg.ids_per_batch}")
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = default_device()
     torch.manual_seed(cfg.seed)
     model = ReIDEncoder(clip, K)
     if weights:

@@ -39,7 +39,7 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from muse.distance import device as default_device
+from muse.device import default_device
 from muse.errors import MuseError
 from muse.io import atomic_path
 from muse.mllm import ARCHITECTURES

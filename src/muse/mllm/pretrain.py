@@ -61,8 +61,7 @@ from muse.diagnostics import roc_auc
 from muse.errors import MuseError
 from muse.io import atomic_path, digest, resumable, sha256
 from muse.mllm.prompt import ANSWERS, VARIANTS, PairImages
-from muse.mllm.sft import answer_loss as pair_loss
-from muse.mllm.sft import answer_target_loss, read_pairs
+from muse.mllm.sft import answer_loss, answer_target_loss, read_pairs
 
 DISTILL_LOSSES = {"mse": F.mse_loss, "huber": F.huber_loss}
 
@@ -274,7 +273,7 @@ def token_loss(
 ) -> torch.Tensor:
     """Answer-only loss of a batch of pairs from the images' stored visual ``tokens`` (path → (T, H)):
     −log softmax at each pair's label over the two answer logits (``two_way``) or over the
-    vocabulary (eq. 4, as :func:`pair_loss` on the images); plus the :func:`distillation` term."""
+    vocabulary (eq. 4, as :func:`muse.mllm.sft.answer_loss` on the images); plus the :func:`distillation` term."""
     logits = judge.logits_from_tokens(
         torch.stack([tokens[r["query"]] for r in records]), torch.stack([tokens[r["candidate"]] for r in records])
     )
@@ -287,7 +286,7 @@ def token_loss(
 
 
 def whole_judge_loss(judge, records: list[dict], images, teacher: Teacher | None, cfg) -> torch.Tensor:
-    """Stage 3's loss on the images: eq. 4 (as :func:`pair_loss`) plus the :func:`distillation` term."""
+    """Stage 3's loss on the images: eq. 4 (as :func:`muse.mllm.sft.answer_loss`) plus the :func:`distillation` term."""
     logits = judge.answer_logits([images[r["query"]] for r in records], [images[r["candidate"]] for r in records])
     return answer_target_loss(logits, judge, records) + distillation(logits, judge, records, teacher, cfg)
 
@@ -316,7 +315,7 @@ def held_out_loss(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig
     vision = float(contrastive_loss(embed(model, processor, images), labels, cfg.temperature))
     judge, val = Judge(model, processor, answer, "dap"), corpus.val[: cfg.eval_pairs]
     pairs = sum(
-        float(pair_loss(judge, val[s : s + batch], corpus.images)) * len(val[s : s + batch])
+        float(answer_loss(judge, val[s : s + batch], corpus.images)) * len(val[s : s + batch])
         for s in range(0, len(val), batch)
     ) / len(val)
     model.train()
