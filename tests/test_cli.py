@@ -395,7 +395,7 @@ def test_command_choices_come_from_the_library():
     """Each command's choices are the library's constants, and building the parser for one
     command loads only that command's modules (``muse --help`` and ``muse data …`` no torch)."""
     from muse.cli import parser
-    from muse.data.formats import READERS
+    from muse.data.formats import LAYOUTS
     from muse.data.synthetic import STYLES
     from muse.mining import STRATEGIES
     from muse.mllm.score import ENGINES
@@ -411,7 +411,7 @@ def test_command_choices_come_from_the_library():
     assert {choices("evaluate", k).type for k in DEFAULTS["caj"]} == {int, float, str}
     assert list(choices("mine", "strategy").choices) == list(STRATEGIES)
     assert list(choices("score", "engine").choices) == list(ENGINES)
-    assert list(choices("data manifest", "format").choices) == list(READERS)
+    assert list(choices("data manifest", "format").choices) == list(LAYOUTS)
     assert list(choices("data synth", "domain").choices) == list(STYLES)
     code = (
         "import sys; from muse.cli import parser; parser(['data', 'synth']); parser([]); print('torch' in sys.modules)"

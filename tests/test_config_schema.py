@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from muse.config import check_schema, from_section
+from muse.data.formats import LAYOUTS
 from muse.data.openworld import CorpusSpec
 from muse.data.protocols import PROTOCOLS
 from muse.encoder.train import TrainConfig
@@ -17,7 +18,9 @@ from muse.intervals import Bootstrap
 from muse.mining import STRATEGIES
 from muse.mllm import ARCHITECTURES
 from muse.mllm.pretrain import PretrainConfig
+from muse.mllm.prompt import VARIANTS
 from muse.mllm.sft import SFTConfig
+from muse.paper import TABLES
 from muse.rerank import DEFAULTS, METHODS, params_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +51,10 @@ def test_schema_choices_are_the_librarys():
     assert set(PROPS["sweeps"]["properties"]["rerank"]["enum"]) == set(METHODS)
     assert set(SCHEMA["$defs"]["protocol"]["enum"]) == set(PROTOCOLS)
     assert set(PROPS["pretrain"]["properties"]["recipe"]["properties"]["arch"]["enum"]) == set(ARCHITECTURES)
+    assert SCHEMA["$defs"]["dataset"]["properties"]["format"]["enum"] == list(LAYOUTS)
+    assert set(PROPS["tables"]["items"]["enum"]) == set(TABLES)
+    assert PROPS["mllm"]["properties"]["sft"]["properties"]["prompt"]["enum"] == list(VARIANTS)
+    assert PROPS["pretrain"]["properties"]["recipe"]["properties"]["prompts"]["items"]["enum"] == list(VARIANTS)
     assert set(STRATEGIES) == {"qchm", "random"}  # mining strategies are not a config value
 
 

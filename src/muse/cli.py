@@ -92,13 +92,13 @@ def command(name: str, text: str, arguments):
 
 
 def _data_manifest_args(p):
-    from muse.data.formats import CUHK03_VARIANTS, DEFAULT_DOMAIN, READERS
+    from muse.data.formats import CUHK03_VARIANTS, LAYOUTS
 
-    p.add_argument("--format", required=True, choices=list(READERS), help="the dataset's on-disk layout")
+    p.add_argument("--format", required=True, choices=list(LAYOUTS), help="the dataset's on-disk layout")
     p.add_argument("--root", required=True, type=Path, help="the dataset's folder")
     p.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
     p.add_argument(
-        "--domain", help="domain label (default " + ", ".join(f"{d} for {f}" for f, d in DEFAULT_DOMAIN.items()) + ")"
+        "--domain", help="domain label (default " + ", ".join(f"{s.domain} for {f}" for f, s in LAYOUTS.items()) + ")"
     )
     p.add_argument("--variant", default=CUHK03_VARIANTS[0], choices=CUHK03_VARIANTS, help="cuhk03np boxes")
     p.add_argument("--no-check", action="store_true", help="skip decoding every image")

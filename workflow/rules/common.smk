@@ -16,11 +16,11 @@ except MuseError as e:
 
 DOMAINS = list(config["datasets"])
 
-from muse.data.formats import TRAIN_ONLY
+from muse.data.formats import LAYOUTS
 
 for _d, _ds in config["datasets"].items():
     _sizes = config["world"]["domains"].get(_d, {})
-    if _ds["root"] == "synthetic" and _ds["format"] not in TRAIN_ONLY and _sizes.get("test_ids", 0) < 1:
+    if _ds["root"] == "synthetic" and LAYOUTS[_ds["format"]].tested and _sizes.get("test_ids", 0) < 1:
         raise WorkflowError(f"world.domains.{_d}.test_ids: expected >= 1 (a {_ds['format']} domain has a test set)")
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +40,6 @@ from muse.io import atomic_path
 
 MANIFEST_COLUMNS = ["path", "pid", "camid", "split", "domain"]
 MANIFEST_SPLITS = ("train", "val", "query", "gallery")
-DEFAULT_DOMAIN = {"market1501": "MA", "msmt17": "MS", "cuhk03np": "C3", "cuhksysu": "CS"}
-TRAIN_ONLY = ("cuhksysu",)  # layouts without a query and a gallery
-GALLERY_EXTRAS = ("market1501",)  # layouts whose gallery holds distractors (pid 0) and junk (−1)
-VAL_LISTS = ("msmt17",)  # layouts with a validation list
 
 
 @dataclass(frozen=True)
@@ -255,33 +252,44 @@ def write_cuhksysu(root: Path, train, test, rng: np.random.Generator, val_fracti
         im.save(folder / f"p{im.pid}_s{s}.jpg")
 
 
-READERS = {
-    "market1501": read_market1501,
-    "msmt17": read_msmt17,
-    "cuhk03np": read_cuhk03np,
-    "cuhksysu": read_cuhksysu,
+@dataclass(frozen=True)
+class Layout:
+    """One dataset's on-disk layout (the module's table): its reader and its writer, the domain
+    it is by default, and what it holds beside training images."""
+
+    read: Callable[..., list[Record]]
+    write: Callable[..., None]
+    domain: str
+    tested: bool = True  # a query and a gallery (CUHK-SYSU: training images only)
+    gallery_extras: bool = False  # distractors (pid 0) and junk (pid −1) in the gallery
+    val_list: bool = False  # a validation list beside the training list
+
+
+# The registry: a new dataset is one entry here (and its format in the config schema's enum).
+LAYOUTS = {
+    "market1501": Layout(read_market1501, write_market1501, "MA", gallery_extras=True),
+    "msmt17": Layout(read_msmt17, write_msmt17, "MS", val_list=True),
+    "cuhk03np": Layout(read_cuhk03np, write_cuhk03np, "C3"),
+    "cuhksysu": Layout(read_cuhksysu, write_cuhksysu, "CS", tested=False),
 }
 
 
-WRITERS = {
-    "market1501": write_market1501,
-    "msmt17": write_msmt17,
-    "cuhk03np": write_cuhk03np,
-    "cuhksysu": write_cuhksysu,
-}
+def layout(fmt: str) -> Layout:
+    """The :class:`Layout` named ``fmt``; an unknown one is a one-line error."""
+    if fmt not in LAYOUTS:
+        raise MuseError(f"unknown dataset format '{fmt}': expected one of {', '.join(LAYOUTS)}")
+    return LAYOUTS[fmt]
 
 
 def write(fmt: str, root: Path, train, test, rng: np.random.Generator, val_fraction: float = 0.0) -> None:
     """Write ``train`` and ``test`` :class:`Capture` lists at ``root`` in the named format; ``rng``
     draws what the release's names hold at random (MSMT17, CUHK-SYSU)."""
-    WRITERS[fmt](root, train, test, rng, val_fraction)
+    layout(fmt).write(root, train, test, rng, val_fraction)
 
 
 def read(fmt: str, root, **options) -> list[Record]:
     """Read a dataset in the named format; ``options`` go to the reader (``variant`` for cuhk03np)."""
-    if fmt not in READERS:
-        raise MuseError(f"unknown dataset format '{fmt}': expected one of {', '.join(READERS)}")
-    return READERS[fmt](root, **options)
+    return layout(fmt).read(root, **options)
 
 
 def check_images(records: list[Record], progress: bool = True) -> None:
@@ -299,7 +307,7 @@ def manifest(
     if check:
         check_images(records, progress)
     df = pd.DataFrame([r.__dict__ for r in records], columns=MANIFEST_COLUMNS[:-1])
-    df["domain"] = domain or DEFAULT_DOMAIN[fmt]
+    df["domain"] = domain or layout(fmt).domain
     return df
 
 

@@ -88,20 +88,21 @@ class Sizes:
             if not 1 <= lo <= hi or (name.endswith("cams_per_id") and hi > self.cameras):
                 bound = f" <= cameras ({self.cameras})" if name.endswith("cams_per_id") else ""
                 raise MuseError(f"{key}.{name}: need 1 <= lo <= hi{bound}")
-        if layout in formats.TRAIN_ONLY and self.test_ids:
+        spec = formats.layout(layout)
+        if not spec.tested and self.test_ids:
             raise MuseError(f"{key}.test_ids: the {layout} layout holds training images only")
         if (self.test_cams_per_id or self.test_images_per_camera) and not self.test_ids:
             raise MuseError(f"{key}: test_cams_per_id and test_images_per_camera need test_ids")
-        (cams, images), tested = self.shape(test=True), self.test_ids and layout not in formats.TRAIN_ONLY
+        (cams, images), tested = self.shape(test=True), self.test_ids and spec.tested
         if tested and cams[0] < 2:
             name = "test_cams_per_id" if self.test_cams_per_id else "cams_per_id"
             raise MuseError(f"{key}.{name}: test identities need >= 2 cameras")
         if tested and images[0] < 2:
             name = "test_images_per_camera" if self.test_images_per_camera else "images_per_camera"
             raise MuseError(f"{key}.{name}: need >= 2 so each query keeps a match")
-        if (self.distractors or self.junk) and layout not in formats.GALLERY_EXTRAS:
+        if (self.distractors or self.junk) and not spec.gallery_extras:
             raise MuseError(f"{key}: the {layout} layout has no distractors or junk")
-        if self.val_fraction and layout not in formats.VAL_LISTS:
+        if self.val_fraction and not spec.val_list:
             raise MuseError(f"{key}.val_fraction: the {layout} layout has no validation list")
 
 
