@@ -116,6 +116,18 @@ def test_tiny_qwen2_5_vl_is_the_real_class_with_window_attention(tiny25):
         M.init(Path(tiny25).parent / "x", arch="llava")
 
 
+def test_one_record_per_architecture_everywhere_it_is_named():
+    """The registry's keys are the light list muse --help reads, and every architecture has its
+    published size and GPU plan."""
+    from muse.bench import GPU_PLANS
+    from muse.mllm import ARCHITECTURES
+
+    assert tuple(M.ARCHS) == ARCHITECTURES
+    assert {arch for arch, _ in M.PUBLISHED} == set(ARCHITECTURES)
+    for judges, *_ in GPU_PLANS.values():
+        assert [j[0] for j in judges] == list(ARCHITECTURES)
+
+
 def test_multi_token_answer_is_refused(judge, monkeypatch):
     monkeypatch.setattr(M, "ANSWERS", ("Yes", "Perhaps"))
     with pytest.raises(MuseError, match="'Perhaps' is .* tokens"):

@@ -4,8 +4,8 @@ Real checkpoints (Qwen2-VL-2B-Instruct, Qwen2.5-VL-7B-Instruct) are read from a 
 (no download, no ``trust_remote_code``). The embedded default's judges are small models of the
 same classes pretrained on the open-world corpus and shipped with the package
 (:func:`pretrained_dir`). A small model (:data:`SIZES`) is the same class
-(``Qwen2VLForConditionalGeneration`` or ``Qwen2_5_VLForConditionalGeneration``, :data:`ARCHS`)
-with a small config, saved with an offline processor: a byte-level BPE tokenizer with Qwen's
+(``Qwen2VLForConditionalGeneration`` or ``Qwen2_5_VLForConditionalGeneration``; one
+:class:`Architecture` record each in :data:`ARCHS`) with a small config, saved with an offline processor: a byte-level BPE tokenizer with Qwen's
 special tokens in which "Yes" and "No" are single tokens, Qwen2-VL's image and video processors
 and its chat template. The published architectures (:data:`PUBLISHED`) are built with random
 weights at full size and written as a download is laid out (:func:`init`): to check loading, the
@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -42,7 +44,6 @@ from transformers import (
 from muse.device import default_device
 from muse.errors import MuseError
 from muse.io import atomic_path
-from muse.mllm import ARCHITECTURES
 from muse.mllm.prompt import ANSWERS, RESPONSE, RULE, TASK, VARIANTS, messages
 
 SPECIAL = [
@@ -90,17 +91,55 @@ CHAT_TEMPLATE = (
 
 PATCHES = {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
 
-# arch -> (config class, model class, processor class); the vision towers differ as in the real
-# models: Qwen2.5-VL has SwiGLU blocks, RMSNorm and window attention.
-ARCHS = dict(
-    zip(
-        ARCHITECTURES,
-        [
-            (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor),
-            (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor),
-        ],
-    )
-)
+
+def _qwen2_vl_vision(width: int, depth: int, heads: int, out: int) -> dict:
+    """A small Qwen2-VL vision tower: GELU MLP blocks, LayerNorm, full attention."""
+    return {"depth": depth, "embed_dim": width, "num_heads": heads, "mlp_ratio": 2, "hidden_size": out, **PATCHES}
+
+
+def _qwen2_5_vl_vision(width: int, depth: int, heads: int, out: int) -> dict:
+    """A small Qwen2.5-VL vision tower: SwiGLU blocks, RMSNorm, window attention with every second
+    block full, as the real one's pattern."""
+    return {
+        "depth": depth,
+        "hidden_size": width,
+        "intermediate_size": 2 * width,
+        "num_heads": heads,
+        "out_hidden_size": out,
+        "window_size": 56,
+        "fullatt_block_indexes": list(range(1, depth, 2)),
+        **PATCHES,
+    }
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One judge architecture: its transformers classes, the vision config of its small sizes
+    (width, depth, heads, output width → config), and the special tokens of its published
+    tokenizer beyond Qwen2-VL's (:data:`SPECIAL`)."""
+
+    config: type
+    model: type
+    processor: type
+    vision: Callable[[int, int, int, int], dict]
+    special: tuple[str, ...] = ()
+
+
+# The registry, keyed as muse.mllm.ARCHITECTURES (a test keeps the two equal): a new MLLM is one
+# entry here, its published sizes in PUBLISHED, its GPU plan in muse.bench and the schema's enum.
+ARCHS = {
+    "qwen2_vl": Architecture(Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, _qwen2_vl_vision),
+    "qwen2_5_vl": Architecture(
+        Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, _qwen2_5_vl_vision, SPECIAL_2_5
+    ),
+}
+
+
+def architecture(arch: str) -> Architecture:
+    """The :class:`Architecture` named ``arch``; an unknown one is a one-line error."""
+    if arch not in ARCHS:
+        raise MuseError(f"unknown MLLM architecture '{arch}': expected one of {', '.join(ARCHS)}")
+    return ARCHS[arch]
 
 
 def _text(width: int, layers: int, heads: int, init: float | None) -> dict:
@@ -121,21 +160,6 @@ def _text(width: int, layers: int, heads: int, init: float | None) -> dict:
             "rope_theta": 10000.0,
             "mrope_section": [t, (half - t) // 2, half - t - (half - t) // 2],
         },
-    }
-
-
-def _vision(arch: str, width: int, depth: int, heads: int, out: int) -> dict:
-    if arch == "qwen2_vl":
-        return {"depth": depth, "embed_dim": width, "num_heads": heads, "mlp_ratio": 2, "hidden_size": out, **PATCHES}
-    return {
-        "depth": depth,
-        "hidden_size": width,
-        "intermediate_size": 2 * width,
-        "num_heads": heads,
-        "out_hidden_size": out,
-        "window_size": 56,
-        "fullatt_block_indexes": list(range(1, depth, 2)),
-        **PATCHES,
     }
 
 
@@ -209,7 +233,7 @@ GENERATION = {
 def small_config(arch: str, size: str = "tiny") -> tuple[dict, dict]:
     """(text config, vision config) of a small model of ``arch``."""
     width, layers, heads, init, v_width, v_depth, v_heads = SIZES[size]
-    return _text(width, layers, heads, init), _vision(arch, v_width, v_depth, v_heads, width)
+    return _text(width, layers, heads, init), architecture(arch).vision(v_width, v_depth, v_heads, width)
 
 
 def _words() -> list[str]:
@@ -332,7 +356,7 @@ def make_processor(arch: str = "qwen2_vl", size: str = "tiny", tokenizer_json=No
     architecture's special tokens at their published ids; Qwen2-VL's image and video processors
     (for a published size with its pixel bounds, 3,136 to 12,845,056) and the chat template."""
     published = size not in SIZES
-    special = SPECIAL + (SPECIAL_2_5 if published and arch == "qwen2_5_vl" else [])
+    special = SPECIAL + (list(architecture(arch).special) if published else [])
     if published:
         bpe = vocabulary(tokenizer_json)
         bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])  # the published ids
@@ -347,7 +371,7 @@ def make_processor(arch: str = "qwen2_vl", size: str = "tiny", tokenizer_json=No
     )
     tokenizer.add_special_tokens({"additional_special_tokens": special})
     pixels = (3136, 12845056) if published else (280 * 140, 280 * 140)
-    return ARCHS[arch][2](
+    return architecture(arch).processor(
         image_processor=Qwen2VLImageProcessor(min_pixels=pixels[0], max_pixels=pixels[1]),
         tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(min_pixels=pixels[0], max_pixels=pixels[1]),
@@ -356,8 +380,7 @@ def make_processor(arch: str = "qwen2_vl", size: str = "tiny", tokenizer_json=No
 
 
 def _check(arch: str, size: str) -> None:
-    if arch not in ARCHS:
-        raise MuseError(f"unknown MLLM architecture '{arch}': expected one of {', '.join(ARCHS)}")
+    architecture(arch)
     sizes = [*SIZES, *(s for a, s in PUBLISHED if a == arch)]
     if size not in sizes:
         raise MuseError(f"unknown model size '{size}' for {arch}: expected one of {', '.join(sizes)}")
@@ -376,7 +399,7 @@ def build(
     ``dtype`` (default fp32) on ``device`` (``"meta"``: the architecture without its weights), its
     tokenizer of :func:`vocabulary` (``tokenizer_json``)."""
     _check(arch, size)
-    config_cls, model_cls, _ = ARCHS[arch]
+    config_cls, model_cls = architecture(arch).config, architecture(arch).model
     processor = make_processor(arch, size, tokenizer_json)
     tok = processor.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}
