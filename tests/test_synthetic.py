@@ -204,3 +204,15 @@ def test_domain_differences_are_style_fields():
     c3 = _identity_images("C3", 1, 1, Sizes(train_ids=1), synthetic.make_cameras("C3", 2, 0), 0)
     assert all(c.twin is not None and c.twin.tobytes() != c.image.tobytes() for c in c3)
     assert all(c.twin is None for c in ma)
+
+
+def test_the_largest_gallery_bounds_the_generated_one(tmp_path):
+    """Sizes.largest_gallery (the dry run's bound on neighbour counts) is at least the gallery the
+    world writes."""
+    from muse.data.formats import manifest
+    from muse.data.synthetic.world import Sizes, generate_domain
+
+    sizes = Sizes(train_ids=2, test_ids=3, cameras=3, cams_per_id=(2, 3), images_per_camera=(2, 3), distractors=4)
+    generate_domain("MA", tmp_path / "MA", sizes, seed=0)
+    gallery = (manifest("market1501", tmp_path / "MA", check=False).split == "gallery").sum()
+    assert 0 < gallery <= sizes.largest_gallery() == 3 * 3 * 2 + 4

@@ -50,6 +50,8 @@ def test_data_rules_build_manifests_then_nothing_to_do(workdir):
         (lambda c: c["datasets"]["MA"].update(format="viper"), "config: datasets.MA.format: 'viper' is not one of"),
         (lambda c: c["world"]["domains"]["MA"].update(train_ids=0), "config: world.domains.MA.train_ids: 0 is less"),
         (lambda c: c["world"]["domains"]["MS"].update(test_ids=0), "world.domains.MS.test_ids: expected >= 1"),
+        (lambda c: c["world"]["domains"]["MA"].update(cams_per_id=[3, 2]), "world.domains.MA.cams_per_id: need 1 <="),
+        (lambda c: c["rerank"]["ecn"].update(k=100000), "rerank.ecn: needs 100000 neighbours, but C3's test gallery"),
         (lambda c: c["encoder"].update(image_size=[0, 32]), "config: encoder.image_size.0: 0 is less than the minimum"),
         (lambda c: c["rerank"]["krnn"].update(k1=0), "config: rerank.krnn.k1: 0 is less than the minimum of 1"),
         (lambda c: c["rerank"]["caj"].update(lam=5), "config: rerank.caj.lam: 5 is greater than the maximum of 1"),

@@ -17,11 +17,30 @@ except MuseError as e:
 DOMAINS = list(config["datasets"])
 
 from muse.data.formats import LAYOUTS
+from muse.data.synthetic.world import Sizes
+from muse.rerank import neighbourhood, params_for
 
+for _method, _params in config["rerank"].items():
+    try:
+        params_for(_method, _params)  # what the schema cannot say: options of the other mode
+    except MuseError as e:
+        raise WorkflowError(f"rerank.{_method}: {e}")
 for _d, _ds in config["datasets"].items():
+    if _ds["root"] != "synthetic":
+        continue
     _sizes = config["world"]["domains"].get(_d, {})
-    if _ds["root"] == "synthetic" and LAYOUTS[_ds["format"]].tested and _sizes.get("test_ids", 0) < 1:
+    if LAYOUTS[_ds["format"]].tested and _sizes.get("test_ids", 0) < 1:
         raise WorkflowError(f"world.domains.{_d}.test_ids: expected >= 1 (a {_ds['format']} domain has a test set)")
+    try:
+        _most = Sizes.from_config(_d, _sizes).largest_gallery()  # checks the world's sizes too
+    except MuseError as e:
+        raise WorkflowError(str(e))
+    for _method, _params in config["rerank"].items():
+        _need = neighbourhood(_method, params_for(_method, _params))
+        if LAYOUTS[_ds["format"]].tested and _need > _most:
+            raise WorkflowError(
+                f"rerank.{_method}: needs {_need} neighbours, but {_d}'s test gallery holds at most {_most} images"
+            )
 
 
 wildcard_constraints:
@@ -73,13 +92,6 @@ for _name, _source in MLLMS.items():
         raise WorkflowError(f"mllm.models: name {_name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
 if config["encoder"].get("weights") and not Path(config["encoder"]["weights"]).is_file():
     raise WorkflowError(f"encoder.weights: {config['encoder']['weights']} is not a file")
-from muse.rerank import params_for
-
-for _method, _params in config["rerank"].items():
-    try:
-        params_for(_method, _params)  # what the schema cannot say: options of the other mode
-    except MuseError as e:
-        raise WorkflowError(f"rerank.{_method}: {e}")
 
 
 wildcard_constraints:

@@ -56,6 +56,12 @@ class Sizes:
     junk: int = 0
     val_fraction: float = 0.0
 
+    def largest_gallery(self) -> int:
+        """An upper bound on the test gallery: every test identity at its most cameras and images
+        (one per camera is a query), plus the distractors."""
+        (_, cams), (_, images) = self.shape(test=True)
+        return self.test_ids * cams * (images - 1) + self.distractors
+
     def shape(self, test: bool) -> tuple[tuple[int, int], tuple[int, int]]:
         """(cameras per identity, images per camera) of a test or a training identity."""
         if not test:
