@@ -14,7 +14,8 @@ from PIL import Image
 from rerank_reference import dense_distance
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL_WORLD = yaml.safe_load((REPO / "tests" / "configs" / "small_world.yaml").read_text())["world"]["domains"]
+SMALL = yaml.safe_load((REPO / "tests" / "configs" / "small_world.yaml").read_text())
+SMALL_WORLD = SMALL["world"]["domains"]
 
 
 def muse(*args, cwd=None):
@@ -91,12 +92,15 @@ def scores_for(q, g, C, seed):
 
 def copy_workflow(dst: Path, small_world: bool = False) -> Path:
     """A copy of the workflow (Snakefile, config, rules, scripts, schema) at ``dst``, with the
-    shipped config or with its world shrunk to :data:`SMALL_WORLD`."""
+    shipped config or with its world shrunk to :data:`SMALL_WORLD` (and its re-ranking
+    neighbourhoods to fit)."""
     shutil.copy(REPO / "Snakefile", dst)
     shutil.copytree(REPO / "workflow", dst / "workflow")
     if small_world:
         cfg = yaml.safe_load((REPO / "config.yaml").read_text())
         cfg["world"]["domains"] = SMALL_WORLD
+        for method, params in SMALL["rerank"].items():
+            cfg["rerank"][method].update(params)
         (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
     else:
         shutil.copy(REPO / "config.yaml", dst)
