@@ -7,7 +7,7 @@ import pytest
 
 from muse import paper
 from muse.data.protocols import PROTOCOLS
-from muse.report.paper import paper_numbers
+from muse.report.tables import paper_numbers
 
 
 def test_every_table_is_defined_with_known_protocols_and_an_adaptation_rule():

@@ -9,7 +9,7 @@ from muse.experiments import evaluate_ablation, evaluate_rows, evaluate_table, r
 from muse.intervals import Bootstrap, annotate
 from muse.io import Features, Scores
 from muse.paper import ABLATION_TABLES, TABLES, Variant, ablation_rows, extra_rows, standard_rows
-from muse.report.paper import (
+from muse.report.tables import (
     INTERVAL_COLUMNS,
     assemble,
     diagnostics_footnote,

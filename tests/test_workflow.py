@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from muse.report.paper import INTERVAL_COLUMNS
+from muse.report.tables import INTERVAL_COLUMNS
 
 from helpers import REPO, SMALL_WORLD, copy_workflow
 

@@ -1,4 +1,4 @@
-"""rule table -> muse.intervals.annotate, muse.report.paper.assemble, markdown and its footnotes"""
+"""rule table -> muse.intervals.annotate, muse.report.tables.assemble, markdown and its footnotes"""
 
 import json
 
@@ -6,7 +6,7 @@ from muse.config import from_section
 from muse.errors import logged
 from muse.intervals import Bootstrap, annotate
 from muse.io import atomic_path
-from muse.report.paper import assemble, diagnostics_footnote, intervals_footnote, markdown
+from muse.report.tables import assemble, diagnostics_footnote, intervals_footnote, markdown
 
 with logged(snakemake.log[0], snakemake.output):
     table = int(snakemake.wildcards.table)
