@@ -27,12 +27,11 @@ def synth(domain: str, sizes: dict, seed: int, out) -> int:
 
 def manifest(fmt: str, root, domain: str, out, check: bool = True, variant: str | None = None) -> pd.DataFrame:
     """A dataset's manifest CSV (path, pid, camid, split, domain) read from its folder."""
-    from muse.data.formats import manifest as dataset_manifest
-    from muse.data.formats import write_manifest
+    from muse.data import formats
 
     options = {"variant": variant} if variant else {}
-    df = dataset_manifest(fmt, root, domain=domain, check=check, **options)
-    write_manifest(df, out)
+    df = formats.manifest(fmt, root, domain=domain, check=check, **options)
+    formats.write_manifest(df, out)
     write_meta(out, {"format": fmt, "root": str(root), **options})
     return df
 
@@ -60,12 +59,11 @@ def train_set(manifests: list, sources: list[str], out) -> pd.DataFrame:
 def train_encoder(rows: pd.DataFrame, encoder: dict, out, inputs: list) -> None:
     """The baseline Re-ID encoder trained on the training rows with the config's ``encoder``."""
     from muse.config import from_section
+    from muse.encoder import train
     from muse.encoder.model import clip_from_config
-    from muse.encoder.train import TrainConfig
-    from muse.encoder.train import train_encoder as train
 
-    cfg = from_section(TrainConfig, encoder["train"], "encoder.train")
-    train(rows, clip_from_config(encoder), out, cfg, weights=encoder["weights"])
+    cfg = from_section(train.TrainConfig, encoder["train"], "encoder.train")
+    train.train_encoder(rows, clip_from_config(encoder), out, cfg, weights=encoder["weights"])
     write_meta(out, encoder, inputs=inputs)
 
 
@@ -109,14 +107,13 @@ def mine(
 def sft(model, pairs, out, options: dict, val_pairs=None) -> list:
     """The judge's LoRA adapter fine-tuned on the mined pairs (``options``: :class:`SFTConfig`
     fields); returns the per-epoch history."""
-    from muse.mllm.sft import SFTConfig, check_pair_images, read_pairs
-    from muse.mllm.sft import sft as fine_tune
+    from muse.mllm import sft as tuning
 
-    cfg = SFTConfig(**options)
-    train, val = read_pairs(pairs), read_pairs(val_pairs) if val_pairs else None
+    cfg = tuning.SFTConfig(**options)
+    train, val = tuning.read_pairs(pairs), tuning.read_pairs(val_pairs) if val_pairs else None
     for records, path in ((train, pairs), (val or [], val_pairs)):
-        check_pair_images(records, path)
-    history = fine_tune(model, train, out, cfg, val=val)
+        tuning.check_pair_images(records, path)
+    history = tuning.sft(model, train, out, cfg, val=val)
     write_meta(out, {"sft": cfg.__dict__}, inputs=[pairs] + ([val_pairs] if val_pairs else []))
     return history
 
