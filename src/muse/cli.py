@@ -733,9 +733,9 @@ def main(argv: list[str] | None = None) -> int:
         report(e)
         return 2
     except OSError as e:
-        if disk_full(e) is None:
+        if (full := disk_full(e)) is None:
             raise
-        report(disk_full(e))
+        report(full)
         return 2
     except KeyboardInterrupt:
         print("muse: interrupted", file=sys.stderr)

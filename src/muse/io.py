@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from muse.errors import MuseError
+from muse.errors import MuseError, disk_full
 
 _TRACKED_PACKAGES = ("muse", "numpy", "torch", "transformers", "peft", "open_clip_torch", "pillow")
 
@@ -58,8 +58,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         else:
             os.replace(target, file_output(path) if target.is_file() else path)
     except Exception as e:
-        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-        if full or (not isinstance(e, MuseError) and shutil.disk_usage(path.parent).free < _FULL):
+        hidden = not isinstance(e, MuseError) and shutil.disk_usage(path.parent).free < _FULL
+        if disk_full(e) or hidden:
             raise MuseError(f"{path}: no space left on device") from None
         raise
     finally:

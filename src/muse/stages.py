@@ -88,17 +88,10 @@ def mine(
     from muse.mining import mine_split, write_pairs
 
     train, val = mine_split(load_features(features), strategy, cpos, cneg, val_ids, seed, random_k)
+    params = {"strategy": strategy, "cpos": cpos, "cneg": cneg, "random_k": random_k, "val_ids": val_ids, "seed": seed}
     written = {}
     for records, path in [(train, out)] + ([(val, val_out)] if val_out is not None else []):
         write_pairs(path, records)
-        params = {
-            "strategy": strategy,
-            "cpos": cpos,
-            "cneg": cneg,
-            "random_k": random_k,
-            "val_ids": val_ids,
-            "seed": seed,
-        }
         write_meta(path, params, inputs=[features])
         written[path] = len(records)
     return written
@@ -136,9 +129,9 @@ def score(
     from muse.mllm.score import load_judge, score_features, shard_candidates
 
     f = load_features(features)
-    shard_candidates(f, C, shard)  # a bad C or shard is refused before the weights load
+    picked = shard_candidates(f, C, shard)  # a bad C or shard is refused before the weights load
     judge = load_judge(model, adapter, prompt, logits)
-    rows = score_features(judge, f, C, out, shard, engine, batch, swap)
+    rows = score_features(judge, f, C, out, shard, engine, batch, swap, candidates=picked)
     params = {
         "C": C,
         "engine": engine,

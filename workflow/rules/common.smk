@@ -20,24 +20,25 @@ from muse.data.formats import LAYOUTS
 from muse.data.synthetic.world import Sizes
 from muse.rerank import neighbourhood, params_for
 
+_NEEDS = {}  # re-ranking method -> the neighbours it asks of a gallery
 for _method, _params in config["rerank"].items():
-    try:
-        params_for(_method, _params)  # what the schema cannot say: options of the other mode
+    try:  # what the schema cannot say: options of the other mode
+        _NEEDS[_method] = neighbourhood(_method, params_for(_method, _params))
     except MuseError as e:
         raise WorkflowError(f"rerank.{_method}: {e}")
 for _d, _ds in config["datasets"].items():
     if _ds["root"] != "synthetic":
         continue
     _sizes = config["world"]["domains"].get(_d, {})
-    if LAYOUTS[_ds["format"]].tested and _sizes.get("test_ids", 0) < 1:
+    _tested = LAYOUTS[_ds["format"]].tested
+    if _tested and _sizes.get("test_ids", 0) < 1:
         raise WorkflowError(f"world.domains.{_d}.test_ids: expected >= 1 (a {_ds['format']} domain has a test set)")
     try:
         _most = Sizes.from_config(_d, _sizes).largest_gallery()  # checks the world's sizes too
     except MuseError as e:
         raise WorkflowError(str(e))
-    for _method, _params in config["rerank"].items():
-        _need = neighbourhood(_method, params_for(_method, _params))
-        if LAYOUTS[_ds["format"]].tested and _need > _most:
+    for _method, _need in _NEEDS.items():
+        if _tested and _need > _most:
             raise WorkflowError(
                 f"rerank.{_method}: needs {_need} neighbours, but {_d}'s test gallery holds at most {_most} images"
             )

@@ -398,7 +398,8 @@ def build(
     ``dtype`` (default fp32) on ``device`` (``"meta"``: the architecture without its weights), its
     tokenizer of :func:`vocabulary` (``tokenizer_json``)."""
     _check(arch, size)
-    config_cls, model_cls = architecture(arch).config, architecture(arch).model
+    spec = architecture(arch)
+    config_cls, model_cls = spec.config, spec.model
     processor = make_processor(arch, size, tokenizer_json)
     tok = processor.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}

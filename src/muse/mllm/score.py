@@ -303,12 +303,14 @@ def score_features(
     engine: str = "cached",
     batch: int = 8,
     swap: bool = False,
+    candidates: tuple[slice, np.ndarray] | None = None,
 ) -> slice:
     """Score shard ``shard`` (i/n) of a test set's queries against their top-``C`` gallery
-    candidates by the base distance, into ``out`` (with its query rows and the features'
-    fingerprint); returns the shard's query rows."""
+    candidates by the base distance (``candidates``: :func:`shard_candidates` of these arguments,
+    when already computed), into ``out`` (with its query rows and the features' fingerprint);
+    returns the shard's query rows."""
     q, g = features.query_gallery()
-    rows, cand = shard_candidates(features, C, shard)
+    rows, cand = candidates or shard_candidates(features, C, shard)
     score_file(
         judge,
         q.paths[rows],

@@ -23,10 +23,13 @@ with the same result; another fingerprint starts over.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import shutil
 import sys
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -124,10 +127,11 @@ def read_pairs(path) -> list[dict]:
 
 def check_pair_images(records: list[dict], path) -> None:
     """Every image of the pairs (read from ``path``) exists; the first that does not is named with
-    its line, before any model loads."""
+    its line, before any model loads (each image looked up once)."""
+    exists = functools.cache(os.path.isfile)
     for n, r in enumerate(records, 1):
         for key in ("query", "candidate"):
-            if not Path(r[key]).is_file():
+            if not exists(r[key]):
                 raise MuseError(f"{path}:{n}: {r[key]}: image not found")
 
 
@@ -176,8 +180,6 @@ def accumulate(acc, model, judge, records: list[dict], images, batch: int) -> fl
     """Backward of the mean L_ntp over ``records`` in passes of ``batch`` pairs, each pass's mean
     weighted by its share of the records (gradients add up in the parameters; DDP synchronises
     them on the last pass only); returns the mean loss."""
-    from contextlib import nullcontext
-
     value = 0.0
     for s in range(0, len(records), batch):
         chunk = records[s : s + batch]

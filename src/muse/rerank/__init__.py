@@ -68,13 +68,13 @@ def params_for(method: str, overrides: dict | None = None) -> dict:
             raise MuseError(f"{method} {key} = {value}: expected a positive integer")
     if method == "caj":
         qe = params["qe"]
-        for mode, keys in CAJ_MODE_KEYS.items():
-            for key in keys:
-                if mode != qe and (overrides or {}).get(key) is not None:
-                    raise MuseError(
-                        f"caj {key} = {overrides[key]}: read with qe = {mode} only "
-                        f"(qe = {qe} expands over {', '.join(CAJ_MODE_KEYS[qe])})"
-                    )
+        unread = {k: mode for mode, keys in CAJ_MODE_KEYS.items() if mode != qe for k in keys}
+        for key, mode in unread.items():
+            if (overrides or {}).get(key) is not None:
+                raise MuseError(
+                    f"caj {key} = {overrides[key]}: read with qe = {mode} only "
+                    f"(qe = {qe} expands over {', '.join(CAJ_MODE_KEYS[qe])})"
+                )
     return params
 
 
@@ -82,18 +82,12 @@ def neighbourhood(method: str, params: dict) -> int:
     """The largest number of neighbours the method asks of a gallery: every count it reads (K-RNN's
     k1 and k2; ECN's k, and t + 1, q + 1 with the item itself; CA-Jaccard's k1s and the k2s of
     its query expansion)."""
-    camera = params.get("qe") == "camera"
+    expansion = [params.get(k, 0) for k in CAJ_MODE_KEYS.get(params.get("qe"), ())]
     return {
         "none": 0,
         "krnn": max(params.get("k1", 0), params.get("k2", 0)),
         "ecn": max(params.get("k", 0), params.get("t", 0) + 1, params.get("q", 0) + 1),
-        "caj": max(
-            params.get("k1_intra", 0),
-            params.get("k1_inter", 0),
-            params.get("k2", 0) if params.get("qe") == "plain" else 0,
-            params.get("k2_intra", 0) if camera else 0,
-            params.get("k2_inter", 0) if camera else 0,
-        ),
+        "caj": max(params.get("k1_intra", 0), params.get("k1_inter", 0), *expansion),
     }[method]
 
 
