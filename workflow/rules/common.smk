@@ -154,11 +154,15 @@ def score_inputs(w):
 
 
 def sft_launch(gpus):
-    """One process, or one per GPU through accelerate for a multi-GPU fine-tuning job; the
-    interpreter running the workflow (that of the rule's conda environment with --use-conda)."""
+    """One process, or one per GPU through accelerate for a multi-GPU fine-tuning job, after
+    claiming its GPUs (muse.gpus); the interpreter running the workflow (that of the rule's conda
+    environment with --use-conda)."""
     with_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
     python = "python" if with_conda else shlex.quote(sys.executable)
-    return python if gpus <= 1 else f"{python} -m accelerate.commands.launch --multi_gpu --num_processes {gpus}"
+    if gpus < 1:
+        return python
+    claim = f"{python} -m muse.gpus {gpus} -- {python}"
+    return claim if gpus == 1 else f"{claim} -m accelerate.commands.launch --multi_gpu --num_processes {gpus}"
 
 
 SFT_GPUS = config["mllm"].get("sft_gpus", 1) if config["gpu"] else 0

@@ -2,8 +2,10 @@
 
 from muse import stages
 from muse.errors import logged
+from muse.gpus import claim
 
 with logged(snakemake.log[0], snakemake.output):
+    claim(snakemake.resources.gpu)
     i, p, s = snakemake.input, snakemake.params, snakemake.params.score
     stages.score(
         i.model,
