@@ -303,3 +303,24 @@ def test_ecn_all_dense_or_all_sparse_equals_dense_reference(share, monkeypatch):
     monkeypatch.setattr(E, "_DENSE", share)
     fast, dense, _, _ = fast_and_dense("ecn", 2, True, **PARAMS["ecn"])
     np.testing.assert_allclose(fast, dense, atol=1e-9)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.04, float("inf")])
+def test_ecn_torch_products_equal_scipy_ones(share, monkeypatch):
+    """The block products in torch's sparse CSR kernels (the GPU's engine, here on the CPU backend)
+    give exactly the scipy engine's distances, whichever columns are multiplied densely."""
+    from muse.rerank import ecn as E
+
+    monkeypatch.setattr(E, "_DENSE", share)
+    q, g, *_ = clustered(4)
+    cand, sy, sn = scores_for(q, g, 8, 4)
+    D = Distance(q, g, dtype=torch.float64).fuse(cand, sy, sn, 0.3, 2.0, 8)
+    scipy_blocks = list(E.ecn_blocks(D, **PARAMS["ecn"], memory=20_000, engine="scipy"))
+    torch_blocks = list(E.ecn_blocks(D, **PARAMS["ecn"], memory=20_000, engine="torch"))
+    assert len(scipy_blocks) > 1 and [r for r, _ in scipy_blocks] == [r for r, _ in torch_blocks]
+    for (_, a), (_, b) in zip(scipy_blocks, torch_blocks):
+        assert torch.equal(a, b)
+    dense = ecn_dense(
+        dense_distance(q, g, mu_fused(dense_distance(q, g), len(q), cand, sy, sn, 0.3, 2.0, 8)), len(q), **PARAMS["ecn"]
+    )
+    np.testing.assert_allclose(torch.cat([b for _, b in torch_blocks]).numpy(), dense, atol=1e-9)

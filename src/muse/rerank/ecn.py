@@ -12,11 +12,13 @@ With pos_i(j) the 0-based position of j in i's neighbour list (itself at 0):
 Where ECN(p, g) = 0 (no shared neighbourhood) the input distance D(p, g) is used instead, as
 the released code does. F and S are sparse (k and ≤ M·k non-zeros per row); a query × gallery
 block is a sparse product on most columns and a sparse × dense one on the columns of S that hubs
-make dense, as many queries at a time as the working memory allows.
+make dense, as many queries at a time as the working memory allows: in scipy on the CPU, in
+torch's sparse CSR products on the device of the distances elsewhere (a GPU), with equal values.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,7 +33,7 @@ _DENSE = 0.04  # a column of S with non-zeros in more than this fraction of its 
 
 
 def ecn_blocks(
-    D: Distance, k: int = 25, t: int = 3, q: int = 8, memory: int = MEMORY
+    D: Distance, k: int = 25, t: int = 3, q: int = 8, memory: int = MEMORY, engine: str | None = None
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ECN query × gallery distance blocks.
 
@@ -45,7 +47,9 @@ def ecn_blocks(
     non-zeros per row), so a hub costs one pass over the gallery per query that lists it, not
     one per pair of items that share it. All values are integers, exact in float32 while
     k·(1 + M)·k·M·k < 2²⁴ (float64 otherwise). A block of queries holds its products and the
-    fallback distances (48 bytes per entry) in the other half of ``memory``."""
+    fallback distances (48 bytes per entry) in the other half of ``memory``. ``engine``: where the
+    block products run, ``scipy`` (on the CPU) or ``torch`` (on the distances' device); by default
+    scipy for distances on the CPU, torch otherwise."""
     index = knn(D, max(k, t + 1, q + 1), memory=memory)["all"].index.cpu().numpy()
     N, Q, G = D.N, D.Q, D.G
     M = t + t * q
@@ -66,13 +70,46 @@ def ecn_blocks(
     del FL, SL
     FpH, SpH, FgH, SgH = FH[:Q], SH[:Q], FH[Q:], np.ascontiguousarray(SH[Q:].T.toarray())  # SgH: (|H|, G)
     block = fitting(memory // 2, 48 * G, Q)
+    engine = engine or ("scipy" if D.dev.type == "cpu" else "torch")
+    products = {"scipy": _scipy_products, "torch": _torch_products}[engine](XL, YLT, FpH, SpH, FgH, SgH, D.dev)
     for start in range(0, Q, block):
         r = slice(start, min(start + block, Q))
-        e = (XL[r] @ YLT).toarray()
-        e += FpH[r] @ SgH
-        e += (FgH @ SpH[r].T.toarray()).T
-        e = torch.as_tensor(e, device=D.dev)
+        e = products(r).to(D.dev)
         yield r, torch.where(e == 0, D.block(r, slice(Q, N)).double(), e.double().div_(-2 * M))
+
+
+def _scipy_products(XL, YLT, FpH, SpH, FgH, SgH, dev: torch.device):
+    """The three products of :func:`ecn_blocks` for a block r of queries, in scipy."""
+    return lambda r: torch.as_tensor((XL[r] @ YLT).toarray() + FpH[r] @ SgH + (FgH @ SpH[r].T.toarray()).T)
+
+
+def _torch_products(XL, YLT, FpH, SpH, FgH, SgH, dev: torch.device):
+    """The three products of :func:`ecn_blocks` for a block r of queries, on ``dev``: the gallery
+    sides moved there once, each block's query rows as it comes."""
+    YLT, FgH, SgH = _csr(YLT, dev), _csr(FgH, dev), torch.as_tensor(SgH, device=dev)
+
+    def products(r: slice) -> torch.Tensor:
+        e = (_csr(XL[r], dev) @ YLT).to_dense()
+        e += _csr(FpH[r], dev) @ SgH
+        e += (FgH @ torch.as_tensor(SpH[r].T.toarray(), device=dev)).T
+        return e
+
+    return products
+
+
+def _csr(m: sp.csr_matrix, dev: torch.device) -> torch.Tensor:
+    """A scipy CSR matrix as a torch sparse CSR tensor on ``dev``."""
+    m = m.tocsr()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.as_tensor(m.indptr, dtype=torch.int64),
+            torch.as_tensor(m.indices, dtype=torch.int64),
+            torch.as_tensor(m.data),
+            size=m.shape,
+            device=dev,
+            check_invariants=False,  # scipy's CSR is valid by construction
+        )
 
 
 def _dense_columns(S: sp.csr_matrix, most: int) -> np.ndarray:
