@@ -575,6 +575,26 @@ def _bench_gpu(a):
         raise MuseError(f"bench gpu: a section failed (see {a.out / 'bench_gpu.md'})")
 
 
+def _plan_args(p):
+    p.add_argument("targets", nargs="*", help="files or rules to build (default: the workflow's default target)")
+    p.add_argument("--configfile", help="config file over config.yaml, as snakemake's --configfile (default: none)")
+    p.add_argument(
+        "--gpus", type=positive, nargs="+", default=[1, 4], help="GPU counts for the wall time (default 1 4)"
+    )
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (default: a table)")
+
+
+@command("plan", "jobs, GPU-hours, wall time, disk and GPU memory of a target, before it runs", _plan_args)
+def _plan(a):
+    from muse.config import workflow_config
+    from muse.plan import domain_sizes, dry_run, plan, report, wall_hours
+
+    config = workflow_config(a.configfile)
+    p = plan(dry_run(a.targets, a.configfile), config, domain_sizes(config))
+    p["wall_hours"] = {str(n): wall_hours(p, n) for n in a.gpus}
+    print(json.dumps(p, indent=2) if a.json else report(p, tuple(a.gpus)))
+
+
 def _bench_evaluate_args(p):
     from muse.bench import SIZES
 

@@ -24,6 +24,20 @@ def load_config(path) -> dict:
     return cfg
 
 
+def workflow_config(configfile=None, base="config.yaml") -> dict:
+    """The config a workflow run sees: ``base`` updated by ``configfile`` as Snakemake's
+    ``--configfile`` does (mappings merged key by key, anything else replaced)."""
+
+    def update(a: dict, b: dict) -> dict:
+        return {
+            **a,
+            **{k: update(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v for k, v in b.items()},
+        }
+
+    cfg = load_config(base)
+    return update(cfg, load_config(configfile)) if configfile else cfg
+
+
 def check_schema(config: dict, schema_path) -> None:
     """The config against the JSON schema at ``schema_path`` (workflow/schemas/config.schema.yaml):
     the most relevant violation (jsonschema's ``best_match``) as one line naming the key path."""

@@ -263,14 +263,15 @@ class Layout:
     tested: bool = True  # a query and a gallery (CUHK-SYSU: training images only)
     gallery_extras: bool = False  # distractors (pid 0) and junk (pid −1) in the gallery
     val_list: bool = False  # a validation list beside the training list
+    published: tuple[int, int, int] = (0, 0, 0)  # the release's (train, query, gallery) images
 
 
 # The registry: a new dataset is one entry here (and its format in the config schema's enum).
 LAYOUTS = {
-    "market1501": Layout(read_market1501, write_market1501, "MA", gallery_extras=True),
-    "msmt17": Layout(read_msmt17, write_msmt17, "MS", val_list=True),
-    "cuhk03np": Layout(read_cuhk03np, write_cuhk03np, "C3"),
-    "cuhksysu": Layout(read_cuhksysu, write_cuhksysu, "CS", tested=False),
+    "market1501": Layout(read_market1501, write_market1501, "MA", gallery_extras=True, published=(12936, 3368, 15913)),
+    "msmt17": Layout(read_msmt17, write_msmt17, "MS", val_list=True, published=(32621, 11659, 82161)),
+    "cuhk03np": Layout(read_cuhk03np, write_cuhk03np, "C3", published=(7365, 1400, 5332)),
+    "cuhksysu": Layout(read_cuhksysu, write_cuhksysu, "CS", tested=False, published=(34574, 0, 0)),
 }
 
 
