@@ -134,3 +134,5 @@ def test_small_target_through_the_slurm_profile(cluster, tmp_path):
         assert (df.split == "train").any() and (df.split == "query").any()
     log = (tmp_path / "slurm" / "slurmctld.log").read_text()
     assert "_job_complete" in log  # jobs really ran through slurmctld
+    # the four jobs (synth_world and manifest of two domains) are the data group: one submission
+    assert log.count("_slurm_rpc_submit_batch_job") == 1, log

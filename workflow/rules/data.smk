@@ -8,6 +8,8 @@ rule synth_world:
         "logs/data/synth_world_{domain}.log",
     benchmark:
         "benchmarks/data/synth_world_{domain}.tsv"
+    group:
+        "data"
     conda:
         "../envs/muse.yaml"
     params:
@@ -26,6 +28,8 @@ rule manifest:
         "logs/data/manifest_{domain}.log",
     benchmark:
         "benchmarks/data/manifest_{domain}.tsv"
+    group:
+        "data"
     conda:
         "../envs/muse.yaml"
     params:
@@ -44,6 +48,8 @@ rule train_set:
         "logs/data/train_set_{src}.log",
     benchmark:
         "benchmarks/data/train_set_{src}.tsv"
+    group:
+        "data"
     conda:
         "../envs/muse.yaml"
     script:

@@ -14,6 +14,8 @@ rule evaluate_table_protocol:
         "benchmarks/eval/table{table}/{protocol}.tsv"
     wildcard_constraints:
         table="|".join(str(t) for t in STANDARD_TABLES),
+    group:
+        "tail"
     conda:
         "../envs/muse.yaml"
     params:
@@ -36,6 +38,8 @@ rule evaluate_ablation_protocol:
         "benchmarks/eval/table{table}/{protocol}.tsv"
     wildcard_constraints:
         table="|".join(str(t) for t in ABLATION_TABLES),
+    group:
+        "tail"
     conda:
         "../envs/muse.yaml"
     params:

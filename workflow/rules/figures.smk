@@ -19,6 +19,8 @@ rule sweep:
         "benchmarks/sweeps/{param}.tsv"
     wildcard_constraints:
         param="C|alpha|tau",
+    group:
+        "tail"
     conda:
         "../envs/muse.yaml"
     params:
@@ -61,6 +63,8 @@ rule fig5_ranking:
         "logs/figures/fig5_ranking.log",
     benchmark:
         "benchmarks/figures/fig5_ranking.tsv"
+    group:
+        "tail"
     conda:
         "../envs/muse.yaml"
     params:

@@ -66,6 +66,8 @@ else:
             "logs/scores/{mllm}/{tuning}/{prompt}/{protocol}.gather.log",
         benchmark:
             "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.gather.tsv"
+        group:
+            "tail"
         conda:
             "../envs/muse.yaml"
         script:

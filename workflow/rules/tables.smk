@@ -13,6 +13,8 @@ rule table:
         "logs/tables/table{table}.log",
     benchmark:
         "benchmarks/tables/table{table}.tsv"
+    group:
+        "tail"
     conda:
         "../envs/muse.yaml"
     params:
