@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from muse.diagnostics import roc_auc
+from muse.fusion import Fusion
 from muse.io import Features, load_features, save_features
 
 from helpers import fails_with_one_line, muse, random_case, reference, write_image
@@ -225,12 +226,9 @@ def test_evaluate_ci_answers_whether_the_judge_helps(tmp_path):
     feats = load_features(f)
     rows = evaluate_rows(
         feats,
-        load_scores(s, *feats.test_sizes, features=feats),
+        Fusion(load_scores(s, *feats.test_sizes, features=feats), 0.2, 5.0, 6),
         [("plain", False, "krnn"), ("fused", True, "krnn")],
         {"krnn": {"k1": 10, "k2": 5}},
-        0.2,
-        5.0,
-        6,
     )
     plain, fused = annotate(rows, Bootstrap(resamples=300, seed=3))
     assert got["mAP"] == fused["mAP"] and got["without_fusion"]["mAP"] == plain["mAP"]

@@ -9,6 +9,7 @@ import pytest
 from muse.diagnostics import diagnose, has_match, per_query_auc, perfect_scores, roc_auc
 from muse.evaluate import evaluate
 from muse.experiments import ceiling
+from muse.fusion import Fusion
 from muse.io import Features, Scores
 from muse.rerank import rerank_features
 
@@ -113,14 +114,14 @@ def test_ceiling_is_the_map_of_the_perfect_scores(method):
     cand, sy, sn = scores_for(qf, gf, 10, 5)
     scores = Scores(cand, sy, sn)
     params = {"k1": 10, "k2": 5, "lam": 0.3} if method == "krnn" else {}
-    got = ceiling(q, g, scores, method, params, 0.2, 5.0, 10)
+    got = ceiling(q, g, Fusion(scores, 0.2, 5.0, 10), method, params)
     right = np.where(gp[cand] == qp[:, None], 20.0, -20.0)
     oracle = Scores(cand, right, -right)
-    blocks = rerank_features(q, g, method, params, (oracle, 0.2, 5.0, 10))
+    blocks = rerank_features(q, g, method, params, Fusion(oracle, 0.2, 5.0, 10))
     assert got == evaluate(blocks, qp, qc, gp, gc)["mAP"]
     if method == "none":
         overrides = mu_fused(dense_distance(qf, gf), len(qf), cand, right, -right, 0.2, 5.0, 10)
         dense = dense_distance(qf, gf, overrides)[: len(qf), len(qf) :]
         assert got == pytest.approx(reference(dense, qp, qc, gp, gc)["mAP"], abs=1e-6)
-    judged = evaluate(rerank_features(q, g, method, params, (scores, 0.2, 5.0, 10)), qp, qc, gp, gc)["mAP"]
+    judged = evaluate(rerank_features(q, g, method, params, Fusion(scores, 0.2, 5.0, 10)), qp, qc, gp, gc)["mAP"]
     assert got > judged

@@ -9,6 +9,7 @@ import muse.intervals
 from muse.errors import MuseError
 from muse.evaluate import evaluate
 from muse.experiments import evaluate_rows
+from muse.fusion import Fusion
 from muse.intervals import Bootstrap, annotate, excludes_zero, interval_columns
 from muse.io import Features, Scores
 from muse.paper import standard_rows
@@ -143,7 +144,7 @@ def perfect(f, q, cand):
 def test_a_perfect_judge_gives_an_interval_above_zero(clustered_case):
     f, q, g = clustered_case
     cand, _, _ = scores_for(q, g, 10, 2)
-    rows = annotate(evaluate_rows(f, perfect(f, q, cand), standard_rows(), RERANK, 0.2, 5.0, 10), Bootstrap())
+    rows = annotate(evaluate_rows(f, Fusion(perfect(f, q, cand), 0.2, 5.0, 10), standard_rows(), RERANK), Bootstrap())
     assert [rows[i]["paired"]["base"] for i in range(4, 8)] == [r["row"] for r in rows[:4]]
     assert all("paired" not in r for r in rows[:4]) and all("ci" in r for r in rows)
     for mu, plain in zip(rows[4:], rows[:4]):
@@ -160,7 +161,9 @@ def test_a_random_fusion_on_features_without_identity_gives_an_interval_holding_
     ids = (rng.integers(1, 40, Q), rng.integers(1, 4, Q), rng.integers(1, 40, G), rng.integers(1, 4, G))
     f = features_of(q, g, *ids)
     cand, sy, sn = scores_for(q, g, 10, 2)
-    rows = annotate(evaluate_rows(f, Scores(cand, sy, sn), standard_rows()[::4], RERANK, 0.5, 1.0, 10), Bootstrap())
+    rows = annotate(
+        evaluate_rows(f, Fusion(Scores(cand, sy, sn), 0.5, 1.0, 10), standard_rows()[::4], RERANK), Bootstrap()
+    )
     d, lo, hi = rows[1]["paired"]["mAP"]
     assert d != 0 and lo < 0 < hi and not excludes_zero(lo, hi)
 
@@ -168,10 +171,10 @@ def test_a_random_fusion_on_features_without_identity_gives_an_interval_holding_
 def test_intervals_are_deterministic(clustered_case):
     f, q, g = clustered_case
     scores = Scores(*scores_for(q, g, 10, 2))
-    first = annotate(evaluate_rows(f, scores, standard_rows()[:6], RERANK, 0.2, 5.0, 10), Bootstrap())
-    again = annotate(evaluate_rows(f, scores, standard_rows()[:6], RERANK, 0.2, 5.0, 10), Bootstrap())
+    first = annotate(evaluate_rows(f, Fusion(scores, 0.2, 5.0, 10), standard_rows()[:6], RERANK), Bootstrap())
+    again = annotate(evaluate_rows(f, Fusion(scores, 0.2, 5.0, 10), standard_rows()[:6], RERANK), Bootstrap())
     assert [(r["ci"], r.get("paired")) for r in first] == [(r["ci"], r.get("paired")) for r in again]
-    other = annotate(evaluate_rows(f, scores, standard_rows()[:6], RERANK, 0.2, 5.0, 10), Bootstrap(seed=1))
+    other = annotate(evaluate_rows(f, Fusion(scores, 0.2, 5.0, 10), standard_rows()[:6], RERANK), Bootstrap(seed=1))
     assert [r["ci"] for r in other] != [r["ci"] for r in first]
     assert interval_columns(first[0]) == {
         "mAP_low": first[0]["ci"]["mAP"][0],

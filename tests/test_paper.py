@@ -40,3 +40,13 @@ def test_alpha_of_a_table():
     muse = {"alpha": 0.2, "alpha_intra": 0.6}
     assert paper.alpha(paper.INTRA_DOMAIN_TABLE, muse) == 0.6
     assert {paper.alpha(t, muse) for t in paper.TABLES if t != 4} == {0.2}
+
+
+def test_the_paper_fusion_settings_are_those_of_configs_paper_yaml():
+    """§5.2's C = 40, α = 0.2, τ = 5 and α_intra = 0.1, in muse.paper and in the config that runs them."""
+    import yaml
+
+    from helpers import REPO
+
+    assert paper.FUSION == {"C": 40, "alpha": 0.2, "tau": 5.0, "alpha_intra": 0.1}
+    assert yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())["muse"] == paper.FUSION

@@ -6,6 +6,7 @@ import pytest
 
 from muse.errors import MuseError
 from muse.experiments import evaluate_ablation, evaluate_rows, evaluate_table, rankings, sweep
+from muse.fusion import Fusion
 from muse.intervals import Bootstrap, annotate
 from muse.io import Features, Scores
 from muse.paper import ABLATION_TABLES, TABLES, Variant, ablation_rows, extra_rows, standard_rows
@@ -58,11 +59,11 @@ def test_paper_numbers_cover_every_table():
 
 def test_rows_and_alpha_zero_equals_no_fusion(case):
     f, s = case
-    rows = evaluate_rows(f, s, standard_rows(), RERANK, alpha=0.0, tau=5.0, C=10)
+    rows = evaluate_rows(f, Fusion(s, 0.0, 5.0, 10), standard_rows(), RERANK)
     assert [r["row"] for r in rows][:2] == ["Baseline", "Baseline + K-RNN"]
     for plain, fused in zip(rows[:4], rows[4:]):  # α = 0: μ-distance = base distance
         assert plain["mAP"] == pytest.approx(fused["mAP"]) and plain["R1"] == fused["R1"]
-    strong = evaluate_rows(f, s, standard_rows()[4:5], RERANK, alpha=0.9, tau=1.0, C=10)
+    strong = evaluate_rows(f, Fusion(s, 0.9, 1.0, 10), standard_rows()[4:5], RERANK)
     assert strong[0]["mAP"] != pytest.approx(rows[4]["mAP"])
 
 
@@ -72,11 +73,12 @@ def test_section_5_4_4_row_at_alpha_0_1(case):
     assert extra_rows(9, "MS+C3+CS2MA") == (("Baseline + MUSE (α = 0.1)", 0.1),) and extra_rows(9, "MA+MS+CS2C3") == ()
     f, s = case
     ((name, alpha),) = extra_rows(9, "MS+C3+CS2MA")
-    rows = evaluate_table(f, s, 9, "MS+C3+CS2MA", RERANK, 0.2, 5.0, 10)
+    rows = evaluate_table(f, Fusion(s, 0.2, 5.0, 10), 9, "MS+C3+CS2MA", RERANK)
     assert [r["row"] for r in rows] == [r for r, _, _ in standard_rows()] + [name]
     row = rows[-1]
     assert (
-        row["alpha"] == 0.1 and row["mAP"] == evaluate_rows(f, s, standard_rows()[4:5], RERANK, 0.1, 5.0, 10)[0]["mAP"]
+        row["alpha"] == 0.1
+        and row["mAP"] == evaluate_rows(f, Fusion(s, 0.1, 5.0, 10), standard_rows()[4:5], RERANK)[0]["mAP"]
     )
     df = assemble(9, [{"protocol": "MS+C3+CS2MA", **row}])
     line = [x for x in markdown(df, "T9").splitlines() if x.startswith(f"| {name} |")][0]
@@ -101,19 +103,19 @@ def test_ablation_is_krnn_on_each_judges_mu_distance(case):
     q, g = f.query_gallery()
     same = np.where(g.pids[s.cand] == q.pids[:, None], 5.0, -5.0)
     oracle, flipped = Scores(s.cand, same, -same), Scores(s.cand, -same, same)  # right / always wrong
-    rows = evaluate_ablation(f, {"+ MUSE (a)": oracle, "+ MUSE (b)": flipped}, RERANK, 0.5, 1.0, 10)
+    fusions = {"+ MUSE (a)": Fusion(oracle, 0.5, 1.0, 10), "+ MUSE (b)": Fusion(flipped, 0.5, 1.0, 10)}
+    rows = evaluate_ablation(f, fusions, RERANK)
     assert [r["row"] for r in rows] == ["Baseline + K-RNN", "+ MUSE (a)", "+ MUSE (b)"]
-    assert rows[0] == evaluate_rows(f, None, [("Baseline + K-RNN", False, "krnn")], RERANK, 0.5, 1.0, 10)[0]
-    assert rows[1] == evaluate_rows(f, oracle, [("+ MUSE (a)", True, "krnn")], RERANK, 0.5, 1.0, 10)[0]
+    assert rows[0] == evaluate_rows(f, None, [("Baseline + K-RNN", False, "krnn")], RERANK)[0]
+    assert rows[1] == evaluate_rows(f, Fusion(oracle, 0.5, 1.0, 10), [("+ MUSE (a)", True, "krnn")], RERANK)[0]
     assert rows[2]["mAP"] < rows[0]["mAP"] < rows[1]["mAP"]
 
 
 def test_sweep_reuses_the_stored_logits(case):
     f, s = case
-    base = {"alpha": 0.2, "tau": 5.0, "C": 10}
-    rows = sweep(f, s, "C", [1, 5, 10], base, "krnn", RERANK)
+    rows = sweep(f, Fusion(s, 0.2, 5.0, 10), "C", [1, 5, 10], "krnn", RERANK)
     assert [r["value"] for r in rows] == [1, 5, 10] and rows[-1]["C"] == 10
-    direct = evaluate_rows(f, s, [("x", True, "krnn")], RERANK, 0.2, 5.0, 5)[0]
+    direct = evaluate_rows(f, Fusion(s, 0.2, 5.0, 5), [("x", True, "krnn")], RERANK)[0]
     assert rows[1]["mAP"] == direct["mAP"]
 
 
@@ -122,13 +124,13 @@ def test_mu_rows_carry_the_diagnostics_and_the_markdown_footnote_prints_them(cas
     from muse.experiments import ceiling
 
     f, s = case
-    rows = evaluate_rows(f, s, standard_rows(), RERANK, alpha=0.2, tau=5.0, C=10)
+    rows = evaluate_rows(f, Fusion(s, 0.2, 5.0, 10), standard_rows(), RERANK)
     q, g = f.query_gallery()
     d = diagnose(q, g, s, 10)
     assert all("ceiling" not in r and "judge_auc" not in r for r in rows[:4])
     for r in rows[4:]:
         assert {k: r[k] for k in d} == d
-        assert r["ceiling"] == ceiling(q, g, s, r["rerank"], RERANK.get(r["rerank"]), 0.2, 5.0, 10) > r["mAP"]
+        assert r["ceiling"] == ceiling(q, g, Fusion(s, 0.2, 5.0, 10), r["rerank"], RERANK.get(r["rerank"])) > r["mAP"]
     note = diagnostics_footnote([{"protocol": "MA2MS", **r} for r in rows])
     lines = note.splitlines()
     assert lines[0].startswith("What limits MUSE") and lines[2].startswith("| protocol | row | judge AUC")
@@ -162,7 +164,7 @@ def test_assemble_and_markdown():
 def test_intervals_in_the_long_form_and_beside_each_row_with_a_base_row(case):
     f, s = case
     boot = Bootstrap(resamples=500)
-    rows = annotate(evaluate_rows(f, s, standard_rows(), RERANK, alpha=0.5, tau=1.0, C=10), boot)
+    rows = annotate(evaluate_rows(f, Fusion(s, 0.5, 1.0, 10), standard_rows(), RERANK), boot)
     measured = [{"protocol": "MA2MS", **r} for r in rows]
     df = assemble(2, measured)
     line = df[(df.row == "Baseline + MUSE + ECN") & (df.protocol == "MA2MS") & (df.metric == "R1")].iloc[0]
@@ -187,8 +189,10 @@ def test_intervals_in_the_long_form_and_beside_each_row_with_a_base_row(case):
     assert intervals_footnote([{"protocol": "MA2MS", **r} for r in rows[:4]], boot) == ""
     q, g = f.query_gallery()
     right = np.where(g.pids[s.cand] == q.pids[:, None], 20.0, -20.0)  # a perfect judge: every gain marked
-    oracle = annotate(evaluate_rows(f, Scores(s.cand, right, -right), standard_rows()[4:5], RERANK, 0.5, 1.0, 10), boot)
-    base = annotate(evaluate_rows(f, None, standard_rows()[:1], RERANK, 0.5, 1.0, 10) + oracle, boot)
+    oracle = annotate(
+        evaluate_rows(f, Fusion(Scores(s.cand, right, -right), 0.5, 1.0, 10), standard_rows()[4:5], RERANK), boot
+    )
+    base = annotate(evaluate_rows(f, None, standard_rows()[:1], RERANK) + oracle, boot)
     md = markdown(assemble(2, [{"protocol": "MA2MS", **r} for r in base]), "T2")
     (line,) = [ln for ln in md.splitlines() if ln.startswith("| Baseline + MUSE |")]
     assert line.count(" *)") == 2 and line.split(" | ")[1].endswith("*)")
@@ -200,7 +204,7 @@ def test_rankings_and_figures(case, tmp_path):
     from muse.report.figures import plot_sweep, ranking_figure
 
     f, s = case
-    panels = rankings(f, s, "krnn", RERANK, alpha=0.5, tau=1.0, C=10, k=6, queries=3)
+    panels = rankings(f, Fusion(s, 0.5, 1.0, 10), "krnn", RERANK, k=6, queries=3)
     pid = dict(zip(f.paths, f.pids))
     q, g = f.query_gallery()
     for r in panels:
@@ -211,7 +215,7 @@ def test_rankings_and_figures(case, tmp_path):
             assert first == matches.index(True) if True in matches else first >= 6
     gains = [r["first"][0] - r["first"][1] for r in panels]
     assert len({r["query"] for r in panels}) == 3 and gains[0] >= gains[1] >= gains[2]  # two most helped, then least
-    (one,) = rankings(f, s, "krnn", RERANK, alpha=0.5, tau=1.0, C=10, k=6, queries=1)
+    (one,) = rankings(f, Fusion(s, 0.5, 1.0, 10), "krnn", RERANK, k=6, queries=1)
     assert one == panels[0]
     paths = []
     for i in range(3):

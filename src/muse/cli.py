@@ -209,6 +209,7 @@ def _evaluate(a):
     from muse.diagnostics import diagnose
     from muse.evaluate import evaluate
     from muse.experiments import ceiling
+    from muse.fusion import Fusion
     from muse.intervals import METRICS, Bootstrap, annotate
     from muse.io import load_features, load_scores, write_json
     from muse.paper import FUSION
@@ -228,11 +229,10 @@ def _evaluate(a):
             raise MuseError(f"{', '.join(given)} without --scores: μ-fusion needs the MLLM's scores")
     else:
         s = load_scores(a.scores, len(q.pids), len(g.pids), features=f)
-        C = s.width if a.C is None else a.C
         alpha = FUSION["alpha"] if a.alpha is None else a.alpha
         tau = FUSION["tau"] if a.tau is None else a.tau
-        fusion = (s, alpha, tau, C)
-        params.update(scores=str(a.scores), alpha=alpha, tau=tau, C=C)
+        fusion = Fusion(s, alpha, tau, s.width if a.C is None else a.C)
+        params.update(scores=str(a.scores), **fusion.settings())
 
     def run(fusion) -> dict:
         blocks = rerank_features(q, g, a.rerank, overrides, fusion, block=a.block, memory=a.memory)
@@ -242,8 +242,8 @@ def _evaluate(a):
     keys = ("mAP", "R1", "R5", "R10", "mINP", "num_queries")
     result = {k: metrics[k] for k in keys}
     if fusion is not None:
-        result["judge"] = diagnose(q, g, s, C)
-        result["judge"]["ceiling"] = ceiling(q, g, s, a.rerank, overrides, alpha, tau, C, a.block, a.memory)
+        result["judge"] = diagnose(q, g, s, fusion.C)
+        result["judge"]["ceiling"] = ceiling(q, g, fusion, a.rerank, overrides, a.block, a.memory)
     if a.ci:
         boot = Bootstrap(**boot_options)
         rows = [{"row": "evaluated", "mu": fusion is not None, "rerank": a.rerank, "per_query": metrics["per_query"]}]
@@ -269,7 +269,7 @@ def _evaluate(a):
                 f"judge ROC-AUC {j['judge_auc']:.4f} (base distance {j['base_auc']:.4f}) over {j['pairs']} scored "
                 f"pairs, {j['positives']} of the same identity; within each query {j['judge_auc_query']:.4f} "
                 f"(base distance {j['base_auc_query']:.4f}) over {j['auc_queries']} queries\n"
-                f"recall@{C} {j['recall_C']:.4f}, |s_yes - s_no| median {j['gap_median']:.2f} "
+                f"recall@{fusion.C} {j['recall_C']:.4f}, |s_yes - s_no| median {j['gap_median']:.2f} "
                 f"(90th percentile {j['gap_p90']:.2f}), mAP with a perfect judge {j['ceiling']:.4f}"
             )
         if a.ci:

@@ -192,13 +192,14 @@ class Distance:
             yield rows, self.block(rows, slice(self.Q, self.N))
 
 
-def check_fusion(alpha: float, tau: float, C: int, width: int, G: int) -> None:
-    """Validate μ-fusion parameters against the stored scores (width) and the gallery size."""
+def check_fusion(alpha: float, tau: float, C: int, width: int, G: int | None = None) -> None:
+    """Validate μ-fusion parameters against the stored scores (width) and the gallery size G
+    (when given)."""
     if not 0.0 <= alpha <= 1.0:
         raise MuseError(f"alpha = {alpha}: expected a value in [0, 1]")
     if not tau > 0:
         raise MuseError(f"tau = {tau}: expected a positive temperature")
     if not 1 <= C <= width:
         raise MuseError(f"C = {C}: expected 1 <= C <= {width} (the candidates stored in the scores file)")
-    if C > G:
+    if G is not None and C > G:
         raise MuseError(f"C = {C} is larger than the gallery ({G} images)")

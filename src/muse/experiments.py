@@ -12,43 +12,37 @@ import torch
 
 from muse.budget import MEMORY
 from muse.diagnostics import diagnose, perfect_scores
+from muse.errors import MuseError
 from muse.evaluate import evaluate
-from muse.io import Features, Scores
+from muse.fusion import SETTINGS, Fusion
+from muse.io import Features
 from muse.paper import ABLATION_RERANK, extra_rows, standard_rows
 from muse.rerank import rerank_features
 
 
 def ceiling(
-    q: Features,
-    g: Features,
-    scores: Scores,
-    method: str,
-    params: dict | None,
-    alpha: float,
-    tau: float,
-    C: int,
-    block: int = 256,
-    memory: int = MEMORY,
+    q: Features, g: Features, fusion: Fusion, method: str, params: dict | None, block: int = 256, memory: int = MEMORY
 ) -> float:
-    """The mAP of μ-fusion + ``method`` with a perfect judge on the candidates of ``scores``
-    (:func:`muse.diagnostics.perfect_scores`): what any judge could reach at this C, α, τ."""
-    fusion = (perfect_scores(q, g, scores), alpha, tau, C)
-    blocks = rerank_features(q, g, method, params, fusion, block=block, memory=memory)
+    """The mAP of μ-fusion + ``method`` with a perfect judge on the candidates of ``fusion``'s
+    scores (:func:`muse.diagnostics.perfect_scores`): what any judge could reach at this C, α, τ."""
+    perfect = fusion.with_(scores=perfect_scores(q, g, fusion.scores))
+    blocks = rerank_features(q, g, method, params, perfect, block=block, memory=memory)
     return evaluate(blocks, q.pids, q.camids, g.pids, g.camids)["mAP"]
 
 
-def evaluate_rows(
-    features: Features, scores: Scores | None, rows, rerank_params: dict, alpha: float, tau: float, C: int
-) -> list[dict]:
+def evaluate_rows(features: Features, fusion: Fusion | None, rows, rerank_params: dict) -> list[dict]:
     """mAP, R1, … and the per-query results of each (name, μ, method) row on the query/gallery of
-    ``features``; a μ row also carries the diagnostics of its scored pairs
-    (:func:`muse.diagnostics.diagnose`) and its ``ceiling`` (:func:`ceiling`)."""
+    ``features``, a μ row on the μ-distance of ``fusion``; a μ row also carries the diagnostics of
+    its scored pairs (:func:`muse.diagnostics.diagnose`) and its ``ceiling`` (:func:`ceiling`)."""
     q, g = features.query_gallery()
-    diagnostics = diagnose(q, g, scores, C) if any(mu for _, mu, _ in rows) else {}
+    mus = any(mu for _, mu, _ in rows)
+    if mus and fusion is None:
+        raise MuseError("a + MUSE row needs the judge's scores and the fusion's settings")
+    diagnostics = diagnose(q, g, fusion.scores, fusion.C) if mus else {}
     out = []
     for name, mu, method in rows:
         params = rerank_params.get(method)
-        blocks = rerank_features(q, g, method, params, (scores, alpha, tau, C) if mu else None)
+        blocks = rerank_features(q, g, method, params, fusion if mu else None)
         m = evaluate(blocks, q.pids, q.camids, g.pids, g.camids)
         out.append(
             {
@@ -60,61 +54,42 @@ def evaluate_rows(
                 "mINP": m["mINP"],
                 "rerank": method,
                 "mu": mu,
-                "alpha": alpha if mu else None,
-                "tau": tau if mu else None,
-                "C": C if mu else None,
+                **(fusion.settings() if mu else dict.fromkeys(SETTINGS)),
                 "per_query": {k: v.tolist() for k, v in m["per_query"].items()},
-                **({**diagnostics, "ceiling": ceiling(q, g, scores, method, params, alpha, tau, C)} if mu else {}),
+                **({**diagnostics, "ceiling": ceiling(q, g, fusion, method, params)} if mu else {}),
             }
         )
     return out
 
 
-def evaluate_table(
-    features: Features, scores: Scores, table: int, protocol: str, rerank_params: dict, alpha: float, tau: float, C: int
-) -> list[dict]:
+def evaluate_table(features: Features, fusion: Fusion, table: int, protocol: str, rerank_params: dict) -> list[dict]:
     """The standard rows of ``table`` on ``protocol``, then its :func:`extra_rows` at their own α."""
-    rows = evaluate_rows(features, scores, standard_rows(), rerank_params, alpha, tau, C)
+    rows = evaluate_rows(features, fusion, standard_rows(), rerank_params)
     for name, row_alpha in extra_rows(table, protocol):
-        rows += evaluate_rows(features, scores, [(name, True, "none")], rerank_params, row_alpha, tau, C)
+        rows += evaluate_rows(features, fusion.with_(alpha=row_alpha), [(name, True, "none")], rerank_params)
     return rows
 
 
-def evaluate_ablation(
-    features: Features, named_scores: dict[str, Scores], rerank_params: dict, alpha: float, tau: float, C: int
-) -> list[dict]:
-    """Baseline + K-RNN, then one μ-distance + K-RNN row per (row name → that judge's scores)."""
-    rows = evaluate_rows(features, None, [("Baseline + K-RNN", False, ABLATION_RERANK)], rerank_params, alpha, tau, C)
-    for name, scores in named_scores.items():
-        rows += evaluate_rows(features, scores, [(name, True, ABLATION_RERANK)], rerank_params, alpha, tau, C)
+def evaluate_ablation(features: Features, fusions: dict[str, Fusion], rerank_params: dict) -> list[dict]:
+    """Baseline + K-RNN, then one μ-distance + K-RNN row per (row name → the fusion of that judge)."""
+    rows = evaluate_rows(features, None, [("Baseline + K-RNN", False, ABLATION_RERANK)], rerank_params)
+    for name, fusion in fusions.items():
+        rows += evaluate_rows(features, fusion, [(name, True, ABLATION_RERANK)], rerank_params)
     return rows
 
 
-def sweep(
-    features: Features, scores: Scores, param: str, values, base: dict, method: str, rerank_params: dict
-) -> list[dict]:
+def sweep(features: Features, fusion: Fusion, param: str, values, method: str, rerank_params: dict) -> list[dict]:
     """mAP/R1 of the μ-distance + ``method`` as one of α, τ, C takes each of ``values`` (the others
-    at ``base``); only the stored logits are used, no MLLM call."""
+    as in ``fusion``); only the stored logits are used, no MLLM call."""
     out = []
     for v in values:
-        p = {**base, param: v}
-        row = evaluate_rows(
-            features, scores, [(f"{param}={v}", True, method)], rerank_params, p["alpha"], p["tau"], p["C"]
-        )[0]
+        row = evaluate_rows(features, fusion.with_(**{param: v}), [(f"{param}={v}", True, method)], rerank_params)[0]
         out.append({"param": param, "value": v, **row})
     return out
 
 
 def rankings(
-    features: Features,
-    scores: Scores,
-    method: str,
-    rerank_params: dict,
-    alpha: float,
-    tau: float,
-    C: int,
-    k: int = 15,
-    queries: int = 4,
+    features: Features, fusion: Fusion, method: str, rerank_params: dict, k: int = 15, queries: int = 4
 ) -> list[dict]:
     """Figure 5's queries: the ``queries`` − 1 whose first true match MUSE moves up the most, then
     the one it moves down the most (the least helped if none is hurt), each as ``{"query": path,
@@ -125,7 +100,7 @@ def rankings(
     junk = torch.as_tensor((q.pids[:, None] == g.pids[None]) & (q.camids[:, None] == g.camids[None]))
     tops, firsts = [], []
     for mu in (False, True):
-        blocks = rerank_features(q, g, method, rerank_params.get(method), (scores, alpha, tau, C) if mu else None)
+        blocks = rerank_features(q, g, method, rerank_params.get(method), fusion if mu else None)
         d = torch.cat([b for _, b in blocks]).cpu().masked_fill(junk, float("inf"))
         order = torch.argsort(d, dim=1, stable=True).numpy()
         match = g.pids[order] == q.pids[:, None]

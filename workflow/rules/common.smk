@@ -168,8 +168,9 @@ def sft_launch(gpus):
 SFT_GPUS = config["mllm"].get("sft_gpus", 1) if config["gpu"] else 0
 
 
-def alpha_of(table):
-    return alpha(int(table), config["muse"])
+def fusion_of(table):
+    """μ-fusion's settings of a table (muse.fusion.Fusion less its scores): α (α_intra for Table 4), τ, C."""
+    return {"alpha": alpha(int(table), config["muse"]), "tau": config["muse"]["tau"], "C": config["muse"]["C"]}
 
 
 def stored_C():

@@ -20,9 +20,7 @@ rule evaluate_table_protocol:
         "../envs/muse.yaml"
     params:
         rerank=config["rerank"],
-        alpha=lambda w: alpha_of(w.table),
-        tau=config["muse"]["tau"],
-        C=config["muse"]["C"],
+        fusion=lambda w: fusion_of(w.table),
     script:
         "../scripts/evaluate_table_protocol.py"
 
@@ -45,8 +43,6 @@ rule evaluate_ablation_protocol:
     params:
         rows=lambda w: [name for name, _ in ablation_rows(int(w.table), MLLMS)],
         rerank=config["rerank"],
-        alpha=lambda w: alpha_of(w.table),
-        tau=config["muse"]["tau"],
-        C=config["muse"]["C"],
+        fusion=lambda w: fusion_of(w.table),
     script:
         "../scripts/evaluate_ablation_protocol.py"

@@ -25,7 +25,7 @@ rule sweep:
         "../envs/muse.yaml"
     params:
         sweeps=config["sweeps"],
-        base=lambda w: {"alpha": config["muse"]["alpha"], "tau": config["muse"]["tau"], "C": config["muse"]["C"]},
+        fusion=fusion_of(SWEEP_SETTING),
         rerank=config["rerank"],
         intervals=config["intervals"],
     script:
@@ -69,7 +69,7 @@ rule fig5_ranking:
         "../envs/muse.yaml"
     params:
         sweeps=config["sweeps"],
-        muse=config["muse"],
+        fusion=fusion_of(SWEEP_SETTING),
         rerank=config["rerank"],
         figure5=config["figure5"],
     script:

@@ -8,6 +8,7 @@ Library defaults are the original papers' values (docs/architecture.md, "Numeric
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,11 +16,14 @@ import torch
 from muse.budget import MEMORY
 from muse.distance import Distance
 from muse.errors import MuseError
-from muse.io import Features, Scores
+from muse.io import Features
 from muse.rerank.caj import QE, caj_encoding
 from muse.rerank.ecn import ecn_blocks
 from muse.rerank.jaccard import jaccard_blocks, overlap_stats
 from muse.rerank.krnn import krnn_encoding
+
+if TYPE_CHECKING:
+    from muse.fusion import Fusion
 
 DEFAULTS = {
     "none": {},
@@ -129,17 +133,13 @@ def rerank_features(
     g: Features,
     method: str,
     params: dict | None = None,
-    fusion: tuple[Scores, float, float, int] | None = None,
+    fusion: Fusion | None = None,
     block: int = 256,
     memory: int = MEMORY,
 ) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Re-ranked query × gallery blocks of a test set's features; ``fusion`` = (scores, α, τ, C)
-    applies μ-fusion first. Camera ids come from the features."""
+    """Re-ranked query × gallery blocks of a test set's features, on the μ-distance of ``fusion``
+    when given. Camera ids come from the features."""
     D = Distance(q.feats, g.feats)
     if fusion is not None:
-        scores, alpha, tau, C = fusion
-        try:
-            D.fuse(scores.cand, scores.s_yes, scores.s_no, alpha, tau, C)
-        except MuseError as e:
-            raise MuseError(f"{scores.source}: {e}" if scores.source else str(e)) from None
+        fusion.apply(D)
     return rerank(method, D, camids=np.concatenate([q.camids, g.camids]), block=block, memory=memory, **(params or {}))
