@@ -14,7 +14,8 @@ from muse.io import Features, load_scores
 from muse.mllm import model as M
 from muse.mllm import prompt as P
 from muse.mllm import score as S
-from muse.mllm.sft import SFTConfig, answer_loss, lora_model, read_pairs, sft
+from muse.mllm.losses import answer_loss
+from muse.mllm.sft import SFTConfig, lora_model, read_pairs, sft
 
 from helpers import muse
 

@@ -11,6 +11,7 @@ from muse.data.openworld import CorpusSpec, generate_corpus
 from muse.data.synthetic import Person
 from muse.errors import MuseError
 from muse.io import sha256
+from muse.mllm import losses
 from muse.mllm import pretrain as PT
 
 SPEC = CorpusSpec(groups=6, group_size=3, cameras=2, images_per_camera=(1, 2), val_groups=0.34)
@@ -85,7 +86,7 @@ def test_contrastive_loss_against_its_formula():
         denom = sum(torch.exp(e[i] @ e[j] / T) for j in others)
         pos = sum(torch.exp(e[i] @ e[j] / T) for j in others if labels[j] == labels[i])
         total.append(-torch.log(pos / denom))
-    assert float(PT.contrastive_loss(e, labels, T)) == pytest.approx(float(torch.stack(total).mean()), rel=1e-5)
+    assert float(losses.contrastive_loss(e, labels, T)) == pytest.approx(float(torch.stack(total).mean()), rel=1e-5)
 
 
 SHORT = PT.PretrainConfig(
@@ -196,8 +197,8 @@ def test_the_teacher_embeds_stored_tokens_as_embed_does_the_images(corpus):
     logits = torch.randn(6, len(processor.tokenizer))
     gap = logits[:, judge.answer[0]] - logits[:, judge.answer[1]]
     expected = float(((gap - teacher.target(records)) ** 2).mean())
-    assert float(PT.distillation(logits, judge, records, teacher, cfg)) == pytest.approx(expected, rel=1e-5)
-    assert PT.distillation(logits, judge, records, None, cfg) == 0.0
+    assert float(losses.distillation(logits, judge, records, teacher, cfg)) == pytest.approx(expected, rel=1e-5)
+    assert losses.distillation(logits, judge, records, None, cfg) == 0.0
 
 
 def test_distillation_settings_are_checked():

@@ -60,10 +60,16 @@ from muse.config import from_section
 from muse.diagnostics import roc_auc
 from muse.errors import MuseError
 from muse.io import atomic_path, digest, resumable, sha256
-from muse.mllm.prompt import ANSWERS, VARIANTS, PairImages
-from muse.mllm.sft import answer_loss, answer_target_loss, read_pairs
-
-DISTILL_LOSSES = {"mse": F.mse_loss, "huber": F.huber_loss}
+from muse.mllm.losses import (
+    DISTILL_LOSSES,
+    answer_loss,
+    answer_target_loss,
+    contrastive_loss,
+    distillation,
+    two_way_loss,
+)
+from muse.mllm.prompt import VARIANTS, PairImages
+from muse.mllm.sft import read_pairs
 
 
 @dataclass(frozen=True)
@@ -189,17 +195,6 @@ def stripe_embedding(tokens: torch.Tensor, rows: int, cols: int, stripes: int = 
     return F.normalize(parts, dim=2).flatten(1) / stripes**0.5
 
 
-def contrastive_loss(e: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-    """L_vis of the module doc over a batch of normalised embeddings ``e`` with identity ``labels``."""
-    s = e @ e.T / temperature
-    eye = torch.eye(len(e), dtype=torch.bool)
-    s = s.masked_fill(eye, float("-inf"))
-    pos = (labels[:, None] == labels[None, :]) & ~eye
-    log_p = s.log_softmax(dim=1)
-    keep = pos.any(1)
-    return -(torch.logsumexp(log_p.masked_fill(~pos, float("-inf")), dim=1)[keep]).mean()
-
-
 def _pair_batch(corpus: _Corpus, size: int, hard: float, rng: np.random.Generator) -> list[dict]:
     """``size`` pairs, half positive; each negative is hard with probability ``hard``, else easy."""
     kinds = ["pos" if k < size // 2 else ("hard" if rng.random() < hard else "easy") for k in range(size)]
@@ -260,14 +255,6 @@ class Teacher:
         return self.k * (self.cosine(records) - self.b)
 
 
-def distillation(logits: torch.Tensor, judge, records: list[dict], teacher: Teacher | None, cfg: PretrainConfig):
-    """``distill`` · ℓ((s_yes − s_no) − t) over a batch (module doc); 0 without a teacher."""
-    if teacher is None:
-        return 0.0
-    gap = (logits[:, judge.answer[0]] - logits[:, judge.answer[1]]).float()
-    return cfg.distill * DISTILL_LOSSES[cfg.distill_loss](gap, teacher.target(records).to(gap.device))
-
-
 def token_loss(
     judge, records: list[dict], tokens: dict, two_way: bool, teacher: Teacher | None = None, cfg=None
 ) -> torch.Tensor:
@@ -277,11 +264,7 @@ def token_loss(
     logits = judge.logits_from_tokens(
         torch.stack([tokens[r["query"]] for r in records]), torch.stack([tokens[r["candidate"]] for r in records])
     )
-    if two_way:
-        label = torch.tensor([ANSWERS.index(r["label"]) for r in records], device=logits.device)
-        answer = F.cross_entropy(logits[:, judge.answer], label)
-    else:
-        answer = answer_target_loss(logits, judge, records)
+    answer = (two_way_loss if two_way else answer_target_loss)(logits, judge, records)
     return answer + distillation(logits, judge, records, teacher, cfg)
 
 

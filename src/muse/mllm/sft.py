@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from muse.errors import MuseError
 from muse.io import atomic_path, digest, files_digest, one_writer, resumable
+from muse.mllm.losses import answer_loss
 from muse.mllm.prompt import ANSWERS, PairImages
 
 
@@ -147,18 +147,6 @@ def lora_model(model, cfg: SFTConfig):
         bias="none",
     )
     return get_peft_model(model, config)
-
-
-def answer_loss(judge, records: list[dict], images) -> torch.Tensor:
-    """Mean L_ntp of a batch of pairs (the answer token after the full prompt)."""
-    logits = judge.answer_logits([images[r["query"]] for r in records], [images[r["candidate"]] for r in records])
-    return answer_target_loss(logits, judge, records)
-
-
-def answer_target_loss(logits: torch.Tensor, judge, records: list[dict]) -> torch.Tensor:
-    """Mean −log softmax(logits)[x^L] over the vocabulary, x^L the token of each pair's label."""
-    target = torch.tensor([judge.answer[ANSWERS.index(r["label"])] for r in records], device=logits.device)
-    return F.cross_entropy(logits, target)
 
 
 def cosine_lr(step: int, total: int, cfg: SFTConfig) -> float:
