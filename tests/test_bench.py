@@ -7,17 +7,10 @@ import pytest
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from muse.bench import (
-    _judge,
-    _random_images,
-    bench_floor,
-    bench_original,
-    bench_rerank,
-    bench_score,
-    dg_markdown,
-    machine,
-    pair_flops,
-)
+from muse.bench import machine
+from muse.bench.dg import dg_markdown
+from muse.bench.rerank import bench_floor, bench_original, bench_rerank
+from muse.bench.score import bench_score, judge_of, pair_flops, random_images
 from muse.mllm.prompt import load_pair_image
 
 from helpers import muse
@@ -26,8 +19,8 @@ from helpers import muse
 def test_pair_flops_equal_the_counted_flops_of_both_engines(tmp_path):
     """Naive: one pair's forward; cached: 2 queries sharing 2 candidates (4 images' visual tokens,
     2 prefixes, 2 batched suffixes), per pair; counted by torch with dense (math) attention."""
-    judge = _judge("qwen2_vl", "tiny")
-    ims = [load_pair_image(p) for p in _random_images(tmp_path, 4)]
+    judge = judge_of("qwen2_vl", "tiny")
+    ims = [load_pair_image(p) for p in random_images(tmp_path, 4)]
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as naive:
         judge.naive([ims[0]], [ims[1]])
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as cached:
@@ -86,7 +79,7 @@ def test_bench_gpu_smoke_mode_runs_every_section_on_the_cpu(tmp_path):
 def test_bench_rerank_reports_the_jaccard_work_and_hubs_raise_it():
     """Hubs (gallery items near every other) are shared by many rows of V: its largest column
     and the Jaccard step's triples grow, and the result still equals the library's re-ranking."""
-    from muse.bench import FEATURES
+    from muse.bench.testsets import FEATURES
     from muse.distance import Distance
     from muse.evaluate import evaluate
     from muse.rerank import rerank
@@ -102,7 +95,7 @@ def test_bench_rerank_reports_the_jaccard_work_and_hubs_raise_it():
 def test_bench_original_runs_a_given_re_ranking_file_on_the_same_features(tmp_path):
     """The file's re_ranking() gets the dense query–gallery, query–query and gallery–gallery
     distances of the bench's features; one that returns q_g_dist unchanged scores the base mAP."""
-    from muse.bench import FEATURES
+    from muse.bench.testsets import FEATURES
     from muse.distance import Distance
     from muse.evaluate import evaluate
 
@@ -151,7 +144,7 @@ def test_dg_markdown_is_the_matrix_of_the_rows():
 def test_bench_dg_trains_per_domain_and_re_ranks_with_the_given_k_rnn(tmp_path):
     """Two domains: a row per (train, test, none|krnn); the K-RNN cell is the trained encoder's
     features re-ranked with the parameters passed (the config's), not the library defaults."""
-    from muse.bench import bench_dg
+    from muse.bench.dg import bench_dg
     from muse.data.formats import manifest
     from muse.data.synthetic import Sizes, generate_domain
     from muse.encoder.features import extract

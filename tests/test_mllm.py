@@ -120,7 +120,7 @@ def test_tiny_qwen2_5_vl_is_the_real_class_with_window_attention(tiny25):
 def test_one_record_per_architecture_everywhere_it_is_named():
     """The registry's keys are the light list muse --help reads, and every architecture has its
     published size and GPU plan."""
-    from muse.bench import GPU_PLANS
+    from muse.bench.gpu import GPU_PLANS
     from muse.mllm import ARCHITECTURES
 
     assert tuple(M.ARCHS) == ARCHITECTURES

@@ -549,7 +549,7 @@ def _bench_score_args(p):
 
 @command("bench score", "pairs/s of the scoring engines and their max logit difference", _bench_score_args)
 def _bench_score(a):
-    from muse.bench import bench_score
+    from muse.bench.score import bench_score
 
     print(json.dumps(bench_score(a.model, a.arch, a.size, a.queries, a.C, a.batch, device=a.device)))
 
@@ -567,7 +567,7 @@ def _bench_gpu_args(p):
 
 @command("bench gpu", "judges, re-ranking, evaluation and encoder on a GPU, as JSON + Markdown", _bench_gpu_args)
 def _bench_gpu(a):
-    from muse.bench import bench_gpu
+    from muse.bench.gpu import bench_gpu
 
     report = bench_gpu(a.device, a.size, a.out)
     print(json.dumps(report))
@@ -596,7 +596,7 @@ def _plan(a):
 
 
 def _bench_evaluate_args(p):
-    from muse.bench import SIZES
+    from muse.bench.testsets import SIZES
 
     p.add_argument("--size", choices=list(SIZES), default="msmt17", help="test-set size (default msmt17)")
     p.add_argument("--dim", type=positive, default=512, help="feature dimension (default 512)")
@@ -605,13 +605,13 @@ def _bench_evaluate_args(p):
 
 @command("bench evaluate", "evaluation of random features", _bench_evaluate_args)
 def _bench_evaluate(a):
-    from muse.bench import bench_evaluate
+    from muse.bench.rerank import bench_evaluate
 
     print(json.dumps(bench_evaluate(a.size, d=a.dim, block=a.block)))
 
 
 def _bench_rerank_args(p):
-    from muse.bench import FEATURES, SIZES
+    from muse.bench.testsets import FEATURES, SIZES
     from muse.rerank import METHODS
 
     p.add_argument("--size", choices=list(SIZES), default="market", help="test-set size (default market)")
@@ -643,7 +643,7 @@ def _bench_rerank_args(p):
 def _bench_rerank(a):
     import subprocess
 
-    from muse.bench import bench_floor, bench_original, bench_rerank
+    from muse.bench.rerank import bench_floor, bench_original, bench_rerank
 
     if a.method == "floor":
         print(json.dumps(bench_floor(a.size, d=a.dim)), flush=True)
@@ -705,7 +705,7 @@ def _bench_dg_args(p):
 
 @command("bench dg", "train on each domain, test on each: the domain-generalisation matrix", _bench_dg_args)
 def _bench_dg(a):
-    from muse.bench import bench_dg, dg_markdown
+    from muse.bench.dg import bench_dg, dg_markdown
     from muse.config import load_config
     from muse.data.formats import read_manifest
 

@@ -1,6 +1,6 @@
-"""rule fig4_timing -> muse.bench.bench_score, muse.report.figures.plot_timing"""
+"""rule fig4_timing -> muse.bench.score.bench_score, muse.report.figures.plot_timing"""
 
-from muse.bench import bench_score
+from muse.bench.score import bench_score
 from muse.errors import logged
 from muse.gpus import claim
 from muse.io import write_json

@@ -125,7 +125,7 @@ class Architecture:
 
 
 # The registry, keyed as muse.mllm.ARCHITECTURES (a test keeps the two equal): a new MLLM is one
-# entry here, its published sizes in PUBLISHED, its GPU plan in muse.bench and the schema's enum.
+# entry here, its published sizes in PUBLISHED, its GPU plan in muse.bench.gpu and the schema's enum.
 ARCHS = {
     "qwen2_vl": Architecture(Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, _qwen2_vl_vision),
     "qwen2_5_vl": Architecture(
