@@ -16,6 +16,13 @@ rule score_shard:
     output: results/scores/Qwen2-VL-2B/MA_qchm/dap/MA2C3.shard6.npz
     wildcards: mllm=Qwen2-VL-2B, tuning=MA_qchm, prompt=dap, protocol=MA2C3, shard=6
     resources: tmpdir=/tmp, gpu=1, runtime=720, mem_mb=32000
+[Mon Dec  7 09:49:26 2026] Group job tail (jobs in lexicogr. order):
+
+    [Mon Dec  7 09:49:26 2026]
+    rule table:
+        output: results/table2.csv
+        wildcards: table=2
+        resources: tmpdir=/tmp
 [Mon Dec  7 09:49:26 2026]
 localrule all:
     input: results/table2.csv
@@ -24,9 +31,10 @@ localrule all:
 """
 
 
-def test_dry_run_jobs_are_read_with_wildcards_and_gpus():
+def test_dry_run_jobs_are_read_with_wildcards_and_gpus_also_in_groups():
     jobs = parse_dry_run(DRY)
-    assert [(j.rule, j.gpus) for j in jobs] == [("score_shard", 1), ("all", 0)]
+    assert [(j.rule, j.gpus) for j in jobs] == [("score_shard", 1), ("table", 0), ("all", 0)]
+    assert jobs[1].wildcards == {"table": "2"} and jobs[2].wildcards == {}
     assert jobs[0].wildcards == {
         "mllm": "Qwen2-VL-2B",
         "tuning": "MA_qchm",

@@ -66,17 +66,18 @@ class Job:
 
 
 def parse_dry_run(text: str) -> list[Job]:
-    """The jobs of ``snakemake -n`` output: each ``rule``/``localrule`` block with its wildcards
-    and its ``gpu`` resource."""
+    """The jobs of ``snakemake -n`` output: each ``rule``/``localrule`` block (indented within a
+    group job) with its wildcards and its ``gpu`` resource."""
     jobs: list[Job] = []
     for line in text.splitlines():
-        head = re.match(r"^(?:local)?rule (\w+):$", line)
+        head = re.match(r"^\s*(?:local)?rule (\w+):$", line)
+        field = re.match(r"^\s+(wildcards|resources): (.*)$", line)
         if head:
             jobs.append(Job(head[1]))
-        elif jobs and line.startswith("    wildcards: "):
-            jobs[-1].wildcards = dict(kv.split("=", 1) for kv in line[len("    wildcards: ") :].split(", "))
-        elif jobs and line.startswith("    resources: "):
-            gpu = re.search(r"\bgpu=(\d+)", line)
+        elif jobs and field and field[1] == "wildcards":
+            jobs[-1].wildcards = dict(kv.split("=", 1) for kv in field[2].split(", "))
+        elif jobs and field:
+            gpu = re.search(r"\bgpu=(\d+)", field[2])
             jobs[-1].gpus = int(gpu[1]) if gpu else 0
     return jobs
 
