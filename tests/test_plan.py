@@ -141,5 +141,6 @@ def test_the_paper_config_plans_every_table(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "score_shard 32" in res.stdout and "msmt17 (published)" in res.stdout
     assert "score Qwen2-VL-2B 5.1 GB" in res.stdout and "on 4 GPU(s)" in res.stdout
+    assert "sft Qwen2-VL-2B 8 GB (estimate)" in res.stdout and "train_encoder not measured" in res.stdout
     bad = muse("plan", "results/table99.csv", "--configfile", "paper.yaml", cwd=tmp_path)
     fails_with_one_line(bad, "the workflow's dry run failed")

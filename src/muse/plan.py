@@ -175,6 +175,10 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
             raise MuseError(f"{RATES_FILE.name}: no rate for {stage} of {model}")
         return rates[(stage, model)]["value"]
 
+    def peak_of(stage, model):
+        r = rates.get((stage, model))
+        return {"gb": r["value"], "measured": r["source"].startswith("measured")} if r else None
+
     def start(model):
         return rates.get(("job_start", model), {"value": 0.0})["value"]
 
@@ -207,7 +211,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
             units = config["encoder"]["train"]["epochs"] * train_images(w["src"])
             seconds = start(encoder) + units / rate("encoder_train", encoder)
             if encoder not in CPU_MODELS:
-                peak.setdefault("train_encoder", None)
+                peak["train_encoder"] = peak_of("peak_gpu_train", encoder)
         elif job.rule in ("extract_train", "extract_test"):
             units = (
                 train_images(w["src"])
@@ -224,7 +228,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
             seconds = start(model) + units * rate("sft", model) / 1000
             disk["adapters"] += lora_bytes(config, w["mllm"])
             if model not in CPU_MODELS:
-                peak.setdefault(f"sft {w['mllm']}", None)
+                peak[f"sft {w['mllm']}"] = peak_of("peak_gpu_sft", model)
         elif job.rule in ("score", "score_shard"):
             units = (
                 sizes[protocols.get(w["protocol"]).target]["query"] * C / (shards if job.rule == "score_shard" else 1)
@@ -232,8 +236,8 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
             model = judge_model(config, w["mllm"])
             seconds = start(model) + units * rate("score", model) / 1000
             disk["scores"] += units * 12
-            if ("peak_gpu", model) in rates:
-                peak[f"score {w['mllm']}"] = rates[("peak_gpu", model)]["value"]
+            if model not in CPU_MODELS:
+                peak[f"score {w['mllm']}"] = peak_of("peak_gpu", model)
         elif job.rule.startswith("evaluate_"):
             scale = (test_images(target(w)) / MSMT17_N) ** 2
             table = int(w["table"])
@@ -259,7 +263,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
         "gpu_hours": round(sum(st["gpu_hours"] for st in stages.values()), 3),
         "evaluation_cpu_hours": round(cpu_s / 3600, 3),
         "disk_gb": {k: round(v / 1e9, 3) for k, v in disk.items()},
-        "peak_gpu_gb": peak,  # None: not measured
+        "peak_gpu": peak,  # {gb, measured}, or None where there is no figure
         "sizes": sizes,
     }
 
@@ -291,7 +295,10 @@ def report(p: dict, gpus: tuple[int, ...] = (1, 4)) -> str:
     lines.append("wall time of the GPU stages: " + ", ".join(f"{wall_hours(p, n):.2f} h on {n} GPU(s)" for n in gpus))
     lines.append(f"evaluation and re-ranking: {p['evaluation_cpu_hours']:.2f} CPU-hours (2-core machine rates)")
     lines.append("disk: " + ", ".join(f"{k} {v:.2f} GB" for k, v in p["disk_gb"].items()))
-    peaks = ", ".join(f"{k} {'not measured' if v is None else f'{v} GB'}" for k, v in p["peak_gpu_gb"].items())
+    peaks = ", ".join(
+        f"{k} " + ("not measured" if v is None else f"{v['gb']:g} GB" + ("" if v["measured"] else " (estimate)"))
+        for k, v in p["peak_gpu"].items()
+    )
     lines.append(f"peak GPU memory per job: {peaks or 'no GPU job'}")
     lines.append(
         "sizes: "
