@@ -144,3 +144,24 @@ def test_the_paper_config_plans_every_table(tmp_path):
     assert "sft Qwen2-VL-2B 8 GB (estimate)" in res.stdout and "train_encoder not measured" in res.stdout
     bad = muse("plan", "results/table99.csv", "--configfile", "paper.yaml", cwd=tmp_path)
     fails_with_one_line(bad, "the workflow's dry run failed")
+
+
+def test_a_judge_is_known_by_its_width_else_its_name(tmp_path):
+    from muse.errors import MuseError
+    from muse.plan import judge_model
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text('{"hidden_size": 3584}')
+    cfg = {
+        "mllm": {
+            "models": {
+                "mine": str(tmp_path / "m"),
+                "Qwen2-VL-2B": "/nowhere",
+                "x": "/nowhere",
+                "s": "pretrained:qwen2_vl",
+            }
+        }
+    }
+    assert [judge_model(cfg, n) for n in ("mine", "Qwen2-VL-2B", "s")] == ["7b", "2b", "small"]
+    with pytest.raises(MuseError, match="mllm.models.x: no published size of this width or name"):
+        judge_model(cfg, "x")

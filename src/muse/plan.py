@@ -128,18 +128,28 @@ def domain_sizes(config: dict, results="results") -> dict[str, dict]:
 
 
 def judge_model(config: dict, name: str) -> str:
-    """The rate key of MLLM ``name``: ``small`` for the embedded default's, else ``2b`` / ``7b``
-    from its checkpoint's config.json (the language model's width) or its name."""
+    """The rate key of MLLM ``name``: ``small`` for the embedded default's, else the published size
+    (``2b``, ``7b``) of its checkpoint's language-model width (config.json) or of its name."""
     path = str(config["mllm"]["models"][name])
     if path.startswith(("pretrained:", "tiny:")):
         return "small"
-    width = (
-        json.loads((Path(path) / "config.json").read_text() or "{}").get("hidden_size") if Path(path).is_dir() else None
-    )
-    for key, hidden in (("2b", 1536), ("7b", 3584)):
-        if width == hidden or (width is None and key in name.lower()):
-            return key
-    raise MuseError(f"mllm.models.{name}: no rates for this judge in {RATES_FILE.name} (known: 2b, 7b, small)")
+    config_json = Path(path) / "config.json"
+    width = json.loads(config_json.read_text() or "{}").get("hidden_size") if config_json.is_file() else None
+    key = _published(width, name)
+    if key is None:
+        raise MuseError(f"mllm.models.{name}: no published size of this width or name (muse.mllm.model.PUBLISHED)")
+    return key[1]
+
+
+def _published(width: int | None, name: str) -> tuple[str, str] | None:
+    """The (arch, size) of :data:`muse.mllm.model.PUBLISHED` whose language model has ``width``, or
+    without a width the one whose size is in ``name`` (e.g. ``Qwen2-VL-2B``)."""
+    from muse.mllm.model import PUBLISHED
+
+    for (arch, size), (_, text, *_) in PUBLISHED.items():
+        if width == text["hidden_size"] or (width is None and size in name.lower()):
+            return arch, size
+    return None
 
 
 def encoder_model(config: dict) -> str:
@@ -153,10 +163,9 @@ def lora_bytes(config: dict, name: str) -> int:
     from muse.mllm.model import PUBLISHED
 
     key = judge_model(config, name)
-    arch = {"2b": ("qwen2_vl", "2b"), "7b": ("qwen2_5_vl", "7b")}.get(key)
-    if arch is None:
+    if key in CPU_MODELS:
         return 0  # the embedded default's adapters are a few hundred kB
-    text = PUBLISHED[arch][1]
+    text = next(t for (_, size), (_, t, *_) in PUBLISHED.items() if size == key)
     h, m, kv = text["hidden_size"], text["intermediate_size"], text["num_key_value_heads"]
     kv_width = h // text["num_attention_heads"] * kv
     per_layer = (h + h) + 2 * (h + kv_width) + (h + h) + 2 * (h + m) + (m + h)
