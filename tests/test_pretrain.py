@@ -256,3 +256,17 @@ def test_held_out_metrics_logged_during_training_leave_the_weights_alone(corpus,
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(MuseError, match="eval_every"):
         PT.PretrainConfig.from_config({"eval_every": -1})
+
+
+def test_the_language_models_depth_is_a_recipe_setting(corpus, tmp_path):
+    """llm_layers builds the small judge's language model at that depth (0: the size's own) and is
+    refused below 0."""
+    from muse.mllm.model import SIZES, build
+
+    assert build("qwen2_vl", "tiny", 0)[0].config.text_config.num_hidden_layers == SIZES["tiny"][1]
+    assert build("qwen2_vl", "tiny", 0, layers=3)[0].config.text_config.num_hidden_layers == 3
+    cfg = PT.PretrainConfig(**{**SHORT.__dict__, "llm_layers": 3, "vision_steps": 0, "llm_steps": 2, "pair_steps": 0})
+    PT.pretrain(corpus, tmp_path / "deep", cfg, progress=False)
+    assert json.loads((tmp_path / "deep" / "config.json").read_text())["text_config"]["num_hidden_layers"] == 3
+    with pytest.raises(MuseError, match="pretrain.recipe.llm_layers: must be >= 0"):
+        PT.PretrainConfig.from_config({"llm_layers": -1})

@@ -392,11 +392,13 @@ def build(
     dtype: torch.dtype | None = None,
     device=None,
     tokenizer_json=None,
+    layers: int | None = None,
 ):
     """(model, processor) of ``arch`` at ``size`` (a key of :data:`SIZES`, or a published size of
     :data:`PUBLISHED`), randomly initialised from ``seed``; a published size is built directly in
     ``dtype`` (default fp32) on ``device`` (``"meta"``: the architecture without its weights), its
-    tokenizer of :func:`vocabulary` (``tokenizer_json``)."""
+    tokenizer of :func:`vocabulary` (``tokenizer_json``). ``layers``: the language model's decoder
+    layers of a small size (default: those of :data:`SIZES`)."""
     _check(arch, size)
     spec = architecture(arch)
     config_cls, model_cls = spec.config, spec.model
@@ -405,7 +407,7 @@ def build(
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}
     if size in SIZES:
         (text, vision), tied = small_config(arch, size), False
-        text = {**text, "vocab_size": len(tok)}
+        text = {**text, "vocab_size": len(tok), **({"num_hidden_layers": layers} if layers else {})}
     else:
         _, text, vision, tied = PUBLISHED[arch, size]
     config = config_cls(

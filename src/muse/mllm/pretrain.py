@@ -78,6 +78,7 @@ class PretrainConfig:
 
     arch: str = "qwen2_vl"
     size: str = "small"
+    llm_layers: int = 0  # decoder layers of the language model; 0: those of the size (small: 2)
     seed: int = 0
     vision_steps: int = 600
     vision_groups: int = 6
@@ -117,6 +118,8 @@ class PretrainConfig:
             raise MuseError(f"pretrain.recipe.distill_loss: expected one of {', '.join(DISTILL_LOSSES)}")
         if c.distill < 0 or c.distill_scale <= 0:
             raise MuseError("pretrain.recipe: distill must be >= 0 and distill_scale > 0")
+        if c.llm_layers < 0:
+            raise MuseError("pretrain.recipe.llm_layers: must be >= 0 (0: the size's own)")
         if c.eval_every < 0:
             raise MuseError("pretrain.recipe.eval_every: must be >= 0 (0: held-out metrics only at the end)")
         return c
@@ -354,7 +357,7 @@ def pretrain(
     corpus = _Corpus(corpus_dir)
     corpus_sha256 = corpus.fingerprint()
     fingerprint = digest(corpus_sha256, asdict(cfg))
-    model, processor = build(cfg.arch, cfg.size, cfg.seed)
+    model, processor = build(cfg.arch, cfg.size, cfg.seed, layers=cfg.llm_layers or None)
     answer = answer_ids(processor.tokenizer)
     judges = {p: Judge(model, processor, answer, p) for p in cfg.prompts}
     visual = list(model.model.visual.parameters())
