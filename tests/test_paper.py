@@ -50,3 +50,8 @@ def test_the_paper_fusion_settings_are_those_of_configs_paper_yaml():
 
     assert paper.FUSION == {"C": 40, "alpha": 0.2, "tau": 5.0, "alpha_intra": 0.1}
     assert yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())["muse"] == paper.FUSION
+
+
+def test_stored_C_is_the_largest_C_of_the_tables_and_the_sweep():
+    assert paper.stored_C({"muse": {"C": 40}, "sweeps": {"C": [10, 20, 60]}}) == 60
+    assert paper.stored_C({"muse": {"C": 40}, "sweeps": {"C": [10]}}) == 40

@@ -84,6 +84,11 @@ def alpha(table: int, muse: dict) -> float:
     return muse["alpha_intra"] if table == INTRA_DOMAIN_TABLE else muse["alpha"]
 
 
+def stored_C(config: dict) -> int:
+    """Candidates scored per query: the largest C any table (``muse.C``) or the C sweep uses."""
+    return max(config["muse"]["C"], *config["sweeps"]["C"])
+
+
 def extra_rows(table: int, protocol: str) -> tuple[tuple[str, float], ...]:
     """(row name, α) of the μ-distance rows (no re-ranking) a protocol of a table adds to the
     standard ones, as reported in the paper's text."""

@@ -51,7 +51,7 @@ STAGES = {  # rule -> stage, in the order a target runs them
     "score": "scoring",
     "score_shard": "scoring",
 }
-GPU_STAGES = ("encoders", "features", "fine-tuning", "scoring")
+GPU_STAGES = tuple(dict.fromkeys(STAGES.values()))
 CPU_MODELS = ("embedded", "small")  # the embedded default's, whose rates are the 2-core CPU's
 RERANK = {"none": None, "krnn": "rerank_krnn", "ecn": "rerank_ecn", "caj": "rerank_caj"}
 
@@ -175,7 +175,7 @@ def lora_bytes(config: dict, name: str) -> int:
 def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
     """The cost of ``jobs`` (module doc): jobs per rule, per stage GPU-hours and longest job, CPU
     hours of evaluation, disk and peak GPU memory per job."""
-    from muse.paper import ABLATION_TABLES, extra_rows, standard_rows
+    from muse.paper import ABLATION_RERANK, ABLATION_TABLES, ablation_rows, extra_rows, standard_rows, stored_C
 
     rates = rates or read_rates()
 
@@ -192,7 +192,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
         return rates.get(("job_start", model), {"value": 0.0})["value"]
 
     encoder = encoder_model(config)
-    C = max(config["muse"]["C"], *config["sweeps"]["C"])
+    C = stored_C(config)
     shards = config["mllm"]["score"]["shards"]
     sft = config["mllm"]["sft"]
     mining = config["mining"]
@@ -200,7 +200,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
     per_rule: dict[str, int] = {}
     stages = {s: {"jobs": 0, "gpu_hours": 0.0, "longest_h": 0.0, "units": 0.0} for s in GPU_STAGES}
     disk = {"features": 0.0, "scores": 0.0, "adapters": 0.0}
-    peak: dict[str, float | None] = {}
+    peak: dict[str, dict | None] = {}
     cpu_s = 0.0
 
     def train_images(src):
@@ -222,11 +222,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
             if encoder not in CPU_MODELS:
                 peak["train_encoder"] = peak_of("peak_gpu_train", encoder)
         elif job.rule in ("extract_train", "extract_test"):
-            units = (
-                train_images(w["src"])
-                if job.rule == "extract_train"
-                else sizes[w["tgt"]]["query"] + sizes[w["tgt"]]["gallery"]
-            )
+            units = train_images(w["src"]) if job.rule == "extract_train" else test_images(w["tgt"])
             seconds = start(encoder) + units / rate("encoder_extract", encoder)
             disk["features"] += units * (4 * dim + 16)
         elif job.rule == "sft":
@@ -239,9 +235,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
             if model not in CPU_MODELS:
                 peak[f"sft {w['mllm']}"] = peak_of("peak_gpu_sft", model)
         elif job.rule in ("score", "score_shard"):
-            units = (
-                sizes[protocols.get(w["protocol"]).target]["query"] * C / (shards if job.rule == "score_shard" else 1)
-            )
+            units = sizes[target(w)]["query"] * C / (shards if job.rule == "score_shard" else 1)
             model = judge_model(config, w["mllm"])
             seconds = start(model) + units * rate("score", model) / 1000
             disk["scores"] += units * 12
@@ -251,7 +245,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
             scale = (test_images(target(w)) / MSMT17_N) ** 2
             table = int(w["table"])
             if table in ABLATION_TABLES:
-                methods = ["krnn"] * (1 + len(_ablation_rows(table, config)))
+                methods = [ABLATION_RERANK] * (1 + len(ablation_rows(table, list(config["mllm"]["models"]))))
             else:
                 methods = [m for _, _, m in standard_rows()] + ["none"] * len(extra_rows(table, w["protocol"]))
             cpu_s += (
@@ -275,12 +269,6 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
         "peak_gpu": peak,  # {gb, measured}, or None where there is no figure
         "sizes": sizes,
     }
-
-
-def _ablation_rows(table: int, config: dict) -> list:
-    from muse.paper import ablation_rows
-
-    return ablation_rows(table, list(config["mllm"]["models"]))
 
 
 def wall_hours(p: dict, gpus: int) -> float:

@@ -76,6 +76,7 @@ from muse.paper import (
     ablation_rows,
     adaptation_domains,
     alpha,
+    stored_C,
     wildcard_patterns,
 )
 
@@ -171,8 +172,3 @@ SFT_GPUS = config["mllm"].get("sft_gpus", 1) if config["gpu"] else 0
 def fusion_of(table):
     """μ-fusion's settings of a table (muse.fusion.Fusion less its scores): α (α_intra for Table 4), τ, C."""
     return {"alpha": alpha(int(table), config["muse"]), "tau": config["muse"]["tau"], "C": config["muse"]["C"]}
-
-
-def stored_C():
-    """Candidates scored per query: the largest C any table or sweep uses."""
-    return max(config["muse"]["C"], *config["sweeps"]["C"])

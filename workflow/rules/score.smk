@@ -23,7 +23,7 @@ if SHARDS == 1:
             mem_mb=32000,
             runtime=720,
         params:
-            C=stored_C(),
+            C=stored_C(config),
             score=config["mllm"]["score"],
             shard="0/1",
         script:
@@ -47,7 +47,7 @@ else:
             mem_mb=32000,
             runtime=720,
         params:
-            C=stored_C(),
+            C=stored_C(config),
             score=config["mllm"]["score"],
             shard=lambda w: f"{w.shard}/{SHARDS}",
         script:
