@@ -184,7 +184,7 @@ def test_the_teacher_embeds_stored_tokens_as_embed_does_the_images(corpus):
     c = PT._Corpus(corpus)
     judge = Judge(model, processor, answer_ids(processor.tokenizer), "dap")
     tokens = PT.visual_tokens(judge, c, progress=False)
-    cfg = PT.PretrainConfig(distill=1.0, distill_scale=2.0)
+    cfg = PT.PretrainConfig(llm_distill=1.0, distill_scale=2.0)
     teacher = PT.Teacher.fit(judge, c, tokens, cfg)
     records = c.pairs[:6]
     with torch.no_grad():
@@ -193,19 +193,24 @@ def test_the_teacher_embeds_stored_tokens_as_embed_does_the_images(corpus):
     torch.testing.assert_close(teacher.cosine(records), (q * g).sum(1), rtol=1e-5, atol=1e-6)
     assert teacher.k == pytest.approx(2 * teacher.k0)
     torch.testing.assert_close(teacher.target(records), teacher.k * ((q * g).sum(1) - teacher.b), rtol=1e-5, atol=1e-5)
-    # the distillation term: distill · mean squared error of s_yes − s_no against the target
+    # the distillation term: w · mean squared error of s_yes − s_no against the target
     logits = torch.randn(6, len(processor.tokenizer))
     gap = logits[:, judge.answer[0]] - logits[:, judge.answer[1]]
     expected = float(((gap - teacher.target(records)) ** 2).mean())
-    assert float(losses.distillation(logits, judge, records, teacher, cfg)) == pytest.approx(expected, rel=1e-5)
-    assert losses.distillation(logits, judge, records, None, cfg) == 0.0
+    assert float(losses.distillation(logits, judge, records, teacher, 0.5)) == pytest.approx(expected / 2, rel=1e-5)
+    assert losses.distillation(logits, judge, records, None, 1.0) == 0.0
+    assert losses.distillation(logits, judge, records, teacher, 0.0) == 0.0
+    # the Huber loss with δ = 1: r²/2 where |r| ≤ 1, else |r| − 1/2
+    r = (gap - teacher.target(records)).abs()
+    huber = float(torch.where(r <= 1, r**2 / 2, r - 0.5).mean())
+    assert float(losses.distillation(logits, judge, records, teacher, 1.0, "huber")) == pytest.approx(huber, rel=1e-5)
 
 
 def test_distillation_settings_are_checked():
     with pytest.raises(MuseError, match="distill_loss"):
         PT.PretrainConfig.from_config({"distill_loss": "l1"})
-    with pytest.raises(MuseError, match="distill"):
-        PT.PretrainConfig.from_config({"distill": -1.0})
+    with pytest.raises(MuseError, match="pair_distill"):
+        PT.PretrainConfig.from_config({"pair_distill": -1.0})
 
 
 def test_distilled_recipe_records_its_fit_and_resumes_in_the_last_stage(corpus, tmp_path, monkeypatch):
@@ -213,7 +218,7 @@ def test_distilled_recipe_records_its_fit_and_resumes_in_the_last_stage(corpus, 
     rebuilt from the tower on resuming) ends with the weights of an uninterrupted run."""
     from safetensors.torch import load_file
 
-    cfg = PT.PretrainConfig(**{**SHORT.__dict__, "distill": 1.0, "distill_scale": 2.0})
+    cfg = PT.PretrainConfig(**{**SHORT.__dict__, "pair_distill": 1.0, "distill_scale": 2.0})
     record = PT.pretrain(corpus, tmp_path / "full", cfg, progress=False)
     fit = record["distillation"]
     assert fit["k"] == pytest.approx(2 * fit["k0"], abs=1e-3) and fit["k0"] != 0

@@ -49,11 +49,11 @@ def contrastive_loss(e: torch.Tensor, labels: torch.Tensor, temperature: float) 
     return -(torch.logsumexp(log_p.masked_fill(~pos, float("-inf")), dim=1)[keep]).mean()
 
 
-def distillation(logits: torch.Tensor, judge, records: list[dict], teacher, cfg):
-    """``cfg.distill`` · ℓ((s_yes − s_no) − t) over a batch, t = ``teacher.target(records)``
-    (:class:`muse.mllm.pretrain.Teacher`) and ℓ the ``cfg.distill_loss`` of :data:`DISTILL_LOSSES`;
-    0 without a teacher."""
-    if teacher is None:
+def distillation(logits: torch.Tensor, judge, records: list[dict], teacher, weight: float, loss: str = "mse"):
+    """w · ℓ((s_yes − s_no) − t) over a batch, w = ``weight``, t = ``teacher.target(records)``
+    (:class:`muse.mllm.pretrain.Teacher`) and ℓ the ``loss`` of :data:`DISTILL_LOSSES`;
+    0 without a teacher or at w = 0."""
+    if teacher is None or not weight:
         return 0.0
     gap = (logits[:, judge.answer[0]] - logits[:, judge.answer[1]]).float()
-    return cfg.distill * DISTILL_LOSSES[cfg.distill_loss](gap, teacher.target(records).to(gap.device))
+    return weight * DISTILL_LOSSES[loss](gap, teacher.target(records).to(gap.device))

@@ -21,13 +21,14 @@ get the same stages, full-parameter, from random weights:
 3. **Whole judge** (``pair_steps`` steps of ``pair_batch`` pairs): every parameter, full forwards
    from the images, the eq. 4 loss, negatives hard with probability ``hard_end``.
 
-**Distillation** (``distill`` > 0): the frozen tower of stage 1 already compares people well; in
-stages 2 and 3 the answer also learns to say what it knows. For a pair (q, c) with embeddings e_q,
-e_c (:func:`embed`, from the tower as it ends stage 1) the target of the logit gap is
-t = k·(e_qᵀe_c − b), with b and k₀ fitted once by a class-balanced logistic regression of "same
-identity" on e_qᵀe_c over the training pairs (σ(t) is then a calibrated P(yes) at k = k₀) and
-k = ``distill_scale``·k₀. The loss adds ``distill`` · ℓ((s_yes − s_no) − t) to the answer loss,
-ℓ the squared error (``distill_loss: mse``) or the Huber loss with δ = 1 (``huber``).
+**Distillation** (``llm_distill`` > 0 in stage 2, ``pair_distill`` > 0 in stage 3): the frozen
+tower of stage 1 already compares people well; the answer also learns to say what it knows. For a
+pair (q, c) with embeddings e_q, e_c (:func:`embed`, from the tower as it ends stage 1) the
+target of the logit gap is t = k·(e_qᵀe_c − b), with b and k₀ fitted once by a class-balanced
+logistic regression of "same identity" on e_qᵀe_c over the training pairs (σ(t) is then a
+calibrated P(yes) at k = k₀) and k = ``distill_scale``·k₀. The loss adds w · ℓ((s_yes − s_no) − t)
+to the answer loss, w the stage's weight and ℓ the squared error (``distill_loss: mse``) or the
+Huber loss with δ = 1 (``huber``).
 
 AdamW with a linear warm-up over the first 5 % of each stage and a cosine decay to 1 % of the
 rate, gradients clipped to norm 1. Every batch is drawn from a generator keyed by (seed, stage,
@@ -96,7 +97,8 @@ class PretrainConfig:
     hard_end: float = 0.8
     prompts: tuple[str, ...] = ("dap", "task_resp", "void")
     weight_decay: float = 0.01
-    distill: float = 0.0
+    llm_distill: float = 0.0
+    pair_distill: float = 0.0
     distill_scale: float = 1.0
     distill_loss: str = "mse"
     checkpoint_every: int = 250
@@ -116,8 +118,8 @@ class PretrainConfig:
             raise MuseError("pretrain.recipe: steps must be >= 0 and batch sizes >= 1")
         if c.distill_loss not in DISTILL_LOSSES:
             raise MuseError(f"pretrain.recipe.distill_loss: expected one of {', '.join(DISTILL_LOSSES)}")
-        if c.distill < 0 or c.distill_scale <= 0:
-            raise MuseError("pretrain.recipe: distill must be >= 0 and distill_scale > 0")
+        if min(c.llm_distill, c.pair_distill) < 0 or c.distill_scale <= 0:
+            raise MuseError("pretrain.recipe: llm_distill and pair_distill must be >= 0 and distill_scale > 0")
         if c.llm_layers < 0:
             raise MuseError("pretrain.recipe.llm_layers: must be >= 0 (0: the size's own)")
         if c.eval_every < 0:
@@ -258,9 +260,7 @@ class Teacher:
         return self.k * (self.cosine(records) - self.b)
 
 
-def token_loss(
-    judge, records: list[dict], tokens: dict, two_way: bool, teacher: Teacher | None = None, cfg=None
-) -> torch.Tensor:
+def token_loss(judge, records: list[dict], tokens: dict, two_way: bool, teacher: Teacher | None, cfg) -> torch.Tensor:
     """Answer-only loss of a batch of pairs from the images' stored visual ``tokens`` (path → (T, H)):
     −log softmax at each pair's label over the two answer logits (``two_way``) or over the
     vocabulary (eq. 4, as :func:`muse.mllm.sft.answer_loss` on the images); plus the :func:`distillation` term."""
@@ -268,13 +268,15 @@ def token_loss(
         torch.stack([tokens[r["query"]] for r in records]), torch.stack([tokens[r["candidate"]] for r in records])
     )
     answer = (two_way_loss if two_way else answer_target_loss)(logits, judge, records)
-    return answer + distillation(logits, judge, records, teacher, cfg)
+    return answer + distillation(logits, judge, records, teacher, cfg.llm_distill, cfg.distill_loss)
 
 
 def whole_judge_loss(judge, records: list[dict], images, teacher: Teacher | None, cfg) -> torch.Tensor:
     """Stage 3's loss on the images: eq. 4 (as :func:`muse.mllm.sft.answer_loss`) plus the :func:`distillation` term."""
     logits = judge.answer_logits([images[r["query"]] for r in records], [images[r["candidate"]] for r in records])
-    return answer_target_loss(logits, judge, records) + distillation(logits, judge, records, teacher, cfg)
+    return answer_target_loss(logits, judge, records) + distillation(
+        logits, judge, records, teacher, cfg.pair_distill, cfg.distill_loss
+    )
 
 
 @torch.no_grad()
@@ -348,10 +350,12 @@ def pretrain(
 ) -> dict:
     """Pretrain a small judge of ``cfg.arch`` on the corpus at ``corpus_dir`` and write it at ``out``
     (model, processor, ``provenance.json``, whose ``command`` is ``command`` or the process's
-    argv); returns the provenance record."""
+    argv); returns the provenance record. Denormal floats are flushed to zero for the process:
+    weights trained at a high rate hold them, and they made CPU steps 2–4× slower."""
     from muse.mllm.model import answer_ids, build
     from muse.mllm.score import Judge
 
+    torch.set_flush_denormal(True)
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     corpus = _Corpus(corpus_dir)
@@ -392,9 +396,10 @@ def pretrain(
         first = start[1] if si == start[0] else 0
         if optimiser is not None and si == start[0]:
             opt.load_state_dict(optimiser)
-        if name == "llm" or (name == "pairs" and cfg.distill and teacher is None):
+        distilled = cfg.llm_distill or cfg.pair_distill
+        if name == "llm" or (name == "pairs" and cfg.pair_distill and teacher is None):
             tokens = visual_tokens(judges[cfg.prompts[0]], corpus, progress=progress)
-        if name != "vision" and cfg.distill and teacher is None:
+        if name != "vision" and distilled and teacher is None:
             teacher = Teacher.fit(judges[cfg.prompts[0]], corpus, tokens, cfg)
         if teacher is not None and distill_fit is None:
             distill_fit = {"k0": round(teacher.k0, 4), "b": round(teacher.b, 4), "k": round(teacher.k, 4)}
