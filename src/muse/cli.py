@@ -34,12 +34,10 @@ def positive(text: str) -> int:
 def model_dir(text: str) -> Path:
     """An argparse type: a model directory, or ``pretrained:<arch>`` for a shipped judge (as the
     config's ``mllm.models`` takes it)."""
-    if not text.startswith("pretrained:"):
-        return Path(text)
-    from muse.mllm.model import pretrained_dir
+    from muse.mllm.model import judge_dir
 
     try:
-        return pretrained_dir(text.removeprefix("pretrained:"))
+        return judge_dir(text)
     except MuseError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

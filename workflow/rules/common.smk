@@ -122,11 +122,9 @@ def mllm_dir(name):
     source = MLLMS[name]
     if source.startswith("tiny:"):
         return f"results/mllm/{name}"
-    if source.startswith("pretrained:"):
-        from muse.mllm.model import pretrained_dir
+    from muse.mllm.model import judge_dir
 
-        return str(pretrained_dir(source.removeprefix("pretrained:")))
-    return source
+    return str(judge_dir(source))
 
 
 def scores_of(table, protocol, variant=Variant()):

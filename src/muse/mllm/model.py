@@ -473,6 +473,14 @@ def pretrained_dir(arch: str) -> Path:
     return Path(__file__).parent / "pretrained" / arch
 
 
+def judge_dir(source: str) -> Path:
+    """A model directory as the config's ``mllm.models`` names it: ``pretrained:<arch>`` for a
+    shipped judge (:func:`pretrained_dir`), else a path."""
+    if source.startswith("pretrained:"):
+        return pretrained_dir(source.removeprefix("pretrained:"))
+    return Path(source)
+
+
 def answer_ids(tokenizer) -> tuple[int, int]:
     """Token ids of "Yes" and "No" (no leading space: they follow ``assistant\\n``)."""
     out = []

@@ -2,7 +2,8 @@
 
 A real MLLM comes to MUSE with open-world knowledge: its vision encoder was contrastively
 pretrained, then the whole model trained on image-text data. The embedded default's small judges
-get the same stages, full-parameter, from random weights:
+get the same stages, full-parameter, from random weights (with ``tower``, the vision tower of a
+trained judge instead: a language-model recipe can then be tried on a shipped tower in minutes):
 
 1. **Vision** (``vision_steps`` steps): the vision tower alone, on batches of whole look-alike
    groups (``vision_groups`` groups × every identity × ``vision_imgs`` images, horizontally
@@ -60,7 +61,7 @@ from tqdm import tqdm
 from muse.config import from_section
 from muse.diagnostics import roc_auc
 from muse.errors import MuseError
-from muse.io import atomic_path, digest, resumable, sha256
+from muse.io import atomic_path, digest, files_digest, resumable, sha256
 from muse.mllm.losses import (
     DISTILL_LOSSES,
     answer_loss,
@@ -80,6 +81,7 @@ class PretrainConfig:
     arch: str = "qwen2_vl"
     size: str = "small"
     llm_layers: int = 0  # decoder layers of the language model; 0: those of the size (small: 2)
+    tower: str = ""  # a judge (directory or pretrained:<arch>) whose vision tower the run starts from; "": random
     seed: int = 0
     vision_steps: int = 600
     vision_groups: int = 6
@@ -345,6 +347,19 @@ def held_out(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, bat
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
+def start_tower(model, tower: Path, cfg: PretrainConfig) -> None:
+    """Give ``model`` the vision tower of the judge at ``tower`` (recipe ``tower``)."""
+    from muse.mllm.model import load
+
+    state = load(tower, device="cpu", dtype=torch.float32)[0].model.visual.state_dict()
+    try:
+        model.model.visual.load_state_dict(state)
+    except RuntimeError:
+        raise MuseError(
+            f"pretrain.recipe.tower: {tower}'s vision tower does not fit a {cfg.arch} judge of size {cfg.size}"
+        ) from None
+
+
 def pretrain(
     corpus_dir, out, cfg: PretrainConfig = PretrainConfig(), progress: bool = True, command: str | None = None
 ) -> dict:
@@ -352,7 +367,7 @@ def pretrain(
     (model, processor, ``provenance.json``, whose ``command`` is ``command`` or the process's
     argv); returns the provenance record. Denormal floats are flushed to zero for the process:
     weights trained at a high rate hold them, and they made CPU steps 2–4× slower."""
-    from muse.mllm.model import answer_ids, build
+    from muse.mllm.model import answer_ids, build, judge_dir
     from muse.mllm.score import Judge
 
     torch.set_flush_denormal(True)
@@ -360,8 +375,11 @@ def pretrain(
     torch.manual_seed(cfg.seed)
     corpus = _Corpus(corpus_dir)
     corpus_sha256 = corpus.fingerprint()
-    fingerprint = digest(corpus_sha256, asdict(cfg))
+    tower = judge_dir(cfg.tower) if cfg.tower else None
+    fingerprint = digest(corpus_sha256, asdict(cfg), files_digest(tower))
     model, processor = build(cfg.arch, cfg.size, cfg.seed, layers=cfg.llm_layers or None)
+    if tower is not None:
+        start_tower(model, tower, cfg)
     answer = answer_ids(processor.tokenizer)
     judges = {p: Judge(model, processor, answer, p) for p in cfg.prompts}
     visual = list(model.model.visual.parameters())
