@@ -374,6 +374,15 @@ def test_sft_lowers_validation_loss_and_writes_a_peft_adapter(tiny, images, tmp_
     assert not (tmp_path / "adapter.ckpt").exists()
     model, _, _ = M.load(tiny, merge=False)
     assert isinstance(PeftModel.from_pretrained(model, tmp_path / "adapter"), PeftModel)
+    # the validation AUC and gap are those of the adapted judge's answers, by hand
+    tuned, pairs = S.load_judge(tiny, tmp_path / "adapter"), P.PairImages()
+    logits = tuned.naive([pairs[r["query"]] for r in val], [pairs[r["candidate"]] for r in val])
+    gap = (logits[:, 0] - logits[:, 1]).tolist()
+    pos = [g for g, r in zip(gap, val) if r["label"] == "Yes"]
+    neg = [g for g, r in zip(gap, val) if r["label"] == "No"]
+    auc = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert history[-1]["val_auc"] == pytest.approx(auc)
+    assert history[-1]["val_gap"] == pytest.approx(np.median(np.abs(gap)), rel=1e-4)
 
 
 def test_sft_with_gradient_checkpointing_learns_the_same_adapter(tiny, images, tmp_path, monkeypatch):
