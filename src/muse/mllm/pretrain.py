@@ -313,10 +313,30 @@ def held_out_loss(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig
 
 
 @torch.no_grad()
-def held_out(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, batch: int = 16) -> dict:
+def calibration(gap: np.ndarray, label: np.ndarray, bins: int = 10) -> list[dict]:
+    """How well P(yes) = σ(s_yes − s_no) is calibrated: the pairs in each of ``bins`` equal-width
+    bins of P(yes) on [0, 1] (the last closed), with their count, mean P(yes) and share of
+    same-identity pairs; empty bins left out."""
+    p = 1 / (1 + np.exp(-np.asarray(gap, dtype=np.float64)))
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return [
+        {
+            "bin": [k / bins, (k + 1) / bins],
+            "pairs": int((which == k).sum()),
+            "p_yes": round(float(p[which == k].mean()), 4),
+            "same": round(float(label[which == k].mean()), 4),
+        }
+        for k in range(bins)
+        if (which == k).any()
+    ]
+
+
+def held_out(
+    model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, batch: int = 16, calibrated: bool = False
+) -> dict:
     """ROC-AUC on the held-out groups' pairs (``eval_pairs`` of them): of the judge's s_yes − s_no
     (``dap`` prompt) and of the embeddings' cosine similarity, on all pairs and on pos + hard only;
-    and the median logit gap |s_yes − s_no|."""
+    the median logit gap |s_yes − s_no|; with ``calibrated``, the :func:`calibration` table."""
     from muse.mllm.score import Judge
 
     model.eval()
@@ -344,7 +364,8 @@ def held_out(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, bat
         "gap_median": float(np.median(np.abs(gap))),
     }
     model.train()
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+    out = {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+    return {**out, "calibration": calibration(np.array(gap), label)} if calibrated else out
 
 
 def start_tower(model, tower: Path, cfg: PretrainConfig) -> None:
@@ -475,7 +496,7 @@ def pretrain(
     for p in model.parameters():
         p.requires_grad_(True)
     metrics = {
-        **held_out(model, processor, answer, corpus, cfg),
+        **held_out(model, processor, answer, corpus, cfg, calibrated=True),
         "loss": held_out_loss(model, processor, answer, corpus, cfg),
     }
     record = {
