@@ -312,7 +312,6 @@ def held_out_loss(model, processor, answer, corpus: _Corpus, cfg: PretrainConfig
     return {"vision": round(vision, 4), "pairs": round(pairs, 4)}
 
 
-@torch.no_grad()
 def calibration(gap: np.ndarray, label: np.ndarray, bins: int = 10) -> list[dict]:
     """How well P(yes) = σ(s_yes − s_no) is calibrated: the pairs in each of ``bins`` equal-width
     bins of P(yes) on [0, 1] (the last closed), with their count, mean P(yes) and share of
@@ -331,6 +330,7 @@ def calibration(gap: np.ndarray, label: np.ndarray, bins: int = 10) -> list[dict
     ]
 
 
+@torch.no_grad()
 def held_out(
     model, processor, answer, corpus: _Corpus, cfg: PretrainConfig, batch: int = 16, calibrated: bool = False
 ) -> dict:
