@@ -135,20 +135,20 @@ def judge_model(config: dict, name: str) -> str:
         return "small"
     config_json = Path(path) / "config.json"
     width = json.loads(config_json.read_text() or "{}").get("hidden_size") if config_json.is_file() else None
-    key = _published(width, name)
-    if key is None:
+    size = _published(width, name)
+    if size is None:
         raise MuseError(f"mllm.models.{name}: no published size of this width or name (muse.mllm.model.PUBLISHED)")
-    return key[1]
+    return size
 
 
-def _published(width: int | None, name: str) -> tuple[str, str] | None:
-    """The (arch, size) of :data:`muse.mllm.model.PUBLISHED` whose language model has ``width``, or
-    without a width the one whose size is in ``name`` (e.g. ``Qwen2-VL-2B``)."""
+def _published(width: int | None, name: str) -> str | None:
+    """The size of :data:`muse.mllm.model.PUBLISHED` whose language model has ``width``, or without
+    a width the one in ``name`` (e.g. ``Qwen2-VL-2B``)."""
     from muse.mllm.model import PUBLISHED
 
-    for (arch, size), (_, text, *_) in PUBLISHED.items():
+    for (_, size), (_, text, *_) in PUBLISHED.items():
         if width == text["hidden_size"] or (width is None and size in name.lower()):
-            return arch, size
+            return size
     return None
 
 

@@ -49,11 +49,16 @@ def contrastive_loss(e: torch.Tensor, labels: torch.Tensor, temperature: float) 
     return -(torch.logsumexp(log_p.masked_fill(~pos, float("-inf")), dim=1)[keep]).mean()
 
 
+def answer_gap(logits: torch.Tensor, judge) -> torch.Tensor:
+    """s_yes − s_no of each row of full-vocabulary logits at the answer position."""
+    return logits[:, judge.answer[0]] - logits[:, judge.answer[1]]
+
+
 def distillation(logits: torch.Tensor, judge, records: list[dict], teacher, weight: float, loss: str = "mse"):
     """w · ℓ((s_yes − s_no) − t) over a batch, w = ``weight``, t = ``teacher.target(records)``
     (:class:`muse.mllm.pretrain.Teacher`) and ℓ the ``loss`` of :data:`DISTILL_LOSSES`;
     0 without a teacher or at w = 0."""
     if teacher is None or not weight:
         return 0.0
-    gap = (logits[:, judge.answer[0]] - logits[:, judge.answer[1]]).float()
+    gap = answer_gap(logits, judge).float()
     return weight * DISTILL_LOSSES[loss](gap, teacher.target(records).to(gap.device))

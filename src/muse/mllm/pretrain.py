@@ -435,10 +435,9 @@ def pretrain(
         first = start[1] if si == start[0] else 0
         if optimiser is not None and si == start[0]:
             opt.load_state_dict(optimiser)
-        distilled = cfg.llm_distill or cfg.pair_distill
         if name == "llm" or (name == "pairs" and cfg.pair_distill and teacher is None):
             tokens = visual_tokens(judges[cfg.prompts[0]], corpus, progress=progress)
-        if name != "vision" and distilled and teacher is None:
+        if name != "vision" and (cfg.llm_distill or cfg.pair_distill) and teacher is None:
             teacher = Teacher.fit(judges[cfg.prompts[0]], corpus, tokens, cfg)
         if teacher is not None and distill_fit is None:
             distill_fit = {"k0": round(teacher.k0, 4), "b": round(teacher.b, 4), "k": round(teacher.k, 4)}

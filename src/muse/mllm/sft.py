@@ -42,7 +42,7 @@ from tqdm import tqdm
 from muse.diagnostics import roc_auc
 from muse.errors import MuseError
 from muse.io import atomic_path, digest, files_digest, one_writer, resumable
-from muse.mllm.losses import answer_loss, answer_target_loss
+from muse.mllm.losses import answer_gap, answer_loss, answer_target_loss
 from muse.mllm.prompt import ANSWERS, PairImages
 
 
@@ -167,7 +167,7 @@ def validate(judge, val: list[dict], images, batch: int) -> dict:
             chunk = val[s : s + batch]
             logits = judge.answer_logits([images[r["query"]] for r in chunk], [images[r["candidate"]] for r in chunk])
             loss += float(answer_target_loss(logits, judge, chunk)) * len(chunk)
-            gap.extend((logits[:, judge.answer[0]] - logits[:, judge.answer[1]]).tolist())
+            gap.extend(answer_gap(logits, judge).tolist())
     label = np.array([r["label"] == ANSWERS[0] for r in val])
     gap = np.array(gap)
     auc = roc_auc(gap, label) if 0 < label.sum() < len(label) else float("nan")
