@@ -4,7 +4,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The config: config.yaml (the embedded default), or, when --configfile names files, those files
+# alone, each overriding the one before (e.g. configs/paper.yaml, then a file of local paths): a
+# real reproduction never inherits a key of the embedded default.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"

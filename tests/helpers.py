@@ -105,3 +105,20 @@ def copy_workflow(dst: Path, small_world: bool = False) -> Path:
     else:
         shutil.copy(REPO / "config.yaml", dst)
     return dst
+
+
+def empty_layout(root: Path, fmt: str, variant: str | None = None) -> Path:
+    """The folders and list files of a dataset layout with no image in them (written by hand from
+    the releases' layouts, not from muse.data.formats)."""
+    if fmt == "msmt17":
+        for sub in ("mask_train_v2", "mask_test_v2"):
+            (root / sub).mkdir(parents=True)
+        for split in ("train", "val", "query", "gallery"):
+            (root / f"list_{split}.txt").write_text("")
+    elif fmt == "cuhksysu":
+        (root / "cropped_images").mkdir(parents=True)
+    else:
+        base = root / variant if fmt == "cuhk03np" else root
+        for sub in ("bounding_box_train", "query", "bounding_box_test"):
+            (base / sub).mkdir(parents=True)
+    return root

@@ -1,6 +1,7 @@
 """Baseline encoder: model pieces, loss terms by hand, memory rule, sampler, schedule, training."""
 
 import math
+import warnings
 
 import numpy as np
 import open_clip
@@ -19,6 +20,8 @@ from muse.encoder.features import extract
 from muse.encoder.model import ReIDEncoder, clip_config, load_clip_visual, resize_grid
 from muse.errors import MuseError
 from muse.evaluate import evaluate
+
+from helpers import fails_with_one_line, muse
 
 TINY = clip_config(
     None,
@@ -72,6 +75,68 @@ def test_load_clip_checkpoint_resizes_positions(tmp_path, fmt):
     assert torch.allclose(m.visual.positional_embedding, resize_grid(square.visual.positional_embedding, (4, 2)))
     with pytest.raises(MuseError, match="CLIP weights file not found"):
         load_clip_visual(m.visual, tmp_path / "none.pt")
+
+
+@pytest.fixture(scope="module")
+def openai_file(tmp_path_factory):
+    """``muse encoder init``: a random-weight ViT-B/16 as OpenAI's ViT-B-16.pt (about 10 s)."""
+    path = tmp_path_factory.mktemp("clip") / "ViT-B-16.pt"
+    res = muse("encoder", "init", "--out", path)
+    assert res.returncode == 0, res.stderr
+    return path
+
+
+def test_openai_archive_is_read_by_open_clips_openai_loader_as_by_ours(openai_file, tmp_path):
+    """The file is a TorchScript archive with OpenAI's names, partly fp16 as OpenAI's; open_clip's
+    OpenAI loader builds a ViT-B/16 from it; our loader gives the same image tower from it, from
+    the same weights as a pickled state dict and as safetensors (the grid resized to 16 × 8)."""
+    import zipfile
+
+    names = zipfile.ZipFile(openai_file).namelist()
+    assert any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        archive = torch.jit.load(openai_file, map_location="cpu").state_dict()
+    assert archive["input_resolution"] == 224 and archive["context_length"] == 77 and archive["vocab_size"] == 49408
+    assert archive["visual.conv1.weight"].dtype == torch.float16 and archive["visual.proj"].dtype == torch.float16
+    assert archive["visual.ln_pre.weight"].dtype == torch.float32
+    assert "visual.transformer.resblocks.11.attn.in_proj_weight" in archive and "attn_mask" not in archive
+    reference = open_clip.load_openai_model(str(openai_file), device="cpu").visual
+    assert reference.positional_embedding.shape == (197, 768) and reference.output_dim == 512
+    sd = {k: v for k, v in archive.items() if k.startswith("visual.")}
+    torch.save(sd, tmp_path / "plain.pt")
+    save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "clip.safetensors")
+    clip = clip_config("ViT-B-16-quickgelu", (256, 128))
+    towers = []
+    for path in (openai_file, tmp_path / "plain.pt", tmp_path / "clip.safetensors"):
+        model = ReIDEncoder(clip, num_classes=2)
+        load_clip_visual(model.visual, path)
+        towers.append(model.visual.state_dict())
+    for key, value in towers[0].items():
+        assert all(torch.equal(value, t[key]) for t in towers[1:]), key
+        if key != "positional_embedding":
+            assert torch.equal(value, reference.state_dict()[key].float()), key
+    assert torch.equal(towers[0]["positional_embedding"], resize_grid(reference.positional_embedding, (16, 8)))
+
+
+def test_clip_files_that_are_not_a_vit_b16_are_refused_in_one_line(openai_file, tmp_path):
+    """A TorchScript archive without a CLIP image tower, one of another shape, a file that is no
+    checkpoint: one line naming the file, before any training."""
+    clip = clip_config("ViT-B-16-quickgelu", (256, 128))
+    model = ReIDEncoder(clip, num_classes=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2)).save(str(tmp_path / "linear.pt"))
+    with pytest.raises(MuseError, match="linear.pt: no 'visual.\\*' weights"):
+        load_clip_visual(model.visual, tmp_path / "linear.pt")
+    small = ReIDEncoder(TINY, num_classes=2)
+    with pytest.raises(MuseError, match="ViT-B-16.pt: weights do not fit encoder.clip"):
+        load_clip_visual(small.visual, openai_file)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(MuseError, match="junk.pt: not a CLIP checkpoint"):
+        load_clip_visual(model.visual, tmp_path / "junk.pt")
+    fails_with_one_line(muse("encoder", "init", "--name", "ViT-X", "--out", tmp_path / "x.pt"), "'ViT-X': not an")
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_id_loss_label_smoothing_by_hand():

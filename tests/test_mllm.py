@@ -19,6 +19,7 @@ from muse.mllm.sft import SFTConfig, lora_model, read_pairs, sft
 
 from helpers import muse
 
+EPS32 = float(torch.finfo(torch.float32).eps)
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "muse-arxiv-2606.16161.txt"
 
 
@@ -549,7 +550,10 @@ def test_accumulated_batches_give_the_gradient_of_one_batch(tiny, images):
         (v_acc, g_acc), (v_one, g_one) = gradients(batch, n), gradients(n, n)
         assert v_acc == pytest.approx(v_one, rel=1e-5) and g_acc.keys() == g_one.keys() and g_one
         for k in g_one:
-            torch.testing.assert_close(g_acc[k], g_one[k], rtol=1e-5, atol=1e-7)
+            # a gradient entry sums over the batch's ~10³ tokens in an order that differs between the
+            # two passes: fp32 rounding is bounded by (tokens × eps) ≈ 1.2e-4 of the terms' scale
+            scale = float(g_one[k].abs().max())
+            torch.testing.assert_close(g_acc[k], g_one[k], rtol=1e-5, atol=1000 * EPS32 * scale)
 
 
 def test_sft_with_accumulation_steps_as_one_batch_and_resumes_bit_identical(tiny, images, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 from muse.config import workflow_config
 from muse.plan import domain_sizes, lora_bytes, parse_dry_run, plan, read_rates, wall_hours
 
-from helpers import REPO, copy_workflow, fails_with_one_line, muse
+from helpers import REPO, copy_workflow, empty_layout, fails_with_one_line, muse
 
 DRY = """Building DAG of jobs...
 [Mon Dec  7 09:49:26 2026]
@@ -129,7 +129,7 @@ def test_the_paper_config_plans_every_table(tmp_path):
     cfg = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
     for d, ds in cfg["datasets"].items():
         ds["root"] = str(tmp_path / "data" / d)
-        (tmp_path / "data" / d).mkdir(parents=True)
+        empty_layout(tmp_path / "data" / d, ds["format"], ds.get("variant"))
     for name in cfg["mllm"]["models"]:
         cfg["mllm"]["models"][name] = str(tmp_path / "models" / name)
         (tmp_path / "models" / name).mkdir(parents=True)

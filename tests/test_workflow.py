@@ -12,7 +12,7 @@ import yaml
 
 from muse.report.tables import INTERVAL_COLUMNS
 
-from helpers import REPO, SMALL_WORLD, copy_workflow
+from helpers import REPO, SMALL_WORLD, copy_workflow, empty_layout
 
 
 @pytest.fixture
@@ -84,6 +84,24 @@ def test_missing_real_dataset_folder_is_named(workdir):
     res = snakemake(workdir, "-n", "results/data/MA.csv")
     assert res.returncode != 0
     assert "datasets.MA.root: /nonexistent/Market-1501 is not a directory" in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize(
+    "fmt,layout,missing",
+    [
+        ("msmt17", "market1501", "missing 'mask_train_v2/' and 'mask_test_v2/' (V2) or 'train/' and 'test/' (V1)"),
+        ("market1501", "msmt17", "bounding_box_train: missing 'bounding_box_train' (market1501) folder"),
+        ("cuhk03np", "market1501", "detected: missing 'detected' (cuhk03np boxes) folder"),
+        ("cuhksysu", "market1501", "cropped_images: missing 'cropped_images' (cuhksysu) folder"),
+    ],
+)
+def test_a_dataset_root_in_another_layout_is_named_before_any_job(workdir, tmp_path, fmt, layout, missing):
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["datasets"]["MA"] = {"format": fmt, "root": str(empty_layout(tmp_path / "dataset", layout, "detected"))}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "-n", "results/data/MA.csv")
+    assert res.returncode != 0
+    assert f"datasets.MA.root: {tmp_path / 'dataset'}" in res.stderr + res.stdout and missing in res.stderr + res.stdout
 
 
 def test_bad_dataset_fails_the_rule_with_one_line_in_its_log(workdir, tmp_path):
@@ -205,7 +223,7 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
     cfg = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
     for d, ds in cfg["datasets"].items():
         ds["root"] = str(tmp_path / "data" / d)
-        (tmp_path / "data" / d).mkdir(parents=True)
+        empty_layout(tmp_path / "data" / d, ds["format"], ds.get("variant"))
     for name in cfg["mllm"]["models"]:
         cfg["mllm"]["models"][name] = str(tmp_path / "models" / name)
         (tmp_path / "models" / name).mkdir(parents=True)
@@ -224,6 +242,22 @@ def test_paper_config_dry_run_resolves_every_table(tmp_path):
     assert all(f"sweeps/{p}.png" in out for p in ("C", "alpha", "tau"))
     launch = re.search(r"(\S+) -m accelerate\.commands\.launch --multi_gpu --num_processes 4 -m muse\.cli sft", out)
     assert launch and Path(launch[1]).resolve() == Path(sys.executable).resolve()  # one job, 4 GPUs, this interpreter
+
+
+def test_configfiles_are_the_whole_config_each_over_the_one_before(tmp_path):
+    """--configfile replaces config.yaml: the paper's encoder is its ViT-B/16 alone, never merged
+    with the embedded default's small ViT; a partial file alone is refused naming a missing key,
+    and layered over config.yaml it runs."""
+    from muse.config import workflow_config
+
+    copy_workflow(tmp_path)
+    paper = workflow_config([REPO / "configs" / "paper.yaml"])
+    assert paper["encoder"]["clip"] == {"name": "ViT-B-16-quickgelu"} and "pretrain" not in paper
+    (tmp_path / "partial.yaml").write_text("gpu: 0\n")
+    alone = snakemake(tmp_path, "-n", "--configfile", "partial.yaml")
+    assert alone.returncode != 0 and "is a required property" in alone.stderr + alone.stdout
+    layered = snakemake(tmp_path, "-n", "results/data/MA.csv", "--configfile", "config.yaml", "partial.yaml")
+    assert layered.returncode == 0, layered.stderr[-2000:]
 
 
 def test_lint_passes(tmp_path):

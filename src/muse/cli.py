@@ -403,6 +403,28 @@ def _mllm_init(a):
     print(f"{a.out}: {a.size} {a.arch} checkpoint (random weights{vocab})")
 
 
+def _encoder_init_args(p):
+    p.add_argument("--out", required=True, type=Path, help="file to write, e.g. ViT-B-16.pt")
+    p.add_argument(
+        "--name",
+        default="ViT-B-16-quickgelu",
+        help="the open_clip model config (default ViT-B-16-quickgelu: OpenAI's ViT-B/16)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+
+
+@command(
+    "encoder init",
+    "write a CLIP with random weights as OpenAI distributes it (a TorchScript archive, for encoder.weights)",
+    _encoder_init_args,
+)
+def _encoder_init(a):
+    from muse.encoder.model import write_openai_clip
+
+    write_openai_clip(a.out, a.name, a.seed)
+    print(f"{a.out}: {a.name} (random weights, OpenAI's TorchScript layout)")
+
+
 def _mllm_corpus_args(p):
     p.add_argument("--config", default=Path("config.yaml"), type=Path, help="reads its `pretrain.corpus` section")
     p.add_argument("--out", required=True, type=Path, help="corpus folder to write")
@@ -575,7 +597,13 @@ def _bench_gpu(a):
 
 def _plan_args(p):
     p.add_argument("targets", nargs="*", help="files or rules to build (default: the workflow's default target)")
-    p.add_argument("--configfile", help="config file over config.yaml, as snakemake's --configfile (default: none)")
+    p.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        help="config files, each over the one before, instead of config.yaml, as snakemake's --configfile "
+        "(default: config.yaml)",
+    )
     p.add_argument(
         "--gpus", type=positive, nargs="+", default=[1, 4], help="GPU counts for the wall time (default 1 4)"
     )
@@ -719,6 +747,7 @@ def _bench_dg(a):
 
 GROUPS = {
     "data": "datasets: manifests, conversion, the synthetic world",
+    "encoder": "CLIP checkpoints for the encoder",
     "mllm": "MLLM checkpoints",
     "bench": "benchmarks at the real datasets' sizes",
 }

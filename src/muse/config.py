@@ -24,9 +24,10 @@ def load_config(path) -> dict:
     return cfg
 
 
-def workflow_config(configfile=None, base="config.yaml") -> dict:
-    """The config a workflow run sees: ``base`` updated by ``configfile`` as Snakemake's
-    ``--configfile`` does (mappings merged key by key, anything else replaced)."""
+def workflow_config(configfiles=(), base="config.yaml") -> dict:
+    """The config a workflow run sees: ``base`` (config.yaml), or with ``configfiles`` (Snakemake's
+    ``--configfile``) those files alone, each updating the one before as Snakemake merges them
+    (mappings key by key, anything else replaced); the Snakefile reads config.yaml only without them."""
 
     def update(a: dict, b: dict) -> dict:
         return {
@@ -34,8 +35,12 @@ def workflow_config(configfile=None, base="config.yaml") -> dict:
             **{k: update(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v for k, v in b.items()},
         }
 
-    cfg = load_config(base)
-    return update(cfg, load_config(configfile)) if configfile else cfg
+    if not configfiles:
+        return load_config(base)
+    cfg: dict = {}
+    for path in configfiles:
+        cfg = update(cfg, load_config(path))
+    return cfg
 
 
 def check_schema(config: dict, schema_path) -> None:

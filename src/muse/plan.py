@@ -2,8 +2,9 @@
 
 The jobs are the workflow's own (its dry run, from scratch: :func:`parse_dry_run`). Each job's
 work is counted in units from the sizes of the datasets (:func:`domain_sizes`: a domain's
-manifest when it exists, else the synthetic world's expected counts, else the release's published
-counts, :attr:`muse.data.formats.Layout.published`) and the config:
+manifest when it exists, else its dataset folder's lists and file names when it exists, else the
+synthetic world's expected counts, else the release's published counts,
+:attr:`muse.data.formats.Layout.published`) and the config:
 
 - ``train_encoder``: epochs × the training images of its source domains;
 - ``extract_train`` / ``extract_test``: the images it encodes (training / query + gallery);
@@ -12,12 +13,14 @@ counts, :attr:`muse.data.formats.Layout.published`) and the config:
   ``fraction`` kept;
 - ``score`` / ``score_shard``: the target's queries × the C stored (max of ``muse.C`` and the C
   sweep) / shards;
+- memory: each model-loading job's ``mem_mb`` (:func:`muse.memory.job_mb`), the largest per rule;
 - ``evaluate_*``: each row's re-ranking and evaluation at the target's size N = Q + G, scaled by
   (N / N_MSMT17)² from their time at MSMT17 size.
 
 Rates per unit are data (``rates.csv``: stage, model, value, unit and where the figure comes
-from, measured or estimated); the published judges and ViT-B/16 carry GPU rates, the embedded
-default's small models its 2-core CPU rates, and each job adds its start-up (``job_start``). GPU
+from, measured or estimated); the published judges and ViT-B/16 carry GPU rates (and, as
+``<model>@cpu``, the 2-core CPU rates a ``gpu: 0`` run uses), the embedded default's small models
+its 2-core CPU rates, and each job adds its start-up (``job_start``). GPU
 jobs' hours are summed per stage; the wall time on n GPUs takes each stage in turn (encoders,
 features, fine-tuning, scoring), as the longer of its hours / n and its longest job. Evaluation
 runs on CPU cores and is reported apart. Disk: features (float32, d per image), scores (s_yes,
@@ -82,11 +85,14 @@ def parse_dry_run(text: str) -> list[Job]:
     return jobs
 
 
-def dry_run(targets: list[str], configfile: str | None = None, cwd=".") -> list[Job]:
-    """The jobs that building ``targets`` from scratch runs (``snakemake -n --forceall``)."""
+def dry_run(targets: list[str], configfiles=(), cwd=".") -> list[Job]:
+    """The jobs that building ``targets`` from scratch runs (``snakemake -n --forceall``) with the
+    config of ``configfiles`` (default: config.yaml), wherever they would run: this machine's
+    memory does not limit them (a plan made on a laptop for a cluster)."""
     cmd = [sys.executable, "-m", "snakemake", *targets, "-n", "--forceall", "--cores", "1"]
-    if configfile:
-        cmd += ["--configfile", configfile]
+    cmd += ["--resources", f"mem_mb={10**12}"]
+    if configfiles:
+        cmd += ["--configfile", *configfiles]
     run = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if run.returncode != 0:
         lines = [x for x in (run.stderr + run.stdout).splitlines() if x.strip()]
@@ -109,6 +115,8 @@ def domain_sizes(config: dict, results="results") -> dict[str, dict]:
             split = pd.read_csv(manifest, usecols=["split"]).split.value_counts()
             counts = {s: int(split.get(s, 0)) for s in ("train", "query", "gallery")}
             sizes[d] = {**counts, "from": str(manifest)}
+        elif ds["root"] != "synthetic" and (counts := _dataset_counts(ds)):
+            sizes[d] = {**counts, "from": f"{ds['root']} (read)"}
         elif ds["root"] == "synthetic":
             from muse.data.synthetic.world import Sizes
 
@@ -125,6 +133,19 @@ def domain_sizes(config: dict, results="results") -> dict[str, dict]:
             train, query, gallery = layout(ds["format"]).published
             sizes[d] = {"train": train, "query": query, "gallery": gallery, "from": f"{ds['format']} (published)"}
     return sizes
+
+
+def _dataset_counts(ds: dict) -> dict | None:
+    """Images per split of a real dataset's folder (its lists and file names, no image decoded), or
+    None when the folder is absent or not (yet) in its layout."""
+    from muse.data.formats import read
+
+    options = {"variant": ds["variant"]} if ds.get("variant") else {}
+    try:
+        split = pd.Series([r.split for r in read(ds["format"], ds["root"], **options)]).value_counts()
+    except MuseError:
+        return None
+    return {s: int(split.get(s, 0)) for s in ("train", "query", "gallery")}
 
 
 def judge_model(config: dict, name: str) -> str:
@@ -175,6 +196,7 @@ def lora_bytes(config: dict, name: str) -> int:
 def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
     """The cost of ``jobs`` (module doc): jobs per rule, per stage GPU-hours and longest job, CPU
     hours of evaluation, disk and peak GPU memory per job."""
+    from muse.memory import job_mb
     from muse.paper import ABLATION_RERANK, ABLATION_TABLES, ablation_rows, extra_rows, standard_rows, stored_C
 
     rates = rates or read_rates()
@@ -191,6 +213,10 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
     def start(model):
         return rates.get(("job_start", model), {"value": 0.0})["value"]
 
+    def timed(model):
+        """The rate key of a published model's jobs: its CPU rates (``<model>@cpu``) with ``gpu: 0``."""
+        return f"{model}@cpu" if not config["gpu"] and model not in CPU_MODELS else model
+
     encoder = encoder_model(config)
     C = stored_C(config)
     shards = config["mllm"]["score"]["shards"]
@@ -201,6 +227,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
     stages = {s: {"jobs": 0, "gpu_hours": 0.0, "longest_h": 0.0, "units": 0.0} for s in GPU_STAGES}
     disk = {"features": 0.0, "scores": 0.0, "adapters": 0.0}
     peak: dict[str, dict | None] = {}
+    memory: dict[str, int] = {}  # rule -> the largest mem_mb its jobs ask for
     cpu_s = 0.0
 
     def train_images(src):
@@ -218,28 +245,28 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
         seconds, units = 0.0, 0.0
         if job.rule == "train_encoder":
             units = config["encoder"]["train"]["epochs"] * train_images(w["src"])
-            seconds = start(encoder) + units / rate("encoder_train", encoder)
-            if encoder not in CPU_MODELS:
+            seconds = start(timed(encoder)) + units / rate("encoder_train", timed(encoder))
+            if config["gpu"] and encoder not in CPU_MODELS:
                 peak["train_encoder"] = peak_of("peak_gpu_train", encoder)
         elif job.rule in ("extract_train", "extract_test"):
             units = train_images(w["src"]) if job.rule == "extract_train" else test_images(w["tgt"])
-            seconds = start(encoder) + units / rate("encoder_extract", encoder)
+            seconds = start(timed(encoder)) + units / rate("encoder_extract", timed(encoder))
             disk["features"] += units * (4 * dim + 16)
         elif job.rule == "sft":
             per_image = mining["cpos"] + mining["cneg"] if w["strategy"] == "qchm" else mining["random_k"]
             pairs = train_images(w["src"]) * (1 - mining.get("val_ids", 0)) * per_image * sft.get("fraction", 1.0)
             units = pairs * sft["epochs"]
             model = judge_model(config, w["mllm"])
-            seconds = start(model) + units * rate("sft", model) / 1000
+            seconds = start(timed(model)) + units * rate("sft", timed(model)) / 1000
             disk["adapters"] += lora_bytes(config, w["mllm"])
-            if model not in CPU_MODELS:
+            if config["gpu"] and model not in CPU_MODELS:
                 peak[f"sft {w['mllm']}"] = peak_of("peak_gpu_sft", model)
         elif job.rule in ("score", "score_shard"):
             units = sizes[target(w)]["query"] * C / (shards if job.rule == "score_shard" else 1)
             model = judge_model(config, w["mllm"])
-            seconds = start(model) + units * rate("score", model) / 1000
+            seconds = start(timed(model)) + units * rate("score", timed(model)) / 1000
             disk["scores"] += units * 12
-            if model not in CPU_MODELS:
+            if config["gpu"] and model not in CPU_MODELS:
                 peak[f"score {w['mllm']}"] = peak_of("peak_gpu", model)
         elif job.rule.startswith("evaluate_"):
             scale = (test_images(target(w)) / MSMT17_N) ** 2
@@ -253,6 +280,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
             )
         stage = STAGES.get(job.rule)
         if stage:
+            memory[job.rule] = max(memory.get(job.rule, 0), job_mb(job.rule, config, w, rates))
             gpus = max(1, job.gpus)
             st = stages[stage]
             st["jobs"] += 1
@@ -267,6 +295,7 @@ def plan(jobs: list[Job], config: dict, sizes: dict, rates=None) -> dict:
         "evaluation_cpu_hours": round(cpu_s / 3600, 3),
         "disk_gb": {k: round(v / 1e9, 3) for k, v in disk.items()},
         "peak_gpu": peak,  # {gb, measured}, or None where there is no figure
+        "mem_mb": memory,
         "sizes": sizes,
     }
 
@@ -288,7 +317,7 @@ def report(p: dict, gpus: tuple[int, ...] = (1, 4)) -> str:
         if st["jobs"]:
             lines.append(f"| {name} | {st['jobs']} | {st['gpu_hours']:.2f} | {st['longest_h']:.2f} |")
     lines.append(f"| total | | {p['gpu_hours']:.2f} | |")
-    lines.append("(hours: GPU-hours at the rates of rates.csv; for the embedded default's models, CPU hours)")
+    lines.append("(hours: GPU-hours at the rates of rates.csv; CPU hours for the embedded default's models or gpu: 0)")
     lines.append("wall time of the GPU stages: " + ", ".join(f"{wall_hours(p, n):.2f} h on {n} GPU(s)" for n in gpus))
     lines.append(f"evaluation and re-ranking: {p['evaluation_cpu_hours']:.2f} CPU-hours (2-core machine rates)")
     lines.append("disk: " + ", ".join(f"{k} {v:.2f} GB" for k, v in p["disk_gb"].items()))
@@ -297,6 +326,8 @@ def report(p: dict, gpus: tuple[int, ...] = (1, 4)) -> str:
         for k, v in p["peak_gpu"].items()
     )
     lines.append(f"peak GPU memory per job: {peaks or 'no GPU job'}")
+    asked = ", ".join(f"{rule} {mb:,} MB" for rule, mb in p["mem_mb"].items())
+    lines.append(f"memory per job (mem_mb, muse.memory): {asked or 'no model-loading job'}")
     lines.append(
         "sizes: "
         + "; ".join(f"{d} {s['train']}/{s['query']}/{s['gallery']} ({s['from']})" for d, s in p["sizes"].items())

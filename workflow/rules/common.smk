@@ -16,7 +16,7 @@ except MuseError as e:
 
 DOMAINS = list(config["datasets"])
 
-from muse.data.formats import LAYOUTS
+from muse.data.formats import LAYOUTS, check_layout
 from muse.data.synthetic.world import Sizes
 from muse.rerank import neighbourhood, params_for
 
@@ -56,10 +56,14 @@ def dataset_root(wildcards):
     """The folder a domain's manifest is read from: the generated world or the real dataset."""
     if is_synthetic(wildcards.domain):
         return f"data/synthetic/{wildcards.domain}"
-    root = config["datasets"][wildcards.domain]["root"]
-    if not Path(root).is_dir():
-        raise WorkflowError(f"datasets.{wildcards.domain}.root: {root} is not a directory")
-    return root
+    ds = config["datasets"][wildcards.domain]
+    if not Path(ds["root"]).is_dir():
+        raise WorkflowError(f"datasets.{wildcards.domain}.root: {ds['root']} is not a directory")
+    try:  # its layout, before any job runs
+        check_layout(ds["format"], ds["root"], ds.get("variant"))
+    except MuseError as e:
+        raise WorkflowError(f"datasets.{wildcards.domain}.root: {e}")
+    return ds["root"]
 
 
 # -- protocols, adaptation settings, the MLLMs and the tables -------------------------------
@@ -88,8 +92,6 @@ _BUILT = [f"{kind}:{arch}" for kind in ("tiny", "pretrained") for arch in ARCHIT
 for _name, _source in MLLMS.items():
     if _source.startswith(("tiny", "pretrained")) and _source not in _BUILT:
         raise WorkflowError(f"mllm.models.{_name}: {_source} is not one of {', '.join(_BUILT)} or a directory")
-    if _source not in _BUILT and not (Path(_source) / "config.json").is_file():
-        raise WorkflowError(f"mllm.models.{_name}: {_source} is not a model directory (no config.json)")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", _name):
         raise WorkflowError(f"mllm.models: name {_name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
 if config["encoder"].get("weights") and not Path(config["encoder"]["weights"]).is_file():
@@ -118,10 +120,13 @@ def features_of(protocol):
 
 def mllm_dir(name):
     """The checkpoint directory of MLLM ``name``: built here for a tiny one, the shipped checkpoint
-    for a pretrained one, else the configured path."""
+    for a pretrained one, else the configured path (refused when a job needs it and it is not a
+    model directory, so a target that does not use a configured MLLM runs without it)."""
     source = MLLMS[name]
     if source.startswith("tiny:"):
         return f"results/mllm/{name}"
+    if source not in _BUILT and not (Path(source) / "config.json").is_file():  # checked where a job needs it
+        raise WorkflowError(f"mllm.models.{name}: {source} is not a model directory (no config.json)")
     from muse.mllm.model import judge_dir
 
     return str(judge_dir(source))
@@ -170,3 +175,50 @@ SFT_GPUS = config["mllm"].get("sft_gpus", 1) if config["gpu"] else 0
 def fusion_of(table):
     """μ-fusion's settings of a table (muse.fusion.Fusion less its scores): α (α_intra for Table 4), τ, C."""
     return {"alpha": alpha(int(table), config["muse"]), "tau": config["muse"]["tau"], "C": config["muse"]["C"]}
+
+
+# -- memory: each model-loading job asks for what its model needs (muse.memory) --------------
+from muse.memory import job_mb, machine_mb
+
+if workflow.local_exec and "mem_mb" not in workflow.global_resources:
+    workflow.register_resource("mem_mb", machine_mb())  # local jobs run together only if they fit
+
+
+def run_limit():
+    """The memory a local run may use at once (MB), or None on a cluster."""
+    limit = workflow.global_resources["mem_mb"] if workflow.local_exec else None
+    return getattr(limit, "value", limit)
+
+
+def memory(rule):
+    """A rule's ``mem_mb``: its job's predicted peak (muse.memory); a local job that the machine's
+    memory (or --resources mem_mb) cannot hold is refused before anything runs."""
+
+    def mem_mb(wildcards):
+        try:
+            mb = job_mb(rule, config, dict(wildcards))
+        except MuseError as e:
+            raise WorkflowError(str(e))
+        limit = run_limit()
+        if limit is not None and mb > limit:
+            what = ", ".join(f"{k}={v}" for k, v in dict(wildcards).items())
+            raise WorkflowError(
+                f"the {rule} job ({what}) needs {mb} MB of memory, this run has {limit} MB "
+                "(muse.memory; --resources mem_mb, or a machine with more memory)"
+            )
+        return mb
+
+    return mem_mb
+
+
+def threads(rule):
+    """A rule's threads: all the run's cores for a local job that cannot share the memory with a
+    second one of its kind (a full-size judge on the CPU), else one."""
+
+    def count(wildcards):
+        limit = run_limit()
+        if limit is None or 2 * job_mb(rule, config, dict(wildcards)) <= limit:
+            return 1
+        return workflow.cores
+
+    return count

@@ -14,7 +14,7 @@ rule train_encoder:
         "../envs/muse.yaml"
     resources:
         gpu=config["gpu"],
-        mem_mb=16000,
+        mem_mb=memory("train_encoder"),
         runtime=720,
     params:
         encoder=config["encoder"],
@@ -36,6 +36,7 @@ rule extract_test:
         "../envs/muse.yaml"
     resources:
         gpu=config["gpu"],
+        mem_mb=memory("extract_test"),
     params:
         splits=["query", "gallery"],
         batch=config["encoder"]["batch"],
@@ -57,6 +58,7 @@ rule extract_train:
         "../envs/muse.yaml"
     resources:
         gpu=config["gpu"],
+        mem_mb=memory("extract_train"),
     params:
         splits=["train"],
         batch=config["encoder"]["batch"],

@@ -29,9 +29,10 @@ rule sft:
         "benchmarks/adapters/{mllm}/{src}_{strategy}/{prompt}.tsv"
     conda:
         "../envs/muse.yaml"
+    threads: threads("sft")
     resources:
         gpu=SFT_GPUS,
-        mem_mb=32000,
+        mem_mb=memory("sft"),
         runtime=1440,
     params:
         launch=sft_launch(SFT_GPUS),

@@ -18,9 +18,10 @@ if SHARDS == 1:
             "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.tsv"
         conda:
             "../envs/muse.yaml"
+        threads: threads("score")
         resources:
             gpu=config["gpu"],
-            mem_mb=32000,
+            mem_mb=memory("score"),
             runtime=720,
         params:
             C=stored_C(config),
@@ -42,9 +43,10 @@ else:
             "benchmarks/scores/{mllm}/{tuning}/{prompt}/{protocol}.shard{shard}.tsv"
         conda:
             "../envs/muse.yaml"
+        threads: threads("score_shard")
         resources:
             gpu=config["gpu"],
-            mem_mb=32000,
+            mem_mb=memory("score_shard"),
             runtime=720,
         params:
             C=stored_C(config),

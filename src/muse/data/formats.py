@@ -288,6 +288,29 @@ def write(fmt: str, root: Path, train, test, rng: np.random.Generator, val_fract
     layout(fmt).write(root, train, test, rng, val_fraction)
 
 
+def check_layout(fmt: str, root, variant: str | None = None) -> None:
+    """The folders and list files of the ``fmt`` layout exist under ``root`` (nothing listed or
+    decoded: cheap enough to run before any job); the first missing one is a one-line error."""
+    root = _require_dir(Path(root), "dataset root")
+    if fmt in ("market1501", "cuhk03np"):
+        base = root
+        if fmt == "cuhk03np":
+            variant = variant or CUHK03_VARIANTS[0]
+            base = _require_dir(root / variant, f"'{variant}' (cuhk03np boxes)")
+        for sub in _MARKET_SPLITS.values():
+            _require_dir(base / sub, f"'{sub}' ({fmt})")
+    elif fmt == "msmt17":
+        if not any((root / a).is_dir() and (root / b).is_dir() for a, b in _MSMT_RELEASES):
+            raise MuseError(f"{root}: missing 'mask_train_v2/' and 'mask_test_v2/' (V2) or 'train/' and 'test/' (V1)")
+        for split in _MSMT_LISTS:
+            if not (root / f"list_{split}.txt").is_file():
+                raise MuseError(f"{root / f'list_{split}.txt'}: missing list file (msmt17)")
+    elif fmt == "cuhksysu":
+        _require_dir(root / "cropped_images", "'cropped_images' (cuhksysu)")
+    else:
+        layout(fmt)
+
+
 def read(fmt: str, root, **options) -> list[Record]:
     """Read a dataset in the named format; ``options`` go to the reader (``variant`` for cuhk03np)."""
     return layout(fmt).read(root, **options)

@@ -16,6 +16,8 @@ bilinearly, as MUSE does.
 from __future__ import annotations
 
 import json
+import warnings
+import zipfile
 from pathlib import Path
 
 import open_clip
@@ -52,15 +54,33 @@ def clip_from_config(encoder: dict) -> dict:
     return clip_config(clip.pop("name", None), encoder["image_size"], **clip)
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: a zip file with the compiled code's ``constants.pkl``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") for n in z.namelist())
+
+
 def _read_state_dict(path: Path) -> dict:
+    """The tensors of a CLIP checkpoint: safetensors, a (``state_dict``-wrapped) pickled state dict,
+    or OpenAI's TorchScript archive (by ``torch.jit.load``, which runs no pickled code)."""
     if path.suffix == ".safetensors":
-        return load_file(path)
+        try:
+            return load_file(path)
+        except (OSError, SafetensorError) as e:
+            raise MuseError(f"{path}: unreadable safetensors ({str(e).splitlines()[0]})") from None
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except RuntimeError:  # OpenAI's TorchScript archive (ViT-B-16.pt)
-        sd = torch.jit.load(path, map_location="cpu").state_dict()
-    sd = sd.get("state_dict", sd)
-    return {k.removeprefix("module."): v for k, v in sd.items()}
+        if _is_torchscript(path):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, OpenAI's files are not
+                sd = torch.jit.load(path, map_location="cpu").state_dict()  # OpenAI's ViT-B-16.pt
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # whatever torch raises on a file that is neither: one line
+        raise MuseError(f"{path}: not a CLIP checkpoint ({str(e).splitlines()[0]})") from None
+    sd = sd.get("state_dict", sd) if isinstance(sd, dict) else {}
+    return {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
 
 
 def resize_grid(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -80,16 +100,68 @@ def load_clip_visual(visual: nn.Module, path) -> None:
     OpenAI's .pt) into ``visual``, resizing the positional grid to ``visual.grid_size``."""
     path = Path(path)
     if not path.is_file():
-        raise MuseError(f"{path}: CLIP weights file not found (encoder.clip.weights)")
+        raise MuseError(f"{path}: CLIP weights file not found (encoder.weights)")
     sd = {k[len("visual.") :]: v.float() for k, v in _read_state_dict(path).items() if k.startswith("visual.")}
     if not sd:
         raise MuseError(f"{path}: no 'visual.*' weights in this checkpoint")
-    if sd["positional_embedding"].shape != visual.positional_embedding.shape:
-        sd["positional_embedding"] = resize_grid(sd["positional_embedding"], visual.grid_size)
     try:
+        if sd["positional_embedding"].shape != visual.positional_embedding.shape:
+            sd["positional_embedding"] = resize_grid(sd["positional_embedding"], visual.grid_size)
         visual.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
+    except KeyError as e:
+        raise MuseError(f"{path}: weights do not fit encoder.clip (no {e.args[0]})") from None
+    except (MuseError, RuntimeError) as e:
         raise MuseError(f"{path}: weights do not fit encoder.clip ({str(e).splitlines()[0]})") from None
+
+
+# OpenAI's archives hold these three integers beside the weights (open_clip's loader drops them)
+OPENAI_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+
+
+def write_openai_clip(out, name: str = "ViT-B-16-quickgelu", seed: int = 0) -> Path:
+    """A CLIP with random weights written as OpenAI distributes it (``ViT-B-16.pt``): a TorchScript
+    archive of the whole model (image and text towers, traced image forward), its state under
+    OpenAI's names (open_clip's CLIP uses the same) with ``input_resolution``, ``context_length``
+    and ``vocab_size``, the linear, convolution and projection weights in fp16 and the rest in fp32,
+    as OpenAI's ``convert_weights`` leaves them. Written atomically; returns ``out``."""
+    from open_clip.model import convert_weights_to_fp16
+
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise MuseError(f"'{name}': not an open_clip model config")
+    torch.manual_seed(seed)
+    clip = open_clip.CLIP(**cfg).eval()
+    persistent = clip.state_dict()
+    half = open_clip.CLIP(**cfg)
+    convert_weights_to_fp16(half)
+    dtypes = {k: v.dtype for k, v in half.state_dict().items()}
+
+    class OpenAIArchive(nn.Module):
+        def __init__(self):
+            super().__init__()
+            for child, module in clip.named_children():
+                self.add_module(child, module)
+            for key, p in clip.named_parameters(recurse=False):
+                self.register_parameter(key, p)
+            for key, b in clip.named_buffers(recurse=False):
+                if key in persistent:
+                    self.register_buffer(key, b)
+            vision, text = cfg["vision_cfg"], cfg["text_cfg"]
+            for key, value in zip(OPENAI_EXTRAS, (vision["image_size"], text["context_length"], text["vocab_size"])):
+                self.register_buffer(key, torch.tensor(value))
+
+        def forward(self, image):
+            return self.visual(image)
+
+    size = cfg["vision_cfg"]["image_size"]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; OpenAI's files are TorchScript
+        archive = torch.jit.trace(OpenAIArchive().eval(), torch.zeros(1, 3, size, size), check_trace=False)
+        for key, p in archive.named_parameters():
+            p.data = p.data.to(dtypes[key])
+        with atomic_path(out) as tmp:
+            archive.save(str(tmp))
+    return Path(out)
 
 
 class ReIDEncoder(nn.Module):

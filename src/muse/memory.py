@@ -1,0 +1,132 @@
+"""What a job asks of the machine's memory (its ``mem_mb`` resource), from the model it loads.
+
+An MLLM job (fine-tuning, scoring) holds, at its peak, the Python runtime R and either the
+weights being loaded or the loaded weights and the work on them:
+
+    peak = R + max(b·P + 4·P,  4·P + A)        (on the CPU, in fp32)
+    peak = R + b·P                             (on a GPU: weights and activations on the device)
+
+with P the checkpoint's parameters (its safetensors headers; the published size's count when the
+folder is not there yet), b the bytes per parameter on disk (2 for bf16: the mapped shards, read
+while the fp32 copy is made on the CPU, or while the bf16 tensors, views of them, are copied to the
+GPU) and A the activations of the stage (rates.csv ``mem_sft`` per pair of a batch, ``mem_score``
+per job), measured on the CPU. An encoder job's peak is measured per model (``mem_train_encoder``,
+``mem_extract``). A job asks for the peak plus :data:`MARGIN`, rounded up to 100 MB; a local run
+may not start jobs whose sum exceeds :func:`machine_mb`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import struct
+from pathlib import Path
+
+from muse.errors import MuseError
+
+MARGIN = 0.05  # share added to the predicted peak
+BYTES = {"F32": 4, "BF16": 2, "F16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "BOOL": 1}
+
+
+def machine_mb() -> int:
+    """This machine's memory in MB (10⁶ bytes): /proc/meminfo's MemTotal, or the cgroup's limit
+    when it is lower."""
+    total = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                total = int(line.split()[1]) * 1024
+    limit = Path("/sys/fs/cgroup/memory.max")
+    if limit.is_file() and limit.read_text().strip().isdigit():
+        total = min(total, int(limit.read_text()))
+    return total // 10**6
+
+
+@functools.cache
+def checkpoint_parameters(folder: str) -> tuple[int, int]:
+    """(parameters, bytes on disk) of the ``*.safetensors`` files in ``folder``, from their headers."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise MuseError(f"{folder}: no *.safetensors weights")
+    params = size = 0
+    for path in files:
+        with open(path, "rb") as f:
+            try:
+                (length,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(length))
+            except (struct.error, ValueError) as e:
+                raise MuseError(f"{path}: not a safetensors file ({e})") from None
+        for key, t in header.items():
+            if key != "__metadata__":
+                n = math.prod(t["shape"])
+                params += n
+                size += n * BYTES.get(t["dtype"], 4)
+    return params, size
+
+
+@functools.cache
+def published_parameters(arch: str, size: str) -> int:
+    """Parameters of a model of ``arch`` at ``size`` (built without weights)."""
+    from muse.mllm.model import build
+
+    model, _ = build(arch, size, device="meta")
+    return sum(p.numel() for p in model.parameters())
+
+
+def mllm_weights(source: str, name: str) -> tuple[int, int, str]:
+    """(parameters P, bytes per parameter on disk b, rate key) of MLLM ``name`` configured as
+    ``source`` (``mllm.models``): its checkpoint's, or before it exists the published size's of
+    the same name, bf16 on disk."""
+    from muse.mllm import ARCHITECTURES
+    from muse.mllm.model import PUBLISHED, judge_dir
+
+    if source.startswith("tiny:"):
+        arch = source.removeprefix("tiny:")
+        return published_parameters(arch, "tiny"), 4, "small"
+    folder = judge_dir(source)
+    key = "small" if source.startswith("pretrained:") else None
+    if any(folder.glob("*.safetensors")):
+        params, size = checkpoint_parameters(str(folder))
+        if key is None:
+            config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+            width = config.get("text_config", config).get("hidden_size")
+            key = next((s for (_, s), (_, t, *_) in PUBLISHED.items() if t["hidden_size"] == width), "small")
+        return params, max(1, round(size / params)), key
+    for (arch, size), (published, *_) in PUBLISHED.items():
+        if arch in ARCHITECTURES and (size in name.lower() or published == folder.name):
+            return published_parameters(arch, size), 2, size
+    raise MuseError(f"mllm.models.{name}: {source} has no weights and its name names no published size")
+
+
+def mllm_peak_gb(stage: str, params: int, disk_bytes: int, key: str, gpu: bool, batch: int, rates: dict) -> float:
+    """The module's peak (GB) of an MLLM job of ``stage`` (``sft`` or ``score``)."""
+    runtime = rates[("mem_runtime", "any")]["value"]
+    if gpu:
+        return runtime + disk_bytes * params / 1e9
+    work = rates[(f"mem_{stage}", key)]["value"] * (batch if stage == "sft" else 1)
+    return runtime + max((disk_bytes + 4) * params / 1e9, 4 * params / 1e9 + work)
+
+
+def asked_mb(peak_gb: float) -> int:
+    """``mem_mb`` for a predicted peak: plus :data:`MARGIN`, rounded up to 100 MB."""
+    return int(math.ceil(peak_gb * (1 + MARGIN) * 10) * 100)
+
+
+def job_mb(rule: str, config: dict, wildcards: dict, rates: dict | None = None) -> int:
+    """The ``mem_mb`` a job of ``rule`` asks for (module doc), from the config and its wildcards."""
+    from muse.plan import encoder_model, read_rates
+
+    rates = rates or read_rates()
+    gpu = config["gpu"] > 0
+    if rule in ("sft", "score", "score_shard"):
+        name = wildcards["mllm"]
+        params, b, key = mllm_weights(str(config["mllm"]["models"][name]), name)
+        stage = "sft" if rule == "sft" else "score"
+        peak = mllm_peak_gb(stage, params, b, key, gpu, config["mllm"]["sft"]["batch"], rates)
+    elif rule in ("train_encoder", "extract_train", "extract_test"):
+        stage = "mem_train_encoder" if rule == "train_encoder" else "mem_extract"
+        peak = rates[(stage, encoder_model(config))]["value"]
+    else:
+        raise MuseError(f"rule {rule}: no memory model (muse.memory)")
+    return asked_mb(peak)
