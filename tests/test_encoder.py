@@ -130,7 +130,7 @@ def test_clip_files_that_are_not_a_vit_b16_are_refused_in_one_line(openai_file, 
     with pytest.raises(MuseError, match="linear.pt: no 'visual.\\*' weights"):
         load_clip_visual(model.visual, tmp_path / "linear.pt")
     small = ReIDEncoder(TINY, num_classes=2)
-    with pytest.raises(MuseError, match="ViT-B-16.pt: weights do not fit encoder.clip"):
+    with pytest.raises(MuseError, match=r"ViT-B-16.pt: weights do not fit encoder.clip \(.*(size mismatch|Unexpected)"):
         load_clip_visual(small.visual, openai_file)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(MuseError, match="junk.pt: not a CLIP checkpoint"):

@@ -110,8 +110,11 @@ def load_clip_visual(visual: nn.Module, path) -> None:
         visual.load_state_dict(sd, strict=True)
     except KeyError as e:
         raise MuseError(f"{path}: weights do not fit encoder.clip (no {e.args[0]})") from None
-    except (MuseError, RuntimeError) as e:
-        raise MuseError(f"{path}: weights do not fit encoder.clip ({str(e).splitlines()[0]})") from None
+    except (MuseError, RuntimeError) as e:  # torch's first line is a header; name the first mismatch
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        detail = (lines[1:] or lines)[0]
+        detail = detail if len(detail) <= 160 else f"{detail[:160]}…"
+        raise MuseError(f"{path}: weights do not fit encoder.clip ({detail})") from None
 
 
 # OpenAI's archives hold these three integers beside the weights (open_clip's loader drops them)
