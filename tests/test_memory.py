@@ -27,7 +27,8 @@ def test_parameters_from_the_safetensors_headers_equal_the_loaded_tensors():
 
 def test_a_published_size_is_counted_without_weights():
     assert Mem.published_parameters("qwen2_vl", "2b") == P_2B
-    params, disk, key = Mem.mllm_weights("/models/not-there-yet", "Qwen2-VL-2B")
+    config = {"mllm": {"models": {"Qwen2-VL-2B": "/models/not-there-yet"}}}
+    params, disk, key = Mem.mllm_weights(config, "Qwen2-VL-2B")
     assert (params, disk, key) == (P_2B, 2, "2b")
 
 

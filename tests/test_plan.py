@@ -152,16 +152,19 @@ def test_a_judge_is_known_by_its_width_else_its_name(tmp_path):
 
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text('{"hidden_size": 3584}')
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "config.json").write_text('{"text_config": {"hidden_size": 1536}}')  # transformers 5
     cfg = {
         "mllm": {
             "models": {
                 "mine": str(tmp_path / "m"),
+                "nested": str(tmp_path / "n"),
                 "Qwen2-VL-2B": "/nowhere",
                 "x": "/nowhere",
                 "s": "pretrained:qwen2_vl",
             }
         }
     }
-    assert [judge_model(cfg, n) for n in ("mine", "Qwen2-VL-2B", "s")] == ["7b", "2b", "small"]
+    assert [judge_model(cfg, n) for n in ("mine", "nested", "Qwen2-VL-2B", "s")] == ["7b", "2b", "2b", "small"]
     with pytest.raises(MuseError, match="mllm.models.x: no published size of this width or name"):
         judge_model(cfg, "x")

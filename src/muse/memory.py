@@ -74,29 +74,22 @@ def published_parameters(arch: str, size: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def mllm_weights(source: str, name: str) -> tuple[int, int, str]:
-    """(parameters P, bytes per parameter on disk b, rate key) of MLLM ``name`` configured as
-    ``source`` (``mllm.models``): its checkpoint's, or before it exists the published size's of
-    the same name, bf16 on disk."""
-    from muse.mllm import ARCHITECTURES
+def mllm_weights(config: dict, name: str) -> tuple[int, int, str]:
+    """(parameters P, bytes per parameter on disk b, rate key) of MLLM ``name`` of the config's
+    ``mllm.models``: its checkpoint's, or before it exists the published size's (bf16 on disk);
+    the key as :func:`muse.plan.judge_model` gives it."""
     from muse.mllm.model import PUBLISHED, judge_dir
+    from muse.plan import judge_model
 
+    source, key = str(config["mllm"]["models"][name]), judge_model(config, name)
     if source.startswith("tiny:"):
-        arch = source.removeprefix("tiny:")
-        return published_parameters(arch, "tiny"), 4, "small"
+        return published_parameters(source.removeprefix("tiny:"), "tiny"), 4, key
     folder = judge_dir(source)
-    key = "small" if source.startswith("pretrained:") else None
     if any(folder.glob("*.safetensors")):
         params, size = checkpoint_parameters(str(folder))
-        if key is None:
-            config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
-            width = config.get("text_config", config).get("hidden_size")
-            key = next((s for (_, s), (_, t, *_) in PUBLISHED.items() if t["hidden_size"] == width), "small")
         return params, max(1, round(size / params)), key
-    for (arch, size), (published, *_) in PUBLISHED.items():
-        if arch in ARCHITECTURES and (size in name.lower() or published == folder.name):
-            return published_parameters(arch, size), 2, size
-    raise MuseError(f"mllm.models.{name}: {source} has no weights and its name names no published size")
+    arch = next(a for a, s in PUBLISHED if s == key)
+    return published_parameters(arch, key), 2, key
 
 
 def mllm_peak_gb(stage: str, params: int, disk_bytes: int, key: str, gpu: bool, batch: int, rates: dict) -> float:
@@ -120,8 +113,7 @@ def job_mb(rule: str, config: dict, wildcards: dict, rates: dict | None = None) 
     rates = rates or read_rates()
     gpu = config["gpu"] > 0
     if rule in ("sft", "score", "score_shard"):
-        name = wildcards["mllm"]
-        params, b, key = mllm_weights(str(config["mllm"]["models"][name]), name)
+        params, b, key = mllm_weights(config, wildcards["mllm"])
         stage = "sft" if rule == "sft" else "score"
         peak = mllm_peak_gb(stage, params, b, key, gpu, config["mllm"]["sft"]["batch"], rates)
     elif rule in ("train_encoder", "extract_train", "extract_test"):

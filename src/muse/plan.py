@@ -155,7 +155,8 @@ def judge_model(config: dict, name: str) -> str:
     if path.startswith(("pretrained:", "tiny:")):
         return "small"
     config_json = Path(path) / "config.json"
-    width = json.loads(config_json.read_text() or "{}").get("hidden_size") if config_json.is_file() else None
+    checkpoint = json.loads(config_json.read_text() or "{}") if config_json.is_file() else {}
+    width = checkpoint.get("text_config", checkpoint).get("hidden_size")  # transformers 5 nests it
     size = _published(width, name)
     if size is None:
         raise MuseError(f"mllm.models.{name}: no published size of this width or name (muse.mllm.model.PUBLISHED)")
