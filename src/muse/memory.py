@@ -38,8 +38,9 @@ def machine_mb() -> int:
             if line.startswith("MemTotal:"):
                 total = int(line.split()[1]) * 1024
     limit = Path("/sys/fs/cgroup/memory.max")
-    if limit.is_file() and limit.read_text().strip().isdigit():
-        total = min(total, int(limit.read_text()))
+    cgroup = limit.read_text().strip() if limit.is_file() else ""
+    if cgroup.isdigit():
+        total = min(total, int(cgroup))
     return total // 10**6
 
 
@@ -101,6 +102,14 @@ def mllm_peak_gb(stage: str, params: int, disk_bytes: int, key: str, gpu: bool, 
     return runtime + max((disk_bytes + 4) * params / 1e9, 4 * params / 1e9 + work)
 
 
+@functools.cache
+def shipped_rates() -> dict:
+    """rates.csv, read once per process (the workflow asks for every job's memory)."""
+    from muse.plan import read_rates
+
+    return read_rates()
+
+
 def asked_mb(peak_gb: float) -> int:
     """``mem_mb`` for a predicted peak: plus :data:`MARGIN`, rounded up to 100 MB."""
     return int(math.ceil(peak_gb * (1 + MARGIN) * 10) * 100)
@@ -108,9 +117,9 @@ def asked_mb(peak_gb: float) -> int:
 
 def job_mb(rule: str, config: dict, wildcards: dict, rates: dict | None = None) -> int:
     """The ``mem_mb`` a job of ``rule`` asks for (module doc), from the config and its wildcards."""
-    from muse.plan import encoder_model, read_rates
+    from muse.plan import encoder_model
 
-    rates = rates or read_rates()
+    rates = rates or shipped_rates()
     gpu = config["gpu"] > 0
     if rule in ("sft", "score", "score_shard"):
         params, b, key = mllm_weights(config, wildcards["mllm"])

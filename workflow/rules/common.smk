@@ -190,15 +190,20 @@ def run_limit():
     return getattr(limit, "value", limit)
 
 
+def asked(rule, wildcards):
+    """The ``mem_mb`` a job of ``rule`` asks for (muse.memory), a refusal as one line."""
+    try:
+        return job_mb(rule, config, dict(wildcards))
+    except MuseError as e:
+        raise WorkflowError(str(e))
+
+
 def memory(rule):
     """A rule's ``mem_mb``: its job's predicted peak (muse.memory); a local job that the machine's
     memory (or --resources mem_mb) cannot hold is refused before anything runs."""
 
     def mem_mb(wildcards):
-        try:
-            mb = job_mb(rule, config, dict(wildcards))
-        except MuseError as e:
-            raise WorkflowError(str(e))
+        mb = asked(rule, wildcards)
         limit = run_limit()
         if limit is not None and mb > limit:
             what = ", ".join(f"{k}={v}" for k, v in dict(wildcards).items())
@@ -217,7 +222,7 @@ def threads(rule):
 
     def count(wildcards):
         limit = run_limit()
-        if limit is None or 2 * job_mb(rule, config, dict(wildcards)) <= limit:
+        if limit is None or 2 * asked(rule, wildcards) <= limit:
             return 1
         return workflow.cores
 

@@ -135,9 +135,6 @@ def write_openai_clip(out, name: str = "ViT-B-16-quickgelu", seed: int = 0) -> P
     torch.manual_seed(seed)
     clip = open_clip.CLIP(**cfg).eval()
     persistent = clip.state_dict()
-    half = open_clip.CLIP(**cfg)
-    convert_weights_to_fp16(half)
-    dtypes = {k: v.dtype for k, v in half.state_dict().items()}
 
     class OpenAIArchive(nn.Module):
         def __init__(self):
@@ -160,8 +157,7 @@ def write_openai_clip(out, name: str = "ViT-B-16-quickgelu", seed: int = 0) -> P
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; OpenAI's files are TorchScript
         archive = torch.jit.trace(OpenAIArchive().eval(), torch.zeros(1, 3, size, size), check_trace=False)
-        for key, p in archive.named_parameters():
-            p.data = p.data.to(dtypes[key])
+        convert_weights_to_fp16(clip)  # after tracing in fp32; the archive shares the parameters
         with atomic_path(out) as tmp:
             archive.save(str(tmp))
     return Path(out)
